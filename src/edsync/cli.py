@@ -1,0 +1,231 @@
+"""``edsync`` command line (SPEC 7). Errors become exit codes in one place."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from edsync.config import Config, load_config, resolve_path
+from edsync.errors import ConfigError, EdsyncError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h, which systemd understands
+
+
+class UsageError(EdsyncError):
+    """Arguments that parse but make no sense (an unknown --source)."""
+
+
+def exit_code(exc: EdsyncError) -> int:
+    """The one mapping from the exception tree to process exit codes."""
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    return EXIT_FAILURE
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from edsync import logs
+
+    config = load_config(resolve_path(args.config))
+    logs.configure(config.log)
+    return config
+
+
+def _engine(config: Config, *, migrate: bool = True) -> Any:
+    from edsync.mirror.db import create_mirror_engine, ensure_schema
+
+    engine = create_mirror_engine(config.mirror, config.path)
+    if migrate:
+        ensure_schema(engine, auto_migrate=config.mirror.auto_migrate)
+    return engine
+
+
+def _selected_sources(config: Config, names: Sequence[str] | None) -> list[str]:
+    if not names:
+        return list(config.sources)
+    unknown = [n for n in names if n not in config.sources]
+    if unknown:
+        raise UsageError(
+            f"no source named {', '.join(unknown)} in {config.path} "
+            f"(sources: {', '.join(config.sources) or 'none'})"
+        )
+    return list(names)
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT finish the page in flight, then stop cleanly."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _progress(show: bool) -> AbstractContextManager[Any]:
+    if show and sys.stderr.isatty():
+        from edsync.ui import RichProgress
+
+        return RichProgress()
+    return nullcontext(None)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from edsync.backfill import run_backfill
+    from edsync.sources.base import Bounds
+
+    config = _config(args)
+    names = _selected_sources(config, args.source)
+    engine = _engine(config)
+    stop = _stop_on_signals()
+    with _progress(True) as progress:
+        outcome = run_backfill(
+            config,
+            engine,
+            names,
+            bounds=Bounds(since=args.since, until=args.until),
+            reset=args.reset,
+            progress=progress,
+            stop=stop,
+        )
+    for name, error in outcome.failures.items():
+        print(f"edsync: source {name!r} failed: {error}", file=sys.stderr)
+    return EXIT_OK if outcome.ok else EXIT_FAILURE
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edsync.status import collect
+
+    config = _config(args)
+    report = collect(config, _engine(config, migrate=False))
+    if args.json or not sys.stdout.isatty():
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK
+    from edsync.ui import print_table
+
+    columns = ["source", "kind", "cursor", "events_total", "records", "quarantined"]
+    columns += ["last_success", "consecutive_failures", "last_error", "gap"]
+    print_table("sources", columns, [[s[c] for c in columns] for s in report["sources"]])
+    if report["sinks"]:
+        sink_columns = ["sink", "pending", "failed", "delivered"]
+        print_table("sinks", sink_columns, [[s[c] for c in sink_columns] for s in report["sinks"]])
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from edsync import sources
+    from edsync.sources.base import Bounds
+
+    config = _config(args)
+    failed = 0
+    for name, settings in config.sources.items():
+        source = sources.create(settings)
+        try:
+            count = source.pending(None, Bounds())
+        except EdsyncError as exc:
+            failed += 1
+            print(f"source {name}: FAILED: {exc}")
+        else:
+            print(f"source {name}: ok ({count if count is not None else '?'} events upstream)")
+        finally:
+            source.close()
+    return EXIT_OK if not failed else EXIT_FAILURE
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from edsync.mirror.db import current_revision, head_revision, upgrade
+
+    config = _config(args)
+    engine = _engine(config, migrate=False)
+    if args.action == "upgrade":
+        upgrade(engine)
+    print(f"current: {current_revision(engine) or 'none'}  head: {head_revision()}")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from edsync.simulator import serve_forever
+
+    code: int = serve_forever(port=args.port, events=args.events, seed=args.seed, rate=args.rate)
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edsync.demo import run_demo
+
+    return run_demo(events=args.events, db=Path(args.db))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edsync", description="Mirror DreamApply and Edlink change feeds into SQL."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c", "--config", help="config file (default: $EDSYNC_CONFIG, then ./edsync.toml)"
+        )
+
+    p = command("backfill", cmd_backfill, "drain the feeds until caught up, then exit")
+    with_config(p)
+    p.add_argument("--source", action="append", help="only this source (repeatable)")
+    p.add_argument("--since", help="where a source without a cursor starts (event id or ISO)")
+    p.add_argument("--until", help="stop at this event id or ISO time (inclusive)")
+    p.add_argument("--reset", action="store_true", help="forget the cursor and start over")
+    p.add_argument("--no-deliver", action="store_true", help="leave raised signals in the outbox")
+
+    p = command("status", cmd_status, "per-source cursor, counts, health")
+    with_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("check", cmd_check, "validate the config and reach every source")
+    with_config(p)
+
+    p = command("db", cmd_db, "run or show the schema migrations")
+    with_config(p)
+    p.add_argument("action", choices=["upgrade", "current"])
+
+    p = command("simulate", cmd_simulate, "serve a local DreamApply simulator")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate", type=float, default=0.0, help="new events per second")
+
+    p = command("demo", cmd_demo, "simulator → backfill → SQLite, then a summary")
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--db", default="edsync-demo.db")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except EdsyncError as exc:
+        print(f"edsync: error: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Configuration: TOML in, frozen typed settings out, or one ``ConfigError``.
+
+Settings are plain dataclasses; the parser reads their field types, so a new
+feed kind declares its keys once, as a dataclass in its own module. Nothing
+here touches a database or the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, NewType, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+from edsync.errors import ConfigError
+
+Duration = NewType("Duration", float)
+"""Seconds, written in the file as ``"30s"``, ``"5m"``, ``"1h"``, ``"30d"``."""
+
+HttpUrl = NewType("HttpUrl", str)
+"""An ``http(s)://`` URL; plain http only to loopback or when allowed."""
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+DEFAULT_CONFIG = "edsync.toml"
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"`` → 90.0; raises ValueError on anything else."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (use e.g. '30s', '5m', '1h', '30d')")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A credential read from the environment; never shows its value."""
+
+    env: str
+    value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self.value
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __repr__(self) -> str:
+        return f"Secret(env={self.env!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorSettings:
+    url: str = "sqlite:///edsync.db"
+    auto_migrate: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    listen: str = "127.0.0.1:9464"
+    unhealthy_after: Duration = Duration(900.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceSettings:
+    """Keys every feed kind has; a kind subclasses it with its own."""
+
+    name: str
+    kind: str
+    base_url: HttpUrl
+    interval: Duration = Duration(60.0)
+    page_size: int = 1000
+    on_invalid: Literal["quarantine", "stop"] = "quarantine"
+    timeout: Duration = Duration(30.0)
+    retry_for: Duration = Duration(120.0)
+    ca_bundle: str | None = None
+    allow_insecure_http: bool = False
+
+    # Keys the parser fills from the table key / discriminator, not from the file.
+    implicit: ClassVar[frozenset[str]] = frozenset({"name", "kind"})
+
+    def check(self) -> tuple[str, str] | None:
+        """Cross-field validation: (key, message) for the first problem."""
+        if self.page_size < 1:
+            return "page_size", "must be at least 1"
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkSettings:
+    name: str
+    kind: str
+    base_url: HttpUrl
+    timeout: Duration = Duration(30.0)
+    retry_for: Duration = Duration(120.0)
+    ca_bundle: str | None = None
+    allow_insecure_http: bool = False
+
+    implicit: ClassVar[frozenset[str]] = frozenset({"name", "kind"})
+
+    def check(self) -> tuple[str, str] | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleSettings:
+    name: str
+    source: str
+    event: str | None = None
+    match: dict[str, str] = field(default_factory=dict)
+    where: dict[str, Any] = field(default_factory=dict)
+    publish: list[str] = field(default_factory=list)
+    event_type: str | None = None
+    member: str | None = None
+
+    implicit: ClassVar[frozenset[str]] = frozenset()
+
+    def check(self) -> tuple[str, str] | None:
+        if self.event is None and not self.match:
+            return "event", "a rule needs `event` (a journal name) or `match`"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings | None = None
+    sources: dict[str, SourceSettings] = field(default_factory=dict)
+    sinks: dict[str, SinkSettings] = field(default_factory=dict)
+    rules: list[RuleSettings] = field(default_factory=list)
+
+
+def resolve_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """``-c`` first, then ``$EDSYNC_CONFIG``, then ``./edsync.toml``."""
+    env = os.environ if env is None else env
+    return Path(explicit or env.get("EDSYNC_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(file, "", "configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "", f"invalid TOML: {exc}") from None
+    return parse_config(doc, file, env)
+
+
+def parse_config(doc: Mapping[str, Any], file: str, env: Mapping[str, str]) -> Config:
+    reader = _Reader(file, env)
+    known = {"mirror", "log", "metrics", "sources", "sinks", "rules"}
+    reader.reject_unknown(doc, known, "")
+    sources = {
+        name: reader.plugin(table, f"sources.{name}", name, _source_kinds())
+        for name, table in reader.tables(doc.get("sources", {}), "sources").items()
+    }
+    sinks = {
+        name: reader.plugin(table, f"sinks.{name}", name, _sink_kinds())
+        for name, table in reader.tables(doc.get("sinks", {}), "sinks").items()
+    }
+    rules = [
+        reader.settings(RuleSettings, table, f"rules[{i}]", {})
+        for i, table in enumerate(reader.array_of_tables(doc.get("rules", []), "rules"))
+    ]
+    config = Config(
+        path=file,
+        mirror=reader.settings(MirrorSettings, doc.get("mirror", {}), "mirror", {}),
+        log=reader.settings(LogSettings, doc.get("log", {}), "log", {}),
+        metrics=(
+            reader.settings(MetricsSettings, doc["metrics"], "metrics", {})
+            if "metrics" in doc
+            else None
+        ),
+        sources=typing.cast("dict[str, SourceSettings]", sources),
+        sinks=typing.cast("dict[str, SinkSettings]", sinks),
+        rules=rules,
+    )
+    _check_references(config)
+    return config
+
+
+def _check_references(config: Config) -> None:
+    for i, rule in enumerate(config.rules):
+        if rule.source not in config.sources:
+            raise ConfigError(config.path, f"rules[{i}].source", f"no source named {rule.source!r}")
+        for sink in rule.publish:
+            if sink not in config.sinks:
+                raise ConfigError(config.path, f"rules[{i}].publish", f"no sink named {sink!r}")
+
+
+def _source_kinds() -> Mapping[str, type[Any]]:
+    from edsync.sources import settings_classes
+
+    return settings_classes()
+
+
+def _sink_kinds() -> Mapping[str, type[Any]]:
+    from edsync.sinks import settings_classes
+
+    return settings_classes()
+
+
+class _Reader:
+    """Walks the TOML document, turning every problem into one ConfigError."""
+
+    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+        self.file = file
+        self.env = env
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.file, key, message)
+
+    def tables(self, value: object, key: str) -> dict[str, Mapping[str, Any]]:
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table of named tables")
+        for name, table in value.items():
+            if not isinstance(table, dict):
+                raise self.fail(f"{key}.{name}", "must be a table")
+        return value
+
+    def array_of_tables(self, value: object, key: str) -> list[Mapping[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+            raise self.fail(key, "must be an array of tables ([[rules]])")
+        return value
+
+    def reject_unknown(self, table: Mapping[str, Any], known: set[str], prefix: str) -> None:
+        for key in table:
+            if key not in known:
+                hint = difflib.get_close_matches(key, sorted(known), n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise self.fail(f"{prefix}{key}", f"unknown key{extra}")
+
+    def plugin(
+        self, table: Mapping[str, Any], key: str, name: str, kinds: Mapping[str, type[Any]]
+    ) -> Any:
+        kind = table.get("kind")
+        if not isinstance(kind, str):
+            raise self.fail(f"{key}.kind", f"required; one of {', '.join(sorted(kinds))}")
+        if kind not in kinds:
+            raise self.fail(f"{key}.kind", f"unknown kind {kind!r}; one of {', '.join(kinds)}")
+        return self.settings(kinds[kind], table, key, {"name": name, "kind": kind})
+
+    def settings(self, cls: type[Any], table: object, key: str, implicit: Mapping[str, Any]) -> Any:
+        if not isinstance(table, dict):
+            raise self.fail(key, "must be a table")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        file_keys = {
+            self._file_key(name, hints[name]): name for name in fields if name not in implicit
+        }
+        # `kind` is written in the file and checked before we get here.
+        self.reject_unknown(table, set(file_keys) | ({"kind"} & set(implicit)), f"{key}.")
+        values: dict[str, Any] = dict(implicit)
+        for file_key, name in file_keys.items():
+            full = f"{key}.{file_key}"
+            if file_key in table:
+                values[name] = self.convert(table[file_key], hints[name], full)
+            elif _is_required(fields[name]):
+                raise self.fail(full, "required")
+        values = self._check_urls(values, hints, key)
+        result = cls(**values)
+        problem = result.check() if hasattr(result, "check") else None
+        if problem:
+            raise self.fail(f"{key}.{problem[0]}", problem[1])
+        return result
+
+    @staticmethod
+    def _file_key(name: str, hint: Any) -> str:
+        return f"{name}_env" if _unwrap_optional(hint) is Secret else name
+
+    def _check_urls(
+        self, values: dict[str, Any], hints: Mapping[str, Any], key: str
+    ) -> dict[str, Any]:
+        insecure_ok = bool(values.get("allow_insecure_http", False))
+        for name, hint in hints.items():
+            if hint is HttpUrl and name in values:
+                problem = url_problem(values[name], allow_insecure_http=insecure_ok)
+                if problem:
+                    raise self.fail(f"{key}.{name}", problem)
+                values[name] = values[name].rstrip("/")
+        return values
+
+    def convert(self, value: Any, hint: Any, key: str) -> Any:
+        base = _unwrap_optional(hint)
+        if base is not hint and value is None:
+            return None
+        if base is Secret:
+            return self.secret(value, key)
+        if base is Duration:
+            return self.duration(value, key)
+        if base is HttpUrl or base is str:
+            return self.expect(value, str, key, "a string")
+        if base is bool:
+            return self.expect(value, bool, key, "true or false")
+        if base is int:
+            if isinstance(value, bool):
+                raise self.fail(key, f"must be an integer, not {value!r}")
+            return self.expect(value, int, key, "an integer")
+        if base is float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            raise self.fail(key, f"must be a number, not {value!r}")
+        origin = get_origin(base)
+        if origin is Literal:
+            choices = get_args(base)
+            if value not in choices:
+                raise self.fail(key, f"must be one of {', '.join(map(repr, choices))}")
+            return value
+        if origin is list:
+            self.expect(value, list, key, "an array")
+            (item,) = get_args(base)
+            return [self.convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        if origin is dict:
+            return dict(self.expect(value, dict, key, "a table"))
+        if base is Any:
+            return value
+        raise TypeError(f"unsupported settings type {hint!r} for {key}")  # programming error
+
+    def expect(self, value: Any, kind: type[Any], key: str, what: str) -> Any:
+        if not isinstance(value, kind):
+            raise self.fail(key, f"must be {what}, not {type(value).__name__} {value!r}")
+        return value
+
+    def duration(self, value: Any, key: str) -> Duration:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return Duration(float(value))
+        if isinstance(value, str):
+            try:
+                return Duration(parse_duration(value))
+            except ValueError as exc:
+                raise self.fail(key, str(exc)) from None
+        raise self.fail(key, f"must be a duration like '30s', not {value!r}")
+
+    def secret(self, value: Any, key: str) -> Secret:
+        var = self.expect(value, str, key, "the name of an environment variable")
+        secret = self.env.get(var)
+        if not secret:
+            raise self.fail(key, f"environment variable {var} is not set")
+        return Secret(env=var, value=secret)
+
+
+def _unwrap_optional(hint: Any) -> Any:
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _is_required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def url_problem(url: str, *, allow_insecure_http: bool) -> str | None:
+    """Why a base URL is unacceptable, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return f"{url!r} has an invalid port"
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        return "plain http:// is refused except to loopback; use https or allow_insecure_http"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,91 @@
+"""One exception tree, grouped by what the caller does about it.
+
+- ``ConfigError``: the user must fix the configuration; exit 78.
+- ``FatalError``: this source (or run) cannot go on without a human; exit 1.
+- ``RetriableError``: try again later (backoff, next interval).
+- ``SkippableError``: this one item is bad; quarantine it and go on.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+
+class EdsyncError(Exception):
+    """Root of every error edsync raises on purpose."""
+
+
+class ConfigError(EdsyncError):
+    """The configuration is wrong: names the file and the key."""
+
+    def __init__(self, file: str, key: str, message: str) -> None:
+        self.file = file
+        self.key = key
+        self.message = message
+        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+
+
+class FatalError(EdsyncError):
+    """Stop this source or run; retrying will not help."""
+
+
+class AuthError(FatalError):
+    """401/403: the credentials for a source or sink were refused."""
+
+
+class GapError(FatalError):
+    """The stored cursor is no longer served upstream: events may be missing."""
+
+
+class RetriableError(EdsyncError):
+    """A transient failure: back off and try again."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class MalformedPageError(RetriableError):
+    """A page that is not the expected envelope (truncated, invalid JSON)."""
+
+
+class SkippableError(EdsyncError):
+    """One event cannot be used; it is quarantined and the feed goes on."""
+
+
+class InvalidEventError(SkippableError):
+    """An event that cannot be normalized."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def error_for_status(
+    status: int, target: str, *, retry_after: str | None = None, detail: str = ""
+) -> EdsyncError | None:
+    """Map an HTTP status to the branch of the tree the caller acts on.
+
+    The one place where HTTP semantics become edsync semantics.
+    """
+    if status < 400:
+        return None
+    suffix = f": {detail}" if detail else ""
+    if status in (401, 403):
+        return AuthError(f"{target}: HTTP {status}, credentials refused{suffix}")
+    if status in (408, 425, 429) or status >= 500:
+        wait = parse_retry_after(retry_after) if status in (429, 503) else None
+        return RetriableError(f"{target}: HTTP {status}{suffix}", retry_after=wait)
+    return FatalError(f"{target}: HTTP {status}{suffix}")

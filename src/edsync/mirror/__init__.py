@@ -1,0 +1,1 @@
+"""The mirror database: schema, migrations, the apply engine, checkpoints."""

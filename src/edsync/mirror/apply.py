@@ -1,0 +1,306 @@
+"""Apply one page of changes in one transaction (SPEC 1, invariants of SPEC 4).
+
+Per page: one query for the ledger ids already seen, one per entity kind for
+the records touched, then batched inserts/upserts and the checkpoint. The
+fold over the page happens in memory, so the cost per event is a few dict
+operations, not a round trip.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from edsync.errors import RetriableError
+from edsync.mirror import checkpoints
+from edsync.mirror.db import WRITE
+from edsync.mirror.sql import adapt, dumps, loads, placeholders
+from edsync.normalize import Change, Cursor, advance, scrub
+
+APPLIED = "applied"
+STALE = "stale"
+QUARANTINED = "quarantined"
+UNKNOWN_NAME = "unknown event name"
+CHUNK = 500  # bound on IN-list parameters per query
+
+Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class RecordState:
+    data: dict[str, Any]
+    deleted: bool
+    version: int
+    person_id: str | None
+    exists: bool = True
+
+    @property
+    def forgotten(self) -> bool:
+        return bool(self.data.get("forgotten"))
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    cursor: Cursor
+    received: int
+    applied: int = 0
+    stale: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+
+
+@dataclass(slots=True)
+class _Fold:
+    """What a page does to the mirror, computed before anything is written."""
+
+    states: dict[Key, RecordState]
+    event_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    dirty: dict[Key, Change] = field(default_factory=dict)
+    forgotten: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def next_state(prev: RecordState | None, change: Change) -> RecordState:
+    """A record after ``change``; the caller has checked it is not stale."""
+    data = dict(change.data or {})
+    if change.status is not None:
+        data["status"] = change.status
+    elif prev is not None and "status" in prev.data and "status" not in data:
+        # The status an event name carried stays until another name changes it.
+        data["status"] = prev.data["status"]
+    if change.op == "created" or change.revive:
+        deleted = False
+    elif change.op == "deleted":
+        deleted = True
+    else:
+        deleted = prev.deleted if prev is not None else False
+    person_id = change.person_id or (prev.person_id if prev is not None else None)
+    state = RecordState(data, deleted, change.position, person_id)
+    if change.op == "forgotten" or (prev is not None and prev.forgotten):
+        kept = scrub(prev.data) if prev is not None else {}
+        state.data = {**kept, **scrub(data), "forgotten": True}
+        state.deleted = True
+    return state
+
+
+class Applier:
+    """Writes pages for one source into the mirror."""
+
+    def __init__(self, engine: Engine, source: str, person_entity: str | None) -> None:
+        self.engine = engine
+        self.writer = engine.execution_options(**{WRITE: True})
+        self.source = source
+        self.person_entity = person_entity
+
+    def apply(self, changes: Sequence[Change], cursor: Cursor) -> PageResult:
+        """Ledger, records, erasures and checkpoint of one page, atomically."""
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            with self.writer.begin() as conn:
+                return self._apply(conn, changes, cursor)
+        except OperationalError as exc:
+            # Locked, read-only or full: nothing was committed, the cursor
+            # did not move; the next attempt starts from the same page.
+            raise RetriableError(f"mirror: page not applied: {exc.orig}") from None
+
+    def _apply(self, conn: Connection, changes: Sequence[Change], cursor: Cursor) -> PageResult:
+        current = checkpoints.read(conn, self.source)
+        cursor = advance(current.cursor if current else None, cursor)
+        now = checkpoints.now_iso()
+        fresh = self._unseen(conn, changes)
+        fold = _Fold(self._load_states(conn, fresh))
+        for change in fresh:
+            self._fold_one(fold, change, now)
+        self._write(conn, fold, now)
+        checkpoints.write_advance(conn, self.source, cursor, len(fold.event_rows), now)
+        counts = fold.counts
+        return PageResult(
+            cursor=cursor,
+            received=len(changes),
+            applied=counts[APPLIED],
+            stale=counts[STALE],
+            quarantined=counts[QUARANTINED],
+            duplicates=len(changes) - len(fresh),
+        )
+
+    def _unseen(self, conn: Connection, changes: Sequence[Change]) -> list[Change]:
+        """Changes not yet in the ledger (replays are no-ops), first copy only."""
+        seen: set[str] = set()
+        ids = [c.event_id for c in changes]
+        for chunk in _chunks(ids):
+            rows = conn.exec_driver_sql(
+                adapt(
+                    conn,
+                    "SELECT event_id FROM events WHERE source = ? "
+                    f"AND event_id IN ({placeholders(len(chunk))})",
+                ),
+                (self.source, *chunk),
+            )
+            seen.update(row[0] for row in rows)
+        fresh = []
+        for change in changes:
+            if change.event_id not in seen:
+                seen.add(change.event_id)
+                fresh.append(change)
+        return fresh
+
+    def _load_states(self, conn: Connection, changes: Iterable[Change]) -> dict[Key, RecordState]:
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for change in changes:
+            if change.touches_record:
+                wanted[change.entity].add(change.entity_id)  # type: ignore[arg-type]
+            if change.person_id is not None and self.person_entity is not None:
+                wanted[self.person_entity].add(change.person_id)
+        states: dict[Key, RecordState] = {}
+        for entity, ids in wanted.items():
+            for chunk in _chunks(sorted(ids)):
+                rows = conn.exec_driver_sql(
+                    adapt(
+                        conn,
+                        "SELECT entity_id, data, deleted, version, person_id FROM records "
+                        f"WHERE source = ? AND entity = ? AND entity_id IN "
+                        f"({placeholders(len(chunk))})",
+                    ),
+                    (self.source, entity, *chunk),
+                )
+                for entity_id, data, deleted, version, person_id in rows:
+                    states[(entity, entity_id)] = RecordState(
+                        loads(data), bool(deleted), int(version), person_id
+                    )
+        return states
+
+    def _fold_one(self, fold: _Fold, change: Change, now: str) -> None:
+        status, reason = APPLIED, None
+        if change.invalid is not None:
+            status, reason = QUARANTINED, change.invalid
+        elif not change.touches_record:
+            reason = UNKNOWN_NAME
+        else:
+            key = (change.entity, change.entity_id)
+            prev = fold.states.get(key)  # type: ignore[arg-type]
+            if prev is not None and change.position <= prev.version:
+                status = STALE
+            else:
+                fold.states[key] = next_state(prev, change)  # type: ignore[index]
+                fold.dirty[key] = change  # type: ignore[index]
+                if change.op == "forgotten" and change.entity == self.person_entity:
+                    fold.forgotten.add(change.entity_id)  # type: ignore[arg-type]
+        fold.counts[status] += 1
+        payload = change.payload
+        if self._person_forgotten(fold, change.person_id):
+            payload = scrub(payload)
+        fold.event_rows.append(
+            (
+                self.source,
+                change.event_id,
+                change.position,
+                change.type,
+                change.entity,
+                change.entity_id,
+                change.op,
+                change.occurred_at,
+                dumps(payload),
+                status,
+                reason,
+                change.person_id,
+                now,
+            )
+        )
+
+    def _person_forgotten(self, fold: _Fold, person_id: str | None) -> bool:
+        if person_id is None or self.person_entity is None:
+            return False
+        if person_id in fold.forgotten:
+            return True
+        state = fold.states.get((self.person_entity, person_id))
+        return state is not None and state.forgotten
+
+    def _write(self, conn: Connection, fold: _Fold, now: str) -> None:
+        if fold.event_rows:
+            conn.exec_driver_sql(adapt(conn, _INSERT_EVENT), fold.event_rows)
+        if fold.dirty:
+            rows = []
+            for key, change in fold.dirty.items():
+                state = fold.states[key]
+                if self._person_forgotten(fold, state.person_id):
+                    state.data = {**scrub(state.data), "forgotten": True}
+                rows.append(
+                    (
+                        self.source,
+                        key[0],
+                        key[1],
+                        dumps(state.data),
+                        state.deleted,
+                        state.version,
+                        change.event_id,
+                        state.person_id,
+                        now,
+                        change.occurred_at,
+                        now,
+                    )
+                )
+            conn.exec_driver_sql(adapt(conn, _UPSERT_RECORD), rows)
+        for person_id in sorted(fold.forgotten):
+            erase_person(conn, self.source, person_id)
+
+
+_INSERT_EVENT = """
+INSERT INTO events (source, event_id, position, type, entity, entity_id, op, occurred_at,
+                    payload, status, reason, person_id, applied_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+_UPSERT_RECORD = """
+INSERT INTO records (source, entity, entity_id, data, deleted, version, last_event_id,
+                     person_id, first_seen_at, changed_at, synced_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, entity, entity_id) DO UPDATE SET
+    data = excluded.data,
+    deleted = excluded.deleted,
+    version = excluded.version,
+    last_event_id = excluded.last_event_id,
+    person_id = excluded.person_id,
+    changed_at = excluded.changed_at,
+    synced_at = excluded.synced_at
+WHERE records.version < excluded.version
+"""
+
+
+def erase_person(conn: Connection, source: str, person_id: str) -> None:
+    """Scrub every ledger payload and record that names the person (SPEC 5.4)."""
+    rows = conn.exec_driver_sql(
+        adapt(conn, "SELECT id, payload FROM events WHERE source = ? AND person_id = ?"),
+        (source, person_id),
+    ).all()
+    if rows:
+        conn.exec_driver_sql(
+            adapt(conn, "UPDATE events SET payload = ? WHERE id = ?"),
+            [(dumps(scrub(loads(payload))), row_id) for row_id, payload in rows],
+        )
+    records = conn.exec_driver_sql(
+        adapt(
+            conn, "SELECT entity, entity_id, data FROM records WHERE source = ? AND person_id = ?"
+        ),
+        (source, person_id),
+    ).all()
+    if records:
+        conn.exec_driver_sql(
+            adapt(
+                conn,
+                "UPDATE records SET data = ? WHERE source = ? AND entity = ? AND entity_id = ?",
+            ),
+            [
+                (dumps({**scrub(loads(data)), "forgotten": True}), source, entity, entity_id)
+                for entity, entity_id, data in records
+            ],
+        )
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]

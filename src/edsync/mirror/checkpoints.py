@@ -1,0 +1,111 @@
+"""Per-source checkpoint rows: the committed cursor and the source's health."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from edsync.mirror.sql import adapt
+from edsync.normalize import Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    source: str
+    cursor: Cursor | None
+    events_total: int
+    last_error: str | None
+    gap: str | None
+    consecutive_failures: int
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def read(conn: Connection, source: str) -> Checkpoint | None:
+    row = conn.exec_driver_sql(
+        adapt(
+            conn,
+            "SELECT cursor, position, events_total, last_error, gap, consecutive_failures "
+            "FROM checkpoints WHERE source = ?",
+        ),
+        (source,),
+    ).first()
+    if row is None:
+        return None
+    cursor = Cursor(row[0], int(row[1])) if row[0] is not None else None
+    return Checkpoint(source, cursor, int(row[2]), row[3], row[4], int(row[5]))
+
+
+def load(engine: Engine, source: str) -> Checkpoint | None:
+    with engine.connect() as conn:
+        return read(conn, source)
+
+
+_ADVANCE = """
+INSERT INTO checkpoints (source, cursor, position, updated_at, events_total, last_success_at,
+                         consecutive_failures)
+VALUES (?, ?, ?, ?, ?, ?, 0)
+ON CONFLICT (source) DO UPDATE SET
+    cursor = excluded.cursor,
+    position = excluded.position,
+    updated_at = excluded.updated_at,
+    events_total = checkpoints.events_total + excluded.events_total,
+    last_success_at = excluded.last_success_at,
+    consecutive_failures = 0
+"""
+
+
+def write_advance(conn: Connection, source: str, cursor: Cursor, added: int, now: str) -> None:
+    """Inside the page transaction: the new cursor and the ledger rows it added."""
+    conn.exec_driver_sql(
+        adapt(conn, _ADVANCE), (source, cursor.value, cursor.position, now, added, now)
+    )
+
+
+_FAILURE = """
+INSERT INTO checkpoints (source, updated_at, events_total, last_error, consecutive_failures)
+VALUES (?, ?, 0, ?, 1)
+ON CONFLICT (source) DO UPDATE SET
+    updated_at = excluded.updated_at,
+    last_error = excluded.last_error,
+    consecutive_failures = checkpoints.consecutive_failures + 1
+"""
+
+
+def record_failure(engine: Engine, source: str, error: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(adapt(conn, _FAILURE), (source, now_iso(), error[:2000]))
+
+
+_SUCCESS = """
+INSERT INTO checkpoints (source, updated_at, events_total, last_success_at, consecutive_failures)
+VALUES (?, ?, 0, ?, 0)
+ON CONFLICT (source) DO UPDATE SET
+    updated_at = excluded.updated_at,
+    last_success_at = excluded.last_success_at,
+    consecutive_failures = 0
+"""
+
+
+def record_success(engine: Engine, source: str) -> None:
+    """A poll that found nothing new still proves the source is healthy."""
+    now = now_iso()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(adapt(conn, _SUCCESS), (source, now, now))
+
+
+def reset(engine: Engine, source: str) -> None:
+    """Forget the cursor (``backfill --reset``); the ledger keeps deduplicating."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            adapt(
+                conn,
+                "UPDATE checkpoints SET cursor = NULL, position = NULL, gap = NULL "
+                "WHERE source = ?",
+            ),
+            (source,),
+        )

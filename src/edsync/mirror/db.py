@@ -1,0 +1,139 @@
+"""Opening the mirror: engine, SQLite pragmas and file modes, migrations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from edsync.config import MirrorSettings
+from edsync.errors import ConfigError, FatalError, RetriableError
+
+WRITE = "edsync_write"
+"""Execution option: on SQLite, take the write lock when the transaction begins."""
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def create_mirror_engine(settings: MirrorSettings, config_path: str = "") -> Engine:
+    try:
+        url = make_url(settings.url)
+    except ArgumentError:
+        raise ConfigError(
+            config_path, "mirror.url", f"not a database URL: {settings.url!r}"
+        ) from None
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            _prepare_sqlite_file(Path(url.database))
+        engine = create_engine(
+            url,
+            json_serializer=_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"timeout": 30},
+        )
+        _sqlite_transactions(engine)
+        return engine
+    try:
+        return create_engine(
+            url, json_serializer=_dumps, json_deserializer=orjson.loads, pool_pre_ping=True
+        )
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            config_path,
+            "mirror.url",
+            f"driver not installed ({exc.name}); pip install edsync[postgres]",
+        ) from None
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """Create the mirror file 0600 (in a 0700 directory if we create it).
+
+    The mirror holds personal data: other local users must not read it.
+    """
+    if path.exists():
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        raise FatalError(f"cannot create the mirror file {path}: {exc.strerror}") from None
+    os.close(fd)
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Let SQLAlchemy own BEGIN so a page's reads and writes are one transaction.
+
+    pysqlite otherwise defers BEGIN to the first write; SQLAlchemy documents
+    this recipe. Writers BEGIN IMMEDIATE so two processes fail fast and retry
+    instead of deadlocking on a lock upgrade.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "edsync.mirror:migrations")
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    cfg = _alembic_config(None)  # type: ignore[arg-type]
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    from alembic import command
+
+    try:
+        with engine.execution_options(**{WRITE: True}).begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+    except OperationalError as exc:
+        raise RetriableError(f"mirror: cannot migrate: {exc.orig}") from None
+
+
+def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
+    """Upgrade the schema, or refuse to run on one that is not current."""
+    if auto_migrate:
+        upgrade(engine)
+        return
+    current = current_revision(engine)
+    if current != head_revision():
+        raise FatalError(
+            f"mirror schema is at {current or 'nothing'}, edsync needs {head_revision()}: "
+            "run `edsync db upgrade` (auto_migrate is off)"
+        )

@@ -1,0 +1,118 @@
+"""The public tables of SPEC 4, as SQLAlchemy Core metadata.
+
+Migrations (``mirror/migrations``) are the source of truth for the live
+schema; this module mirrors it for queries and for the migration check test.
+Timestamps are ISO 8601 UTC text on SQLite and ``timestamptz`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Timestamp = DateTime(timezone=True).with_variant(Text(), "sqlite")
+
+records = Table(
+    "records",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("entity_id", String(200), primary_key=True),
+    Column("data", Json, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("version", BigInteger, nullable=False),
+    Column("last_event_id", String(200), nullable=False),
+    Column("person_id", String(200)),
+    Column("first_seen_at", Timestamp, nullable=False),
+    Column("changed_at", Timestamp),
+    Column("synced_at", Timestamp, nullable=False),
+    Index("ix_records_person", "source", "person_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("entity", String(100), nullable=False),
+    Column("entity_id", String(200)),
+    Column("op", String(20)),
+    Column("occurred_at", Timestamp),
+    Column("payload", Json, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text),
+    Column("person_id", String(200)),
+    Column("applied_at", Timestamp, nullable=False),
+    UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
+    Index("ix_events_person", "source", "person_id"),
+    Index(
+        "ix_events_status",
+        "source",
+        "status",
+        sqlite_where=text("status <> 'applied'"),
+        postgresql_where=text("status <> 'applied'"),
+    ),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("cursor", Text),
+    Column("position", BigInteger),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("events_total", BigInteger, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("gap", Text),
+    Column("last_success_at", Timestamp),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("rule", String(200), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("entity", String(100), nullable=False),
+    Column("entity_id", String(200)),
+    Column("occurred_at", Timestamp),
+    Column("data", Json, nullable=False),
+    Column("person_id", String(200)),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("rule", "source", "event_id", name="uq_signals_rule_source_event"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("signal_id", String(64), primary_key=True),
+    Column("sink", String(100), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("next_attempt_at", Timestamp),
+    Column("delivered_at", Timestamp),
+    Index("ix_deliveries_status", "status", "next_attempt_at"),
+)

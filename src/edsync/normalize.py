@@ -1,0 +1,145 @@
+"""Raw feed events become ``Change`` values; each feed kind supplies the mapping.
+
+Everything here is pure: no I/O, no clocks. The apply engine consumes
+``Change`` objects and never looks at a feed's wire format.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from edsync.errors import FatalError, InvalidEventError
+
+Op = Literal["created", "updated", "deleted", "forgotten"]
+UNKNOWN_ENTITY = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One feed event, normalized.
+
+    ``invalid`` holds the reason when the event could not be normalized: it is
+    still a Change so that it reaches the ledger (quarantined), never dropped.
+    """
+
+    event_id: str
+    position: int
+    type: str
+    entity: str
+    entity_id: str | None
+    op: Op | None
+    occurred_at: str | None
+    payload: Any
+    data: Mapping[str, Any] | None = None
+    status: str | None = None
+    person_id: str | None = None
+    revive: bool = False
+    invalid: str | None = None
+
+    @property
+    def touches_record(self) -> bool:
+        return self.invalid is None and self.op is not None and self.entity_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """An event as the feed sent it, with its place in the feed."""
+
+    event_id: str
+    position: int
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a feed was last applied up to: the stored text and its position."""
+
+    value: str
+    position: int
+
+
+class CursorRegressionError(FatalError):
+    """A page would move the cursor backwards: refuse rather than re-apply."""
+
+
+def advance(current: Cursor | None, new: Cursor) -> Cursor:
+    """The cursor after a page; never moves backwards."""
+    if current is not None and new.position < current.position:
+        raise CursorRegressionError(
+            f"cursor would go back from {current.value} to {new.value}; refusing"
+        )
+    return new
+
+
+class Normalizer(Protocol):
+    """The per-kind mapping from a raw event to a Change."""
+
+    def __call__(self, raw: RawEvent) -> Change: ...
+
+
+def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Change]:
+    """Normalize a page; an event that cannot be normalized is kept, marked invalid."""
+    changes = []
+    for raw in raws:
+        try:
+            changes.append(normalizer(raw))
+        except InvalidEventError as exc:
+            changes.append(quarantined(raw, str(exc)))
+    return changes
+
+
+def quarantined(raw: RawEvent, reason: str, entity: str = UNKNOWN_ENTITY) -> Change:
+    body = raw.body
+    name = body.get("event") or body.get("type") if isinstance(body, dict) else None
+    return Change(
+        event_id=raw.event_id,
+        position=raw.position,
+        type=name if isinstance(name, str) else "",
+        entity=entity,
+        entity_id=None,
+        op=None,
+        occurred_at=None,
+        payload=body,
+        invalid=reason,
+    )
+
+
+def utc_timestamp(value: object) -> str:
+    """An ISO 8601 timestamp in UTC, or InvalidEventError."""
+    if not isinstance(value, str):
+        raise InvalidEventError(f"timestamp missing or not a string: {value!r}")
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEventError(f"timestamp is not ISO 8601: {value!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).isoformat()
+
+
+# Keys that identify or date a thing but say nothing about a person.
+_KEEP_KEYS = frozenset({"id", "event", "logged", "type", "date", "deleted", "bind"})
+
+
+def scrub(value: Any, keep: Sequence[str] = ()) -> Any:
+    """Strip personal data from a JSON value, keeping ids and API links.
+
+    Used for the right to be forgotten: what is left says *that* something
+    happened and to which ids, not to whom.
+    """
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in _KEEP_KEYS or key in keep:
+                out[key] = item if not isinstance(item, dict | list) else scrub(item, keep)
+            elif isinstance(item, dict | list):
+                out[key] = scrub(item, keep)
+            elif isinstance(item, str) and item.startswith("/api/"):
+                out[key] = item
+        return out
+    if isinstance(value, list):
+        return [scrub(item, keep) for item in value]
+    return value

@@ -1,0 +1,17 @@
+"""Sink kinds, registered like sources: one module plus one line."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edsync.config import SinkSettings
+
+_KINDS: dict[str, str] = {
+    "learninghub": "edsync.sinks.learninghub",
+}
+
+
+def settings_classes() -> dict[str, type[SinkSettings]]:
+    return {kind: importlib.import_module(mod).Settings for kind, mod in _KINDS.items()}

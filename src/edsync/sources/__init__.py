@@ -1,0 +1,32 @@
+"""Feed kinds. A new kind is one module here plus one line in ``_KINDS``.
+
+A kind module exposes ``Settings`` (a ``SourceSettings`` dataclass) and
+``create(settings) -> Source``. Modules are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edsync.config import SourceSettings
+    from edsync.sources.base import Source
+
+_KINDS: dict[str, str] = {
+    "dreamapply": "edsync.sources.dreamapply",
+}
+
+
+def _module(kind: str) -> ModuleType:
+    return importlib.import_module(_KINDS[kind])
+
+
+def settings_classes() -> dict[str, type[SourceSettings]]:
+    return {kind: _module(kind).Settings for kind in _KINDS}
+
+
+def create(settings: SourceSettings) -> Source:
+    source: Source = _module(settings.kind).create(settings)
+    return source

@@ -1,0 +1,52 @@
+"""The one small interface every feed kind implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from edsync.normalize import Change, Cursor, RawEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """One page as fetched, and the cursor to store once it is applied."""
+
+    events: list[RawEvent]
+    cursor: Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """Optional limits of a drain (``backfill --since/--until``), in feed terms."""
+
+    since: str | None = None
+    until: str | None = None
+
+
+class Source(Protocol):
+    """A change feed.
+
+    ``pages`` is a lazy iterator: the caller applies (and commits) each page
+    before asking for the next, so a crash never leaves the cursor past
+    anything uncommitted. The source keeps no cursor of its own.
+    """
+
+    name: str
+    #: The entity whose records hold a person's data (for erasure), if any.
+    person_entity: str | None
+
+    def pending(self, cursor: Cursor | None, bounds: Bounds) -> int | None:
+        """Events after ``cursor`` upstream, or None if the feed cannot tell."""
+        ...
+
+    def pages(self, cursor: Cursor | None, bounds: Bounds) -> Iterator[RawPage]:
+        """Pages after ``cursor``, oldest first, until the feed is drained."""
+        ...
+
+    def normalize(self, raw: RawEvent) -> Change:
+        """Map one raw event; raise InvalidEventError if it cannot be."""
+        ...
+
+    def close(self) -> None: ...

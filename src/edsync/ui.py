@@ -1,0 +1,74 @@
+"""Terminal output: the backfill progress bar and tables (rich, imported lazily)."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from edsync.mirror.apply import PageResult
+from edsync.sync import Progress
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgressBar
+    from rich.progress import TaskID
+
+
+class RichProgress(Progress):
+    """Events/s and ETA per source, the total from the feed's count (X-Count)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar: RichProgressBar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>8} ev/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.tasks: dict[str, tuple[TaskID, float, int]] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.bar.stop()
+
+    def start(self, source: str, total: int | None) -> None:
+        task = self.bar.add_task(source, total=total, rate="-")
+        self.tasks[source] = (task, time.perf_counter(), 0)
+
+    def advance(self, source: str, result: PageResult) -> None:
+        task, started, done = self.tasks[source]
+        done += result.received
+        self.tasks[source] = (task, started, done)
+        rate = done / max(time.perf_counter() - started, 1e-6)
+        self.bar.update(task, advance=result.received, rate=f"{rate:,.0f}")
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)

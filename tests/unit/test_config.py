@@ -1,0 +1,157 @@
+"""Bad configuration: one message naming the file and the key, exit 78, nothing touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edsync.cli import main
+from edsync.config import Secret, load_config, parse_duration
+
+GOOD_SOURCE = """
+[sources.da]
+kind = "dreamapply"
+base_url = "https://apply.example.edu"
+api_key_env = "DA_KEY"
+"""
+
+
+def mirror(tmp_path: Path) -> str:
+    return f'[mirror]\nurl = "sqlite:///{tmp_path / "mirror.db"}"\n'
+
+
+BAD_CONFIGS = [
+    # (id, file body after [mirror] or None for a missing file, key named, words in message)
+    ("missing-file", None, "", "not found"),
+    ("bad-toml", "[sources.da\nkind = ", "", "invalid TOML"),
+    ("unknown-top-key", "[mirrors]\nurl = 1\n", "mirrors", "unknown key"),
+    ("unknown-key", GOOD_SOURCE + "page_sise = 10\n", "sources.da.page_sise", "did you mean"),
+    ("wrong-type", GOOD_SOURCE + 'page_size = "big"\n', "sources.da.page_size", "integer"),
+    ("bool-not-int", GOOD_SOURCE + "page_size = true\n", "sources.da.page_size", "integer"),
+    ("out-of-range", GOOD_SOURCE + "page_size = 5000\n", "sources.da.page_size", "1024"),
+    (
+        "missing-secret",
+        GOOD_SOURCE.replace("DA_KEY", "EDSYNC_TEST_UNSET"),
+        "sources.da.api_key_env",
+        "EDSYNC_TEST_UNSET is not set",
+    ),
+    (
+        "bad-url",
+        GOOD_SOURCE.replace("https://apply.example.edu", "ftp://apply.example.edu"),
+        "sources.da.base_url",
+        "not an http(s) URL",
+    ),
+    (
+        "plain-http",
+        GOOD_SOURCE.replace("https://", "http://"),
+        "sources.da.base_url",
+        "plain http",
+    ),
+    ("bad-duration", GOOD_SOURCE + 'interval = "5 parsecs"\n', "sources.da.interval", "duration"),
+    ("bad-choice", GOOD_SOURCE + 'on_invalid = "ignore"\n', "sources.da.on_invalid", "quarantine"),
+    ("unknown-kind", '[sources.x]\nkind = "moodle"\n', "sources.x.kind", "unknown kind"),
+    ("missing-kind", "[sources.x]\nbase_url = 'https://a.b'\n", "sources.x.kind", "required"),
+    (
+        "missing-required",
+        '[sources.da]\nkind = "dreamapply"\napi_key_env = "DA_KEY"\n',
+        "sources.da.base_url",
+        "required",
+    ),
+    ("list-type", GOOD_SOURCE + 'expand = "offer"\n', "sources.da.expand", "array"),
+    (
+        "rule-unknown-source",
+        GOOD_SOURCE + '[[rules]]\nname = "r"\nsource = "nope"\nevent = "x"\n',
+        "rules[0].source",
+        "no source named 'nope'",
+    ),
+    ("bad-mirror-url", '[log]\nlevel = "loud"\n', "log.level", "one of"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "words"),
+    [pytest.param(b, k, w, id=i) for i, b, k, w in BAD_CONFIGS],
+)
+def test_bad_config_exits_78_naming_file_and_key(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    body: str | None,
+    key: str,
+    words: str,
+) -> None:
+    monkeypatch.setenv("DA_KEY", "s3cret-value-never-printed")
+    monkeypatch.delenv("EDSYNC_TEST_UNSET", raising=False)
+    path = tmp_path / "edsync.toml"
+    if body is not None:
+        path.write_text(mirror(tmp_path) + body)
+
+    code = main(["backfill", "-c", str(path)])
+
+    out, err = capsys.readouterr()
+    assert code == 78
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(path) in lines[0]
+    assert f"{key}:" in lines[0]
+    assert words in lines[0]
+    assert "s3cret-value-never-printed" not in out + err
+    assert not (tmp_path / "mirror.db").exists()
+
+
+def test_bad_mirror_url_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "edsync.toml"
+    path.write_text('[mirror]\nurl = "not a url"\n')
+    assert main(["status", "-c", str(path)]) == 78
+    assert "mirror.url" in capsys.readouterr().err
+
+
+def test_config_path_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "elsewhere.toml"
+    monkeypatch.setenv("EDSYNC_CONFIG", str(path))
+    assert main(["status"]) == 78
+    assert str(path) in capsys.readouterr().err
+
+
+def test_default_config_path_is_edsync_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["status"]) == 78
+    assert "edsync.toml" in capsys.readouterr().err
+
+
+def test_good_config_parses_with_defaults_and_hides_the_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DA_KEY", "s3cret")
+    path = tmp_path / "edsync.toml"
+    path.write_text(mirror(tmp_path) + GOOD_SOURCE + 'interval = "5m"\nretry_for = "1h"\n')
+    config = load_config(path)
+    source = config.sources["da"]
+    assert source.interval == 300.0
+    assert source.retry_for == 3600.0
+    assert source.page_size == 1024
+    key = source.api_key  # type: ignore[attr-defined]
+    assert isinstance(key, Secret)
+    assert key.reveal() == "s3cret"
+    assert "s3cret" not in repr(config)
+    assert "s3cret" not in str(key)
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DREAMAPPLY_API_KEY", "EDLINK_TOKEN", "LEARNINGHUB_API_KEY"):
+        monkeypatch.setenv(var, "x")
+    example = Path(__file__).parents[2] / "config.example.toml"
+    config = load_config(example)
+    assert "dreamapply" in config.sources
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("30d", 2592000), ("250ms", 0.25)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
