@@ -6,8 +6,8 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +64,20 @@ def _selected_sources(config: Config, names: Sequence[str] | None) -> list[str]:
     return list(names)
 
 
-def _stop_on_signals() -> threading.Event:
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
     """SIGTERM/SIGINT finish the page in flight, then stop cleanly."""
     stop = threading.Event()
 
     def handler(_signum: int, _frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _progress(show: bool) -> AbstractContextManager[Any]:
@@ -91,8 +95,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     config = _config(args)
     names = _selected_sources(config, args.source)
     engine = _engine(config)
-    stop = _stop_on_signals()
-    with _progress(True) as progress:
+    with _stop_on_signals() as stop, _progress(True) as progress:
         outcome = run_backfill(
             config,
             engine,

@@ -80,11 +80,18 @@ def next_state(prev: RecordState | None, change: Change) -> RecordState:
         deleted = prev.deleted if prev is not None else False
     person_id = change.person_id or (prev.person_id if prev is not None else None)
     state = RecordState(data, deleted, change.position, person_id)
-    if change.op == "forgotten" or (prev is not None and prev.forgotten):
+    if change.op == "forgotten":
         kept = scrub(prev.data) if prev is not None else {}
         state.data = {**kept, **scrub(data), "forgotten": True}
         state.deleted = True
     return state
+
+
+def scrubbed_record(data: dict[str, Any], *, is_person: bool) -> dict[str, Any]:
+    """A record of a forgotten person: ids and links only. Records *about* them
+    (offers, applications) keep their status, which says nothing without a name."""
+    kept: dict[str, Any] = scrub(data, () if is_person else ("status",))
+    return {**kept, "forgotten": True}
 
 
 class Applier:
@@ -98,14 +105,15 @@ class Applier:
 
     def apply(self, changes: Sequence[Change], cursor: Cursor) -> PageResult:
         """Ledger, records, erasures and checkpoint of one page, atomically."""
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import IntegrityError, OperationalError
 
         try:
             with self.writer.begin() as conn:
                 return self._apply(conn, changes, cursor)
-        except OperationalError as exc:
-            # Locked, read-only or full: nothing was committed, the cursor
-            # did not move; the next attempt starts from the same page.
+        except (OperationalError, IntegrityError) as exc:
+            # Locked, read-only, full, or a concurrent writer got there first:
+            # nothing was committed, the cursor did not move, and the next
+            # attempt starts again from the same page.
             raise RetriableError(f"mirror: page not applied: {exc.orig}") from None
 
     def _apply(self, conn: Connection, changes: Sequence[Change], cursor: Cursor) -> PageResult:
@@ -228,7 +236,9 @@ class Applier:
             for key, change in fold.dirty.items():
                 state = fold.states[key]
                 if self._person_forgotten(fold, state.person_id):
-                    state.data = {**scrub(state.data), "forgotten": True}
+                    is_person = key[0] == self.person_entity
+                    state.data = scrubbed_record(state.data, is_person=is_person)
+                    state.deleted = state.deleted or is_person
                 rows.append(
                     (
                         self.source,
@@ -246,7 +256,7 @@ class Applier:
                 )
             conn.exec_driver_sql(adapt(conn, _UPSERT_RECORD), rows)
         for person_id in sorted(fold.forgotten):
-            erase_person(conn, self.source, person_id)
+            erase_person(conn, self.source, self.person_entity, person_id)
 
 
 _INSERT_EVENT = """
@@ -271,7 +281,7 @@ WHERE records.version < excluded.version
 """
 
 
-def erase_person(conn: Connection, source: str, person_id: str) -> None:
+def erase_person(conn: Connection, source: str, person_entity: str | None, person_id: str) -> None:
     """Scrub every ledger payload and record that names the person (SPEC 5.4)."""
     rows = conn.exec_driver_sql(
         adapt(conn, "SELECT id, payload FROM events WHERE source = ? AND person_id = ?"),
@@ -295,7 +305,12 @@ def erase_person(conn: Connection, source: str, person_id: str) -> None:
                 "UPDATE records SET data = ? WHERE source = ? AND entity = ? AND entity_id = ?",
             ),
             [
-                (dumps({**scrub(loads(data)), "forgotten": True}), source, entity, entity_id)
+                (
+                    dumps(scrubbed_record(loads(data), is_person=entity == person_entity)),
+                    source,
+                    entity,
+                    entity_id,
+                )
                 for entity, entity_id, data in records
             ],
         )

@@ -1,0 +1,7 @@
+"""``python -m edsync``."""
+
+import sys
+
+from edsync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,206 @@
+"""`edsync backfill` against the simulator over real HTTP into a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import Engine
+
+from edsync.cli import main
+from edsync.config import MirrorSettings
+from edsync.mirror.db import create_mirror_engine
+from tests.conftest import DREAMAPPLY_KEY, mirror_snapshot
+
+EXPAND = 'expand = ["applicant", "application", "offer"]\n'
+
+
+def open_mirror(path: Path) -> Engine:
+    return create_mirror_engine(MirrorSettings(url=f"sqlite:///{path}"))
+
+
+def records(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT entity, entity_id, data, deleted FROM records").all()
+    return {
+        (entity, entity_id): {"data": orjson.loads(data), "deleted": bool(deleted)}
+        for entity, entity_id, data, deleted in rows
+    }
+
+
+def journal(url: str, **params: str) -> dict[str, Any]:
+    reply = httpx.get(
+        f"{url}/api/journal",
+        params={"limit": "1024", **params},
+        headers={"Authorization": f'DREAM apikey="{DREAMAPPLY_KEY}"'},
+    )
+    reply.raise_for_status()
+    body: dict[str, Any] = reply.json() or {}
+    return body
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One 10 000-event backfill shared by the read-only assertions below."""
+    from edsync.simulator import Simulator
+
+    tmp = tmp_path_factory.mktemp("mirrored")
+    sim = Simulator(events=10_000, seed=7).start()
+    config = tmp / "edsync.toml"
+    config.write_text(
+        f'[mirror]\nurl = "sqlite:///{tmp / "mirror.db"}"\n[log]\nformat = "json"\n'
+        f'[sources.dreamapply]\nkind = "dreamapply"\nbase_url = "{sim.url}"\n'
+        f'api_key_env = "EDSYNC_TEST_DA_KEY"\nmax_requests_per_minute = 0\n{EXPAND}'
+    )
+    os.environ["EDSYNC_TEST_DA_KEY"] = DREAMAPPLY_KEY
+    try:
+        code = main(["backfill", "-c", str(config)])
+    finally:
+        del os.environ["EDSYNC_TEST_DA_KEY"]
+    yield {"code": code, "sim": sim, "engine": open_mirror(tmp / "mirror.db"), "config": config}
+    sim.stop()
+
+
+def test_backfill_exits_0_and_ledgers_every_event(mirrored: dict[str, Any]) -> None:
+    assert mirrored["code"] == 0
+    with mirrored["engine"].connect() as conn:
+        count, low, high = conn.exec_driver_sql(
+            "SELECT COUNT(*), MIN(position), MAX(position) FROM events"
+        ).one()
+        cursor, total = conn.exec_driver_sql(
+            "SELECT cursor, events_total FROM checkpoints WHERE source = 'dreamapply'"
+        ).one()
+    assert (count, low, high) == (10_000, 1, 10_000)
+    assert (cursor, total) == ("10000", 10_000)
+
+
+def test_mirror_matches_the_simulators_truth(mirrored: dict[str, Any]) -> None:
+    truth = mirrored["sim"].journal.truth()
+    mirror = records(mirrored["engine"])
+    assert truth, "the simulator reported no entities"
+    for (entity, entity_id), expected in truth.items():
+        got = mirror[(entity, str(entity_id))]
+        assert got["deleted"] == (expected.deleted or expected.forgotten), (entity, entity_id)
+        if entity == "offer":
+            assert got["data"].get("status") == expected.status, (entity, entity_id)
+        if expected.forgotten:
+            assert got["data"].get("forgotten") is True
+
+
+def test_offer_edited_to_enrolled_has_status_enrolled(mirrored: dict[str, Any]) -> None:
+    sim, mirror = mirrored["sim"], records(mirrored["engine"])
+    enrolled = journal(sim.url, byEvents='Offer was edited: "Enrolled"')
+    assert enrolled
+    last_status: dict[str, str] = {}
+    for body in journal_all(sim.url, byEvents="Offer was edited: ?,Offer was confirmed: ?"):
+        offer_id = body["offer"].rsplit("/", 1)[1]
+        last_status[offer_id] = body["event"].split(":", 1)[1].strip().strip('"')
+    enrolled_now = [o for o, s in last_status.items() if s == "Enrolled"]
+    assert enrolled_now
+    for offer_id in enrolled_now:
+        assert mirror[("offer", offer_id)]["data"]["status"] == "Enrolled"
+
+
+def journal_all(url: str, **params: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    since = 1
+    while page := journal(url, bySince=str(since), **params):
+        out.extend(page.values())
+        since = max(map(int, page)) + 1
+    return out
+
+
+def test_closed_application_is_deleted_and_reverted_one_is_back(mirrored: dict[str, Any]) -> None:
+    sim, mirror = mirrored["sim"], records(mirrored["engine"])
+    last: dict[str, str] = {}
+    for body in journal_all(sim.url, byEvents="Application was closed,Application was reverted"):
+        last[body["application"].rsplit("/", 1)[1]] = body["event"]
+    closed = [a for a, name in last.items() if name == "Application was closed"]
+    reverted = [a for a, name in last.items() if name == "Application was reverted"]
+    assert closed
+    assert reverted
+    for app in closed:
+        assert mirror[("application", app)]["deleted"] is True
+    for app in reverted:
+        assert mirror[("application", app)]["deleted"] is False
+
+
+def test_forgotten_applicant_is_scrubbed_from_every_table(mirrored: dict[str, Any]) -> None:
+    sim = mirrored["sim"]
+    forgotten = {
+        body["applicant"].rsplit("/", 1)[1]
+        for body in journal_all(sim.url, byEvents="Applicant requested to be forgotten")
+    }
+    assert forgotten
+    emails = set()
+    for body in journal_all(sim.url, expand="applicant"):
+        applicant = body.get("applicant")
+        if isinstance(applicant, dict) and str(applicant["id"]) in forgotten:
+            emails.add(applicant["email"])
+    assert emails
+    dump = orjson.dumps(mirror_snapshot(mirrored["engine"]), default=str).decode()
+    for email in emails:
+        assert email not in dump
+    # ... while others' data is still there, and the fact of the request is kept.
+    assert "@example.org" in dump
+    mirror = records(mirrored["engine"])
+    for applicant_id in forgotten:
+        assert mirror[("applicant", applicant_id)]["data"]["forgotten"] is True
+
+
+def test_second_backfill_changes_nothing(mirrored: dict[str, Any]) -> None:
+    before = mirror_snapshot(mirrored["engine"])
+    os.environ["EDSYNC_TEST_DA_KEY"] = DREAMAPPLY_KEY
+    try:
+        assert main(["backfill", "-c", str(mirrored["config"])]) == 0
+    finally:
+        del os.environ["EDSYNC_TEST_DA_KEY"]
+    assert mirror_snapshot(mirrored["engine"]) == before
+
+
+def run_until_killed(config: Path, pages_before_kill: int) -> None:
+    """Start a real `edsync backfill`, SIGKILL it after it logged N committed pages."""
+    env = {**os.environ, "DREAMAPPLY_API_KEY": DREAMAPPLY_KEY}
+    seen = 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "edsync", "backfill", "-c", str(config)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    ) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if b'"page_applied"' in line:
+                seen += 1
+                if seen == pages_before_kill:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+        proc.wait()
+    assert seen == pages_before_kill, "backfill finished before the kill point"
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("kills", [(3,), (2, 5, 4)])
+def test_sigkilled_backfill_rerun_equals_a_clean_run(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    kills: tuple[int, ...],
+) -> None:
+    sim = make_simulator(events=10_000, seed=3)
+    clean_cfg = write_config(sim.url, db="clean.db", extra=EXPAND, name="clean.toml")
+    killed_cfg = write_config(sim.url, db="killed.db", extra=EXPAND, name="killed.toml")
+    assert main(["backfill", "-c", str(clean_cfg)]) == 0
+    for pages in kills:
+        run_until_killed(killed_cfg, pages)
+    assert main(["backfill", "-c", str(killed_cfg)]) == 0
+    clean = open_mirror(clean_cfg.parent / "clean.db")
+    killed = open_mirror(killed_cfg.parent / "killed.db")
+    assert mirror_snapshot(killed) == mirror_snapshot(clean)

@@ -1,0 +1,201 @@
+"""The apply engine against a real SQLite file: the invariants of SPEC 4."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine
+
+from edsync.errors import RetriableError
+from edsync.mirror import checkpoints
+from edsync.mirror.apply import Applier
+from edsync.normalize import Change, Cursor, CursorRegressionError, Op
+from tests.conftest import mirror_snapshot
+
+SOURCE = "da"
+
+
+def change(
+    position: int,
+    entity: str = "offer",
+    entity_id: str | None = "1",
+    op: Op | None = "updated",
+    *,
+    data: dict[str, Any] | None = None,
+    status: str | None = None,
+    person: str | None = "7",
+    revive: bool = False,
+    invalid: str | None = None,
+    payload: Any = None,
+) -> Change:
+    return Change(
+        event_id=str(position),
+        position=position,
+        type=f"event {position}",
+        entity=entity,
+        entity_id=entity_id,
+        op=op,
+        occurred_at=f"2026-06-01T08:00:{position % 60:02d}+00:00",
+        payload=payload if payload is not None else {"event": position, "n": position},
+        data=data if data is not None else {"n": position},
+        status=status,
+        person_id=person,
+        revive=revive,
+        invalid=invalid,
+    )
+
+
+def cursor(position: int) -> Cursor:
+    return Cursor(str(position), position)
+
+
+@pytest.fixture
+def engine(make_engine: Callable[..., Engine]) -> Engine:
+    return make_engine()
+
+
+@pytest.fixture
+def applier(engine: Engine) -> Applier:
+    return Applier(engine, SOURCE, "applicant")
+
+
+def record(engine: Engine, entity: str, entity_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT data, deleted, version, last_event_id FROM records "
+            "WHERE source = ? AND entity = ? AND entity_id = ?",
+            (SOURCE, entity, entity_id),
+        ).one()
+    return {"data": orjson.loads(row[0]), "deleted": bool(row[1]), "version": row[2],
+            "last_event_id": row[3]}
+
+
+def statuses(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(conn.exec_driver_sql("SELECT event_id, status FROM events").all())
+
+
+def test_applying_the_same_page_twice_changes_nothing(applier: Applier, engine: Engine) -> None:
+    page = [change(1, status="Offered"), change(2, status="Enrolled"), change(3, "application")]
+    first = applier.apply(page, cursor(3))
+    before = mirror_snapshot(engine)
+    again = applier.apply(page, cursor(3))
+    assert (first.applied, first.duplicates) == (3, 0)
+    assert (again.applied, again.duplicates) == (0, 3)
+    assert mirror_snapshot(engine) == before
+    cp = checkpoints.load(engine, SOURCE)
+    assert cp is not None
+    assert cp.events_total == 3
+
+
+def test_duplicates_within_one_page_are_recorded_once(applier: Applier, engine: Engine) -> None:
+    result = applier.apply([change(1), change(1), change(2)], cursor(2))
+    assert (result.applied, result.duplicates) == (2, 1)
+    assert statuses(engine) == {"1": "applied", "2": "applied"}
+
+
+def test_a_record_never_goes_back_to_an_older_version(applier: Applier, engine: Engine) -> None:
+    applier.apply([change(11, status="Enrolled"), change(10, status="Offered")], cursor(11))
+    assert record(engine, "offer", "1")["data"]["status"] == "Enrolled"
+    assert record(engine, "offer", "1")["version"] == 11
+    assert statuses(engine) == {"11": "applied", "10": "stale"}
+
+
+def test_status_from_the_name_is_kept_by_later_events_without_one(
+    applier: Applier, engine: Engine
+) -> None:
+    applier.apply([change(1, status="Enrolled")], cursor(1))
+    applier.apply([change(2, data={"note": "x"})], cursor(2))
+    assert record(engine, "offer", "1")["data"] == {"note": "x", "status": "Enrolled"}
+
+
+def test_delete_keeps_a_tombstone_and_revive_brings_it_back(
+    applier: Applier, engine: Engine
+) -> None:
+    applier.apply([change(1, "application", op="created")], cursor(1))
+    applier.apply([change(2, "application", op="deleted")], cursor(2))
+    closed = record(engine, "application", "1")
+    assert closed["deleted"] is True
+    assert closed["data"] == {"n": 2}
+    applier.apply([change(3, "application", op="updated")], cursor(3))
+    assert record(engine, "application", "1")["deleted"] is True
+    applier.apply([change(4, "application", op="updated", revive=True)], cursor(4))
+    assert record(engine, "application", "1")["deleted"] is False
+
+
+def test_unknown_and_quarantined_events_reach_the_ledger_only(
+    applier: Applier, engine: Engine
+) -> None:
+    unknown = change(1, "unknown", None, None)
+    bad = change(2, invalid="event has no `event` name", payload="raw")
+    result = applier.apply([unknown, bad, change(3)], cursor(3))
+    assert (result.applied, result.quarantined) == (2, 1)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT event_id, entity, status, reason, payload FROM events ORDER BY position"
+        ).all()
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM records").scalar_one() == 1
+    assert rows[0][:4] == ("1", "unknown", "applied", "unknown event name")
+    assert rows[1][2:] == ("quarantined", "event has no `event` name", '"raw"')
+
+
+def test_forgotten_person_is_scrubbed_from_records_and_ledger(
+    applier: Applier, engine: Engine
+) -> None:
+    pii = {"id": 7, "email": "jane.doe@example.org", "name": "Jane Doe"}
+    applier.apply(
+        [
+            change(1, "applicant", "7", "created", data=pii, payload={"applicant": pii}),
+            change(2, "application", "9", "created", data={"id": 9, "applicant": pii},
+                   payload={"applicant": pii, "application": "/api/applications/9"}),
+            change(3, "applicant", "8", "created", person="8", data={"email": "other@x.org"}),
+        ],
+        cursor(3),
+    )
+    applier.apply(
+        [change(4, "applicant", "7", "forgotten", data={"applicant": "/api/applicants/7"},
+                payload={"event": "Applicant requested to be forgotten"})],
+        cursor(4),
+    )
+    # An event naming the forgotten person afterwards is scrubbed on arrival.
+    applier.apply(
+        [change(5, "application", "9", "updated", data={"id": 9, "applicant": pii},
+                payload={"applicant": pii})],
+        cursor(5),
+    )
+    dump = repr(mirror_snapshot(engine))
+    assert "jane.doe@example.org" not in dump
+    assert "Jane Doe" not in dump
+    assert "other@x.org" in dump
+    applicant = record(engine, "applicant", "7")
+    assert applicant["data"]["forgotten"] is True
+    assert applicant["data"]["id"] == 7
+    assert applicant["deleted"] is True
+    assert record(engine, "application", "9")["data"]["applicant"] == {"id": 7}
+    assert "/api/applications/9" in dump
+
+
+def test_a_failing_page_commits_nothing(applier: Applier, engine: Engine) -> None:
+    applier.apply([change(1)], cursor(1))
+    before = mirror_snapshot(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER boom BEFORE INSERT ON records WHEN NEW.entity = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    with pytest.raises(RetriableError, match="disk on fire"):
+        applier.apply([change(2), change(3, "boom")], cursor(3))
+    assert mirror_snapshot(engine) == before
+    cp = checkpoints.load(engine, SOURCE)
+    assert cp is not None
+    assert cp.cursor == cursor(1)
+
+
+def test_the_cursor_never_moves_backwards(applier: Applier, engine: Engine) -> None:
+    applier.apply([change(5)], cursor(5))
+    with pytest.raises(CursorRegressionError):
+        applier.apply([change(3)], cursor(3))
+    assert statuses(engine) == {"5": "applied"}
