@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
+from edsync import logs
 from edsync.backfill import run_backfill
 from edsync.config import MirrorSettings
 from edsync.demo import DEMO_KEY, demo_config
@@ -48,6 +49,7 @@ def peak_rss_mb() -> float:
 
 def run_edsync(url: str, db: Path, expand: list[str]) -> float:
     config = demo_config(url, db)
+    logs.configure(config.log)  # warnings only: the figures are the output
     source = config.sources["dreamapply"]
     object.__setattr__(source, "expand", expand)
     engine = create_mirror_engine(config.mirror)
@@ -94,15 +96,38 @@ def run_ceiling(events: list[tuple[int, dict[str, Any]]], db: Path, page: int) -
             subject = body.get(entity)
             entity_id = ref_id(subject)
             ledger.append(
-                ("da", str(position), position, body["event"], entity, entity_id, "updated",
-                 body["logged"], orjson.dumps(body).decode(), "applied", None,
-                 ref_id(body.get("applicant")), now)
+                (
+                    "da",
+                    str(position),
+                    position,
+                    body["event"],
+                    entity,
+                    entity_id,
+                    "updated",
+                    body["logged"],
+                    orjson.dumps(body).decode(),
+                    "applied",
+                    None,
+                    ref_id(body.get("applicant")),
+                    now,
+                )
             )
             if entity_id is not None:
                 data = subject if isinstance(subject, dict) else body
                 records.append(
-                    ("da", entity, entity_id, orjson.dumps(data).decode(), False, position,
-                     str(position), None, now, body["logged"], now)
+                    (
+                        "da",
+                        entity,
+                        entity_id,
+                        orjson.dumps(data).decode(),
+                        False,
+                        position,
+                        str(position),
+                        None,
+                        now,
+                        body["logged"],
+                        now,
+                    )
                 )
         conn.execute("BEGIN")
         conn.executemany(
@@ -149,11 +174,15 @@ def main() -> int:
         proc.wait()
     n = len(events)
     print(f"events           {n:>12,}   (expand={args.expand or 'none'}, page={page})")
-    print(f"edsync backfill  {seconds:>12.2f} s  {n / seconds:>12,.0f} events/s  "
-          f"(HTTP + normalize + apply + checkpoint)")
+    print(
+        f"edsync backfill  {seconds:>12.2f} s  {n / seconds:>12,.0f} events/s  "
+        f"(HTTP + normalize + apply + checkpoint)"
+    )
     print(f"peak RSS         {rss:>12.1f} MB  (edsync, before the ceiling loads its events)")
-    print(f"sqlite3 ceiling  {ceiling:>12.2f} s  {n / ceiling:>12,.0f} events/s  "
-          f"(executemany, no HTTP)")
+    print(
+        f"sqlite3 ceiling  {ceiling:>12.2f} s  {n / ceiling:>12,.0f} events/s  "
+        f"(executemany, no HTTP)"
+    )
     print(f"ratio            {seconds / ceiling:>12.2f} x  (edsync time / ceiling time)")
     return 0
 

@@ -69,8 +69,12 @@ def record(engine: Engine, entity: str, entity_id: str) -> dict[str, Any]:
             "WHERE source = ? AND entity = ? AND entity_id = ?",
             (SOURCE, entity, entity_id),
         ).one()
-    return {"data": orjson.loads(row[0]), "deleted": bool(row[1]), "version": row[2],
-            "last_event_id": row[3]}
+    return {
+        "data": orjson.loads(row[0]),
+        "deleted": bool(row[1]),
+        "version": row[2],
+        "last_event_id": row[3],
+    }
 
 
 def statuses(engine: Engine) -> dict[str, str]:
@@ -149,21 +153,43 @@ def test_forgotten_person_is_scrubbed_from_records_and_ledger(
     applier.apply(
         [
             change(1, "applicant", "7", "created", data=pii, payload={"applicant": pii}),
-            change(2, "application", "9", "created", data={"id": 9, "applicant": pii},
-                   payload={"applicant": pii, "application": "/api/applications/9"}),
+            change(
+                2,
+                "application",
+                "9",
+                "created",
+                data={"id": 9, "applicant": pii},
+                payload={"applicant": pii, "application": "/api/applications/9"},
+            ),
             change(3, "applicant", "8", "created", person="8", data={"email": "other@x.org"}),
         ],
         cursor(3),
     )
     applier.apply(
-        [change(4, "applicant", "7", "forgotten", data={"applicant": "/api/applicants/7"},
-                payload={"event": "Applicant requested to be forgotten"})],
+        [
+            change(
+                4,
+                "applicant",
+                "7",
+                "forgotten",
+                data={"applicant": "/api/applicants/7"},
+                payload={"event": "Applicant requested to be forgotten"},
+            )
+        ],
         cursor(4),
     )
     # An event naming the forgotten person afterwards is scrubbed on arrival.
     applier.apply(
-        [change(5, "application", "9", "updated", data={"id": 9, "applicant": pii},
-                payload={"applicant": pii})],
+        [
+            change(
+                5,
+                "application",
+                "9",
+                "updated",
+                data={"id": 9, "applicant": pii},
+                payload={"applicant": pii},
+            )
+        ],
         cursor(5),
     )
     dump = repr(mirror_snapshot(engine))

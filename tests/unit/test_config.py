@@ -100,7 +100,9 @@ def test_bad_config_exits_78_naming_file_and_key(
     assert not (tmp_path / "mirror.db").exists()
 
 
-def test_bad_mirror_url_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_mirror_url_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "edsync.toml"
     path.write_text('[mirror]\nurl = "not a url"\n')
     assert main(["status", "-c", str(path)]) == 78

@@ -40,8 +40,12 @@ JOURNAL_NAMES: list[tuple[str, str, str, str | None]] = [
     ("Application was marked as inactive", "application", "updated", None),
     ("Referee was added to an application", "application", "updated", None),
     ("Referee was removed from an application", "application", "updated", None),
-    ('Application was shared with: "agent@example.org"', "application", "updated",
-     "agent@example.org"),
+    (
+        'Application was shared with: "agent@example.org"',
+        "application",
+        "updated",
+        "agent@example.org",
+    ),
     ("Application share was revoked", "application", "updated", None),
     ('Offer was edited: "Enrolled"', "offer", "updated", "Enrolled"),
     ('Offer was confirmed: "Conditional"', "offer", "updated", "Conditional"),
@@ -98,9 +102,7 @@ def test_the_list_has_48_names_and_the_table_knows_each() -> None:
 
 
 @pytest.mark.parametrize(("name", "entity", "op", "status"), JOURNAL_NAMES)
-def test_every_journal_name_normalizes(
-    name: str, entity: str, op: str, status: str | None
-) -> None:
+def test_every_journal_name_normalizes(name: str, entity: str, op: str, status: str | None) -> None:
     source = make_source()
     change = source.normalize(RawEvent("10", 10, event(name, **LINKS)))
     assert (change.entity, change.op, change.status) == (entity, op, status)
