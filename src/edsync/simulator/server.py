@@ -1,0 +1,334 @@
+"""HTTP plumbing for the simulator: a threaded stdlib server and a route table.
+
+Route modules (``dreamapply`` today; Edlink and Learning Hub can sit next to
+it) turn a ``Request`` into a ``Response``; this module reads and writes the
+wire, records requests, injects faults and grows the journal over time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Self
+from urllib.parse import parse_qsl, urlsplit
+
+from edsync.simulator import dreamapply
+from edsync.simulator.dataset import Journal
+from edsync.simulator.web import JSON, Request, Response, Route, json_error
+
+__all__ = ["DEFAULT_API_KEY", "RecordedRequest", "Simulator", "serve_forever"]
+
+DEFAULT_API_KEY = "sim-dreamapply-key"
+
+# How often the accept loop looks for a stop request: bounds how long stop() takes.
+_POLL_INTERVAL = 0.05
+_WRITE_BUFFER = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """A request as the simulator saw it; header names are lower-case."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass(slots=True)
+class _Fault:
+    response: Response | None  # None: drop the connection without answering
+    remaining: int
+    route: str | None
+
+
+Dispatch = Callable[[Request], Response | None]
+
+
+class _Server(ThreadingHTTPServer):
+    """Knows its open connections, so stop() can end idle keep-alive ones too."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], dispatch: Dispatch) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.dispatch = dispatch
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _RequestHandler)
+
+    def track(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def untrack(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # the peer may have closed it already
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    # HTTP/1.1 with Content-Length keeps clients' connections alive.
+    protocol_version = "HTTP/1.1"
+    server_version = "edsync-simulator"
+    sys_version = ""
+    # Headers and body leave in one segment; no Nagle / delayed-ACK stalls.
+    disable_nagle_algorithm = True
+    wbufsize = _WRITE_BUFFER
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silent: tests and benchmarks read their own output."""
+
+    def _serve(self) -> None:
+        request = self._read_request()
+        if request is None:
+            return
+        response = self.server.dispatch(request)
+        if response is None:
+            self.close_connection = True
+            return
+        self._write(request.method, response)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def _read_request(self) -> Request | None:
+        url = urlsplit(self.path)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            self._write(self.command, json_error(400, "bad Content-Length"))
+            self.close_connection = True
+            return None
+        body = self.rfile.read(length) if length > 0 else b""
+        return Request(
+            method=self.command,
+            path=url.path,
+            query=dict(parse_qsl(url.query, keep_blank_values=True)),
+            headers=headers,
+            body=body,
+        )
+
+    def _write(self, method: str, response: Response) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if method != "HEAD":
+            self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(response.body)
+
+
+class Simulator:
+    """A DreamApply journal served over real HTTP on a local port.
+
+    ``rate`` grows the journal by that many generated events a second while
+    running, computed on each request from ``clock`` (inject a fake clock in
+    tests). ``inject`` makes upcoming requests fail; ``requests`` records all.
+    """
+
+    def __init__(
+        self,
+        events: int = 1000,
+        seed: int = 0,
+        rate: float = 0.0,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str = DEFAULT_API_KEY,
+        start: datetime | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.journal = Journal(events=events, seed=seed, start=start)
+        self.api_key = api_key
+        self.rate = rate
+        self.requests: list[RecordedRequest] = []
+        self.errors: list[Exception] = []
+        self.routes: list[Route] = [
+            dreamapply.journal_route(self.journal, api_key, before=self._grow)
+        ]
+        self._host = host
+        self._port = port
+        self._clock = clock
+        self._started_at: float | None = None
+        self._grown = 0
+        self._grow_lock = threading.Lock()
+        self._faults: list[_Fault] = []
+        self._recorded = threading.Condition()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        self._server = _Server((self._host, self._port), self._dispatch)
+        self._started_at = self._clock()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name=f"edsync-simulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self if self._server is not None else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    # -- test hooks ---------------------------------------------------------
+
+    def inject(
+        self,
+        status: int,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        times: int = 1,
+        route: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` routed requests with this instead.
+
+        ``body`` defaults to a JSON error; ``status=0`` drops the connection
+        without a response (a reset). ``route`` limits the fault to one route
+        name (``"dreamapply"``). Faults queue up in the order injected.
+        """
+        if status == 0:
+            response = None
+        else:
+            default = json_error(status, "injected fault").body
+            response = Response(
+                status,
+                default if body is None else body,
+                {"Content-Type": JSON, **(headers or {})},
+            )
+        with self._recorded:
+            self._faults.append(_Fault(response, times, route))
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` requests were recorded; False on timeout."""
+        with self._recorded:
+            return self._recorded.wait_for(lambda: len(self.requests) >= count, timeout)
+
+    # -- serving ------------------------------------------------------------
+
+    def _dispatch(self, request: Request) -> Response | None:
+        self._record(request)
+        route = next((r for r in self.routes if r.pattern.fullmatch(request.path)), None)
+        if route is None:
+            return json_error(404, f"no such resource: {request.path}")
+        fault = self._take_fault(route.name)
+        if fault is not None:
+            return fault.response
+        try:
+            return route.handler(request)
+        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
+            self.errors.append(exc)
+            return json_error(500, f"simulator error: {type(exc).__name__}")
+
+    def _record(self, request: Request) -> None:
+        recorded = RecordedRequest(
+            request.method, request.path, request.query, request.headers, time.monotonic()
+        )
+        with self._recorded:
+            self.requests.append(recorded)
+            self._recorded.notify_all()
+
+    def _take_fault(self, route: str) -> _Fault | None:
+        with self._recorded:
+            for fault in self._faults:
+                if fault.route is None or fault.route == route:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _grow(self) -> None:
+        """Bring the journal up to what ``rate`` has produced since start()."""
+        if self.rate <= 0 or self._started_at is None:
+            return
+        with self._grow_lock:
+            due = math.floor((self._clock() - self._started_at) * self.rate) - self._grown
+            if due > 0:
+                self.journal.append(due)
+                self._grown += due
+
+
+def serve_forever(port: int, events: int, seed: int, rate: float, host: str = "127.0.0.1") -> int:
+    """``edsync simulate``: serve until SIGINT or SIGTERM, then exit status 0."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, on_signal) for signum in handled}
+    try:
+        with Simulator(events=events, seed=seed, rate=rate, host=host, port=port) as sim:
+            print(f"edsync simulator: DreamApply at {sim.url} (api key: {sim.api_key})", flush=True)
+            stopping.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
