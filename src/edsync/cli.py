@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from edsync.config import Config, load_config, resolve_path
-from edsync.errors import ConfigError, EdsyncError
+from edsync.errors import ConfigError, EdsyncError, FatalError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -111,10 +111,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from edsync.mirror.db import ensure_schema
     from edsync.status import collect
 
     config = _config(args)
-    report = collect(config, _engine(config, migrate=False))
+    engine = _engine(config, migrate=False)
+    ensure_schema(engine, auto_migrate=False)  # read-only: never migrates
+    report = collect(config, engine)
     if args.json or not sys.stdout.isatty():
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
@@ -221,9 +224,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     args = _parser().parse_args(argv)
     try:
-        code: int = args.func(args)
+        try:
+            code: int = args.func(args)
+        except SQLAlchemyError as exc:
+            # The mirror is unreachable, locked or broken: say so, without a traceback.
+            raise FatalError(f"mirror database: {getattr(exc, 'orig', None) or exc}") from None
     except EdsyncError as exc:
         print(f"edsync: error: {exc}", file=sys.stderr)
         return exit_code(exc)

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NewType, Union, get_args, get_origin
+from typing import Any, Literal, NewType, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from edsync.errors import ConfigError
@@ -78,44 +78,40 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SourceSettings:
-    """Keys every feed kind has; a kind subclasses it with its own."""
+class EndpointSettings:
+    """Keys every HTTP peer (source or sink) has; ``name`` and ``kind`` come
+    from the table key and its ``kind``."""
 
     name: str
     kind: str
     base_url: HttpUrl
-    interval: Duration = Duration(60.0)
-    page_size: int = 1000
-    on_invalid: Literal["quarantine", "stop"] = "quarantine"
     timeout: Duration = Duration(30.0)
     retry_for: Duration = Duration(120.0)
     ca_bundle: str | None = None
     allow_insecure_http: bool = False
 
-    # Keys the parser fills from the table key / discriminator, not from the file.
-    implicit: ClassVar[frozenset[str]] = frozenset({"name", "kind"})
-
     def check(self) -> tuple[str, str] | None:
         """Cross-field validation: (key, message) for the first problem."""
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceSettings(EndpointSettings):
+    """Keys every feed kind has; a kind subclasses it with its own."""
+
+    interval: Duration = Duration(60.0)
+    page_size: int = 1000
+    on_invalid: Literal["quarantine", "stop"] = "quarantine"
+
+    def check(self) -> tuple[str, str] | None:
         if self.page_size < 1:
             return "page_size", "must be at least 1"
         return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SinkSettings:
-    name: str
-    kind: str
-    base_url: HttpUrl
-    timeout: Duration = Duration(30.0)
-    retry_for: Duration = Duration(120.0)
-    ca_bundle: str | None = None
-    allow_insecure_http: bool = False
-
-    implicit: ClassVar[frozenset[str]] = frozenset({"name", "kind"})
-
-    def check(self) -> tuple[str, str] | None:
-        return None
+class SinkSettings(EndpointSettings):
+    """Keys every sink kind has."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,8 +124,6 @@ class RuleSettings:
     publish: list[str] = field(default_factory=list)
     event_type: str | None = None
     member: str | None = None
-
-    implicit: ClassVar[frozenset[str]] = frozenset()
 
     def check(self) -> tuple[str, str] | None:
         if self.event is None and not self.match:

@@ -135,5 +135,5 @@ def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
     if current != head_revision():
         raise FatalError(
             f"mirror schema is at {current or 'nothing'}, edsync needs {head_revision()}: "
-            "run `edsync db upgrade` (auto_migrate is off)"
+            "run `edsync db upgrade` (or a backfill with auto_migrate = true)"
         )

@@ -1,0 +1,44 @@
+"""The shipped migrations build exactly the schema the code queries."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect
+
+from edsync.mirror.db import current_revision, head_revision, upgrade
+from edsync.mirror.schema import metadata
+
+
+def test_migrated_database_matches_the_metadata(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    assert current_revision(engine) == head_revision()
+
+
+def test_upgrade_is_idempotent(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    upgrade(engine)
+    assert set(inspect(engine).get_table_names()) >= {
+        "records",
+        "events",
+        "checkpoints",
+        "signals",
+        "deliveries",
+    }
+
+
+def test_sqlite_mirror_is_private_and_in_wal_mode(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine("private/mirror.db")
+    path = engine.url.database
+    assert path is not None
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
