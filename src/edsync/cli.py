@@ -88,6 +88,14 @@ def _progress(show: bool) -> AbstractContextManager[Any]:
     return nullcontext(None)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from edsync.scheduler import run_daemon
+
+    config = _config(args)
+    engine = _engine(config)
+    return run_daemon(resolve_path(args.config), config, engine)
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     from edsync.backfill import run_backfill
     from edsync.sources.base import Bounds
@@ -123,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     from edsync.ui import print_table
 
-    columns = ["source", "kind", "cursor", "events_total", "records", "quarantined"]
+    columns = ["source", "kind", "cursor", "lag", "events_total", "records", "quarantined"]
     columns += ["last_success", "consecutive_failures", "last_error", "gap"]
     print_table("sources", columns, [[s[c] for c in columns] for s in report["sources"]])
     if report["sinks"]:
@@ -133,22 +141,31 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from edsync import sources
-    from edsync.sources.base import Bounds
+    """One line per source and sink: reachable with these credentials, or why not."""
+    import httpx
+
+    from edsync import sinks, sources
 
     config = _config(args)
     failed = 0
     for name, settings in config.sources.items():
         source = sources.create(settings)
         try:
-            count = source.pending(None, Bounds())
+            print(f"source {name}: ok ({source.probe()})")
         except EdsyncError as exc:
             failed += 1
             print(f"source {name}: FAILED: {exc}")
-        else:
-            print(f"source {name}: ok ({count if count is not None else '?'} events upstream)")
         finally:
             source.close()
+    for name, sink in config.sinks.items():
+        try:
+            print(f"sink {name}: ok ({sinks.probe(sink)})")
+        except EdsyncError as exc:
+            failed += 1
+            print(f"sink {name}: FAILED: {exc}")
+        except httpx.HTTPError as exc:
+            failed += 1
+            print(f"sink {name}: FAILED: cannot connect ({type(exc).__name__})")
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
@@ -191,6 +208,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "-c", "--config", help="config file (default: $EDSYNC_CONFIG, then ./edsync.toml)"
         )
+
+    p = command("run", cmd_run, "the daemon: poll every source on its interval until SIGTERM")
+    with_config(p)
 
     p = command("backfill", cmd_backfill, "drain the feeds until caught up, then exit")
     with_config(p)

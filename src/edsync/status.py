@@ -22,7 +22,7 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
             row[0]: row
             for row in conn.exec_driver_sql(
                 "SELECT source, cursor, position, events_total, last_success_at, "
-                "consecutive_failures, last_error, gap, updated_at FROM checkpoints"
+                "consecutive_failures, last_error, gap, updated_at, lag FROM checkpoints"
             )
         }
         quarantined: dict[str, int] = dict(
@@ -49,6 +49,7 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
                 "kind": settings.kind,
                 "cursor": row[1] if row else None,
                 "events_total": int(row[3]) if row else 0,
+                "lag": row[9] if row else None,
                 "records": int(records.get(name, 0)),
                 "quarantined": int(quarantined.get(name, 0)),
                 "last_success": _text(row[4]) if row else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import structlog
@@ -44,6 +45,14 @@ class DrainResult:
     duplicates: int = 0
     cursor: Cursor | None = None
     stopped: bool = False
+    pending: int | None = None  # upstream's count past the cursor when the drain began
+
+    @property
+    def lag(self) -> int | None:
+        """Events still upstream past the cursor, as far as the feed told us."""
+        if self.pending is None:
+            return None
+        return max(0, self.pending - self.received)
 
     def add(self, page: PageResult) -> None:
         self.pages += 1
@@ -67,23 +76,30 @@ def drain(
     on_invalid: str = "quarantine",
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    gate: AbstractContextManager[object] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> DrainResult:
-    """Apply every page after the committed cursor; stop early when ``stop`` is set."""
+    """Apply every page after the committed cursor; stop early when ``stop`` is set.
+
+    ``gate`` is held while a page is applied, so a shutdown can wait for the
+    page in flight to commit and then keep any other from starting.
+    """
+    gate = gate or nullcontext()
     bounds = bounds or Bounds()
     progress = progress or Progress()
     applier = Applier(engine, source.name, source.person_entity)
     checkpoint = checkpoints.load(engine, source.name)
     cursor = checkpoint.cursor if checkpoint else None
     result = DrainResult(source.name, cursor=cursor)
-    total = source.pending(cursor, bounds)
+    total = result.pending = source.pending(cursor, bounds)
     progress.start(source.name, total)
     if total != 0:
         for page in source.pages(cursor, bounds):
             started = clock()
             changes, page_cursor, bad = _cut(page, on_invalid, source)
             if changes:
-                applied = applier.apply(changes, page_cursor)
+                with gate:
+                    applied = applier.apply(changes, page_cursor)
                 result.add(applied)
                 progress.advance(source.name, applied)
                 _log_page(source.name, applied, clock() - started)
@@ -95,7 +111,7 @@ def drain(
             if stop is not None and stop.is_set():
                 result.stopped = True
                 break
-    checkpoints.record_success(engine, source.name)
+    checkpoints.record_success(engine, source.name, result.lag)
     return result
 
 

@@ -82,20 +82,22 @@ def record_failure(engine: Engine, source: str, error: str) -> None:
 
 
 _SUCCESS = """
-INSERT INTO checkpoints (source, updated_at, events_total, last_success_at, consecutive_failures)
-VALUES (?, ?, 0, ?, 0)
+INSERT INTO checkpoints (source, updated_at, events_total, last_success_at, consecutive_failures,
+                         lag)
+VALUES (?, ?, 0, ?, 0, ?)
 ON CONFLICT (source) DO UPDATE SET
     updated_at = excluded.updated_at,
     last_success_at = excluded.last_success_at,
-    consecutive_failures = 0
+    consecutive_failures = 0,
+    lag = excluded.lag
 """
 
 
-def record_success(engine: Engine, source: str) -> None:
-    """A poll that found nothing new still proves the source is healthy."""
+def record_success(engine: Engine, source: str, lag: int | None = None) -> None:
+    """The end of a good poll (even one that found nothing) and the lag it left."""
     now = now_iso()
     with engine.begin() as conn:
-        conn.exec_driver_sql(adapt(conn, _SUCCESS), (source, now, now))
+        conn.exec_driver_sql(adapt(conn, _SUCCESS), (source, now, now, lag))
 
 
 def reset(engine: Engine, source: str) -> None:

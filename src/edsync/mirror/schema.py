@@ -86,6 +86,7 @@ checkpoints = Table(
     Column("gap", Text),
     Column("last_success_at", Timestamp),
     Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("lag", BigInteger),
 )
 
 signals = Table(

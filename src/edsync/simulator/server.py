@@ -1,7 +1,7 @@
 """HTTP plumbing for the simulator: a threaded stdlib server and a route table.
 
-Route modules (``dreamapply`` today; Edlink and Learning Hub can sit next to
-it) turn a ``Request`` into a ``Response``; this module reads and writes the
+Route modules (``dreamapply`` and ``edlink``; Learning Hub can sit next to
+them) turn a ``Request`` into a ``Response``; this module reads and writes the
 wire, records requests, injects faults and grows the journal over time.
 """
 
@@ -21,13 +21,21 @@ from types import FrameType, TracebackType
 from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
-from edsync.simulator import dreamapply
+from edsync.simulator import dreamapply, edlink
 from edsync.simulator.dataset import Journal
+from edsync.simulator.edlink_graph import DEFAULT_TOKEN, EdlinkGraph, utc_now
 from edsync.simulator.web import JSON, Request, Response, Route, json_error
 
-__all__ = ["DEFAULT_API_KEY", "RecordedRequest", "Simulator", "serve_forever"]
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_EDLINK_TOKEN",
+    "RecordedRequest",
+    "Simulator",
+    "serve_forever",
+]
 
 DEFAULT_API_KEY = "sim-dreamapply-key"
+DEFAULT_EDLINK_TOKEN = DEFAULT_TOKEN
 
 # How often the accept loop looks for a stop request: bounds how long stop() takes.
 _POLL_INTERVAL = 0.05
@@ -149,11 +157,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 class Simulator:
-    """A DreamApply journal served over real HTTP on a local port.
+    """A DreamApply journal and an Edlink Graph served over real HTTP on a local port.
 
-    ``rate`` grows the journal by that many generated events a second while
-    running, computed on each request from ``clock`` (inject a fake clock in
-    tests). ``inject`` makes upcoming requests fail; ``requests`` records all.
+    ``rate`` grows the journal (and the Edlink stream) by that many generated
+    events a second while running, computed on each request from ``clock``
+    (inject a fake clock in tests). ``inject`` makes upcoming requests fail;
+    ``requests`` records all.
+
+    ``edlink`` is the Edlink side (``edlink_graph.EdlinkGraph``): ``edlink_people``
+    sizes the initial graph, ``edlink_events`` (default five per person) the
+    history, spread over the ``edlink_history_days`` before ``edlink_start``
+    (default: ``edlink_clock()`` now). ``edlink_clock`` is Edlink's wall clock:
+    growth events, retention and cursor expiry follow it.
     """
 
     def __init__(
@@ -167,20 +182,41 @@ class Simulator:
         api_key: str = DEFAULT_API_KEY,
         start: datetime | None = None,
         clock: Callable[[], float] = time.monotonic,
+        edlink_people: int = 200,
+        edlink_events: int | None = None,
+        edlink_token: str = DEFAULT_EDLINK_TOKEN,
+        edlink_legacy_shape: bool = False,
+        edlink_history_days: float = 10.0,
+        edlink_start: datetime | None = None,
+        edlink_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.journal = Journal(events=events, seed=seed, start=start)
+        self.edlink = EdlinkGraph(
+            people=edlink_people,
+            events=edlink_events,
+            seed=seed,
+            history_days=edlink_history_days,
+            start=edlink_start,
+            clock=edlink_clock,
+            legacy_shape=edlink_legacy_shape,
+        )
         self.api_key = api_key
+        self.edlink_token = edlink_token
         self.rate = rate
         self.requests: list[RecordedRequest] = []
         self.errors: list[Exception] = []
         self.routes: list[Route] = [
-            dreamapply.journal_route(self.journal, api_key, before=self._grow)
+            dreamapply.journal_route(self.journal, api_key, before=self._grow),
+            *edlink.edlink_routes(
+                self.edlink, edlink_token, base_url=lambda: self.url, before=self._grow_edlink
+            ),
         ]
         self._host = host
         self._port = port
         self._clock = clock
         self._started_at: float | None = None
         self._grown = 0
+        self._edlink_grown = 0
         self._grow_lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._recorded = threading.Condition()
@@ -251,12 +287,15 @@ class Simulator:
 
         ``body`` defaults to a JSON error; ``status=0`` drops the connection
         without a response (a reset). ``route`` limits the fault to one route
-        name (``"dreamapply"``). Faults queue up in the order injected.
+        name (``"dreamapply"``, ``"edlink-events"``, ``"edlink-graph"``). Faults
+        queue up in the order injected.
         """
         if status == 0:
             response = None
         else:
             default = json_error(status, "injected fault").body
+            if route is not None and route.startswith("edlink"):
+                default = edlink.edlink_error(status, "INJECTED", "injected fault").body
             response = Response(
                 status,
                 default if body is None else body,
@@ -314,6 +353,16 @@ class Simulator:
                 self.journal.append(due)
                 self._grown += due
 
+    def _grow_edlink(self) -> None:
+        """Bring the Edlink stream up to what ``rate`` has produced since start()."""
+        if self.rate <= 0 or self._started_at is None:
+            return
+        with self._grow_lock:
+            due = math.floor((self._clock() - self._started_at) * self.rate) - self._edlink_grown
+            if due > 0:
+                self.edlink.append(due)
+                self._edlink_grown += due
+
 
 def serve_forever(port: int, events: int, seed: int, rate: float, host: str = "127.0.0.1") -> int:
     """``edsync simulate``: serve until SIGINT or SIGTERM, then exit status 0."""
@@ -327,6 +376,10 @@ def serve_forever(port: int, events: int, seed: int, rate: float, host: str = "1
     try:
         with Simulator(events=events, seed=seed, rate=rate, host=host, port=port) as sim:
             print(f"edsync simulator: DreamApply at {sim.url} (api key: {sim.api_key})", flush=True)
+            print(
+                f"edsync simulator: Edlink at {sim.url}/api/v2/graph (token: {sim.edlink_token})",
+                flush=True,
+            )
             stopping.wait()
     finally:
         for signum, handler in previous.items():

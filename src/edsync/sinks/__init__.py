@@ -15,3 +15,9 @@ _KINDS: dict[str, str] = {
 
 def settings_classes() -> dict[str, type[SinkSettings]]:
     return {kind: importlib.import_module(mod).Settings for kind, mod in _KINDS.items()}
+
+
+def probe(settings: SinkSettings) -> str:
+    """One authenticated request, no writes: for ``edsync check``."""
+    result: str = importlib.import_module(_KINDS[settings.kind]).probe(settings)
+    return result

@@ -37,6 +37,10 @@ class Source(Protocol):
     #: The entity whose records hold a person's data (for erasure), if any.
     person_entity: str | None
 
+    def probe(self) -> str:
+        """One request with the credentials, no retries, no writes: for ``check``."""
+        ...
+
     def pending(self, cursor: Cursor | None, bounds: Bounds) -> int | None:
         """Events after ``cursor`` upstream, or None if the feed cannot tell."""
         ...

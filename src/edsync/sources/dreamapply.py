@@ -201,6 +201,10 @@ class DreamApplySource:
             return str(cursor.position + 1)
         return bounds.since
 
+    def probe(self) -> str:
+        reply = self.http.once("HEAD", self.path, self._params(None, Bounds()))
+        return f"{reply.headers.get('X-Count', '?')} events upstream"
+
     def pending(self, cursor: Cursor | None, bounds: Bounds) -> int | None:
         reply = self.http.request(
             "HEAD", self.path, self._params(self._start(cursor, bounds), bounds)

@@ -1,0 +1,447 @@
+"""Edlink's Graph API v2 over the simulator: the event stream and the list endpoints.
+
+Behaviour follows Edlink's documentation and SPEC 2.2, including the parts a
+consumer gets wrong: ``$next`` embeds a cursor that expires two hours after it
+was issued; events older than 30 days are gone, and ``$after`` naming one of
+them (or an id never seen) fails with ``INVALID_CURSOR`` rather than silently
+starting somewhere else. Errors come as ``{"$errors": [{"code", "message"}]}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import operator
+import re
+import uuid
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import orjson
+
+from edsync.simulator.edlink_graph import PLURALS, EdlinkGraph
+from edsync.simulator.web import JSON, Request, Response, Route
+
+__all__ = [
+    "CURSOR_TTL",
+    "DEFAULT_FIRST",
+    "EVENTS_PATH",
+    "GRAPH_PATH",
+    "MAX_FIRST",
+    "Cursors",
+    "EdlinkError",
+    "authorized",
+    "edlink_error",
+    "edlink_routes",
+    "parse_filter",
+]
+
+EVENTS_PATH = re.compile(r"/api/v2/graph/events/?")
+GRAPH_PATH = re.compile(r"/api/v2/graph/(?P<plural>" + "|".join(PLURALS.values()) + r")/?")
+DEFAULT_FIRST = 100
+MAX_FIRST = 10_000
+CURSOR_TTL = timedelta(hours=2)
+
+_KIND_OF = {plural: kind for kind, plural in PLURALS.items()}
+_DIGITS = re.compile(r"[0-9]+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Json = dict[str, object]
+Predicate = Callable[[Mapping[str, object]], bool]
+
+
+class EdlinkError(Exception):
+    """A request Edlink refuses; becomes a ``$errors`` response."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> Response:
+        return edlink_error(self.status, self.code, self.message)
+
+
+def edlink_error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = orjson.dumps({"$errors": [{"code": code, "message": message}]})
+    return Response(status, body, {"Content-Type": JSON, **(headers or {})})
+
+
+def _bad_request(message: str) -> EdlinkError:
+    return EdlinkError(400, "BAD_REQUEST", message)
+
+
+def _invalid_cursor(message: str) -> EdlinkError:
+    return EdlinkError(400, "INVALID_CURSOR", message)
+
+
+def authorized(headers: Mapping[str, str], token: str) -> bool:
+    scheme, _, credential = headers.get("authorization", "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credential.strip().encode(), token.encode()
+    )
+
+
+# -- cursors ------------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Cursors:
+    """Opaque ``$cursor`` values: signed (a client can neither forge nor edit one) and
+    stamped with their issue time, so they expire like Edlink's."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _sign(self, body: bytes) -> str:
+        return _b64(hmac.new(self._secret, body, hashlib.sha256).digest()[:16])
+
+    def issue(self, scope: str, state: Json, now_ms: int) -> str:
+        body = orjson.dumps({"s": scope, "t": now_ms, **state})
+        return f"{_b64(body)}.{self._sign(body)}"
+
+    def read(self, token: str, scope: str, now_ms: int) -> Json:
+        """The state issued with ``token``; INVALID_CURSOR if forged, foreign or expired."""
+        encoded, _, signature = token.partition(".")
+        try:
+            body = _unb64(encoded)
+        except (binascii.Error, ValueError) as exc:
+            raise _invalid_cursor("the cursor is malformed") from exc
+        if not hmac.compare_digest(signature, self._sign(body)):
+            raise _invalid_cursor("the cursor is malformed")
+        state = orjson.loads(body)
+        if not isinstance(state, dict) or state.get("s") != scope:
+            raise _invalid_cursor("the cursor belongs to another endpoint")
+        issued = state.get("t")
+        if not isinstance(issued, int) or now_ms - issued >= CURSOR_TTL // timedelta(
+            milliseconds=1
+        ):
+            raise _invalid_cursor("the cursor has expired")
+        return state
+
+
+# -- parameters ---------------------------------------------------------------
+
+
+def _count(query: Mapping[str, str], name: str) -> int | None:
+    """``$first`` / ``$last``: None when absent, else 1..10000."""
+    value = query.get(name)
+    if value is None:
+        return None
+    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_FIRST:
+        raise _bad_request(f"{name} must be an integer from 1 to {MAX_FIRST}, got {value!r}")
+    return int(value)
+
+
+# -- $filter ------------------------------------------------------------------
+
+_ID, _DATE, _STRING = "id", "date", "string"
+_OPERATORS: Mapping[str, frozenset[str]] = {
+    _ID: frozenset({"equals", "in", "not in"}),
+    _DATE: frozenset({"equals", "gt", "gte", "lt", "lte"}),
+    _STRING: frozenset(
+        {"equals", "starts with", "contains", "in", "not in", "is known", "is unknown"}
+    ),
+}
+_COMMON_FIELDS = {"id": _ID, "created_date": _DATE, "updated_date": _DATE}
+_KIND_FIELDS: Mapping[str, Mapping[str, str]] = {
+    "district": dict.fromkeys(("name", "locale", "time_zone"), _STRING),
+    "school": dict.fromkeys(("name", "district_id", "locale", "time_zone"), _STRING),
+    "session": {
+        **dict.fromkeys(("name", "state", "type", "school_id", "district_id"), _STRING),
+        "start_date": _DATE,
+        "end_date": _DATE,
+    },
+    "course": dict.fromkeys(("name", "code", "school_id", "session_id", "district_id"), _STRING),
+    "person": dict.fromkeys(
+        (
+            "first_name",
+            "middle_name",
+            "last_name",
+            "display_name",
+            "email",
+            "phone",
+            "locale",
+            "time_zone",
+            "district_id",
+        ),
+        _STRING,
+    ),
+    "class": dict.fromkeys(("name", "description", "state", "course_id", "school_id"), _STRING),
+    "section": dict.fromkeys(("name", "state", "class_id"), _STRING),
+    "enrollment": {
+        **dict.fromkeys(("role", "state", "class_id", "section_id", "person_id"), _STRING),
+        "start_date": _DATE,
+        "end_date": _DATE,
+    },
+    "agent": dict.fromkeys(("relation", "observer_id", "target_id"), _STRING),
+}
+_COMPARE: Mapping[str, Callable[[int, int], bool]] = {
+    "equals": operator.eq,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def _micros(value: object) -> int | None:
+    """An ISO date as epoch microseconds (naive = UTC); None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _date_test(field: str, op: str, value: object) -> Predicate:
+    bound = _micros(value)
+    if bound is None:
+        raise _bad_request(f"$filter: {field} {op} needs an ISO 8601 date, got {value!r}")
+    compare = _COMPARE[op]
+
+    def test(data: Mapping[str, object]) -> bool:
+        # Dates are compared as instants, so "…Z" and "…+00:00" forms agree.
+        actual = _micros(data.get(field))
+        return actual is not None and compare(actual, bound)
+
+    return test
+
+
+def _string_list(field: str, op: str, value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _bad_request(f"$filter: {field} {op} needs a list of strings, got {value!r}")
+    return frozenset(value)
+
+
+def _string_test(field: str, op: str, value: object) -> Predicate:
+    if op == "is known":
+        return lambda data: data.get(field) is not None
+    if op == "is unknown":
+        return lambda data: data.get(field) is None
+    if op in ("in", "not in"):
+        members = _string_list(field, op, value)
+        inside = op == "in"
+        return lambda data: (data.get(field) in members) is inside
+    if not isinstance(value, str):
+        raise _bad_request(f"$filter: {field} {op} needs a string, got {value!r}")
+    if op == "equals":
+        return lambda data: data.get(field) == value
+    # Text matching ignores case, as a search box would.
+    needle = value.casefold()
+    if op == "starts with":
+        return lambda data: str(data.get(field) or "").casefold().startswith(needle)
+    return lambda data: needle in str(data.get(field) or "").casefold()
+
+
+def _condition(field: str, field_type: str, condition: object) -> Predicate:
+    if not isinstance(condition, dict) or not isinstance(condition.get("operator"), str):
+        raise _bad_request(f"$filter: each {field} condition needs an operator")
+    op = condition["operator"]
+    if op not in _OPERATORS[field_type]:
+        allowed = ", ".join(sorted(_OPERATORS[field_type]))
+        raise _bad_request(f"$filter: {field} does not support {op!r} (use {allowed})")
+    if op not in ("is known", "is unknown") and "value" not in condition:
+        raise _bad_request(f"$filter: {field} {op} needs a value")
+    value = condition.get("value")
+    if field_type == _DATE:
+        return _date_test(field, op, value)
+    return _string_test(field, op, value)
+
+
+def parse_filter(kind: str, raw: str | None) -> Predicate | None:
+    """``$filter`` as a predicate on an object's data; None when absent.
+
+    Conditions on one field, and the fields themselves, are ANDed.
+    """
+    if raw is None:
+        return None
+    try:
+        spec = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _bad_request("$filter must be a JSON object") from exc
+    if not isinstance(spec, dict) or not spec:
+        raise _bad_request("$filter must be a non-empty JSON object of fields")
+    fields = {**_COMMON_FIELDS, **_KIND_FIELDS[kind]}
+    tests: list[Predicate] = []
+    for field, conditions in spec.items():
+        field_type = fields.get(field)
+        if field_type is None:
+            raise _bad_request(f"$filter: {PLURALS[kind]} cannot be filtered on {field!r}")
+        if not isinstance(conditions, list) or not conditions:
+            raise _bad_request(f"$filter: {field} needs a list of conditions")
+        tests.extend(_condition(field, field_type, condition) for condition in conditions)
+    return lambda data: all(test(data) for test in tests)
+
+
+# -- pages --------------------------------------------------------------------
+
+
+def _page(items: Sequence[bytes], next_url: str | None) -> bytes:
+    """``{"$data": […], "$next": …, "$request": …}`` from pre-rendered items."""
+    parts = [b'{"$data":[', b",".join(items), b"]"]
+    if next_url is not None:
+        parts += [b',"$next":', orjson.dumps(next_url)]
+    parts += [b',"$request":"', str(uuid.uuid4()).encode(), b'"}']
+    return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    graph: EdlinkGraph
+    cursors: Cursors
+    base_url: Callable[[], str]
+
+    def next_url(self, request: Request, first: int, cursor: str) -> str:
+        # Absolute, on the host the client used, as Edlink's $next is.
+        host = request.headers.get("host")
+        base = f"http://{host}" if host else self.base_url()
+        return f"{base}{request.path}?" + urlencode({"$first": first, "$cursor": cursor}, safe="$")
+
+
+def _events_start(context: _Context, query: Mapping[str, str], oldest: int, now: int) -> int:
+    """Position of the first event to serve; INVALID_CURSOR rather than a silent gap."""
+    token = query.get("$cursor")
+    if token is not None:
+        position = context.cursors.read(token, "events", now).get("p")
+        if not isinstance(position, int):
+            raise _invalid_cursor("the cursor is malformed")
+        if position + 1 < oldest:
+            raise _invalid_cursor("events after this cursor are past retention")
+        return position + 1
+    after = query.get("$after")
+    if after is None:
+        return oldest
+    position = context.graph.position(after)
+    if position is None or position < oldest:
+        raise _invalid_cursor(f"$after: no event {after!r} (unknown or past retention)")
+    return position + 1
+
+
+def handle_events(context: _Context, request: Request) -> bytes:
+    query = request.query
+    first, last = _count(query, "$first"), _count(query, "$last")
+    if first is not None and last is not None:
+        raise _bad_request("use either $first or $last, not both")
+    first = first or DEFAULT_FIRST
+    graph = context.graph
+    now = graph.now_ms()
+    with graph.locked():
+        start = _events_start(context, query, graph.retained_from(now), now)
+        count = graph.events_count
+        # $last=N: the newest N (after $after, if given); no further pages.
+        stop = count if last is not None else min(start + first, count)
+        start = max(start, count - last) if last is not None else start
+        items = graph.event_bodies(start, stop)
+    next_url = None
+    if last is None and stop < count:
+        cursor = context.cursors.issue("events", {"p": stop - 1}, now)
+        next_url = context.next_url(request, first, cursor)
+    return _page(items, next_url)
+
+
+def handle_list(context: _Context, request: Request) -> bytes:
+    match = GRAPH_PATH.fullmatch(request.path)
+    if match is None:  # pragma: no cover - the route pattern already matched
+        raise EdlinkError(404, "NOT_FOUND", f"no such resource: {request.path}")
+    kind = _KIND_OF[match.group("plural")]
+    query = request.query
+    first = _count(query, "$first") or DEFAULT_FIRST
+    graph = context.graph
+    now = graph.now_ms()
+    after: str | None = None
+    raw_filter = query.get("$filter")
+    token = query.get("$cursor")
+    if token is not None:
+        # The cursor carries the filter too, so $next alone reproduces the query.
+        state = context.cursors.read(token, kind, now)
+        cursor_after, cursor_filter = state.get("a"), state.get("f")
+        if not isinstance(cursor_after, str) or not isinstance(cursor_filter, str | None):
+            raise _invalid_cursor("the cursor is malformed")
+        after, raw_filter = cursor_after, cursor_filter
+    accept = parse_filter(kind, raw_filter)
+    items: list[bytes] = []
+    last_id: str | None = None
+    more = False
+    with graph.locked():
+        ids = graph.live_ids(kind)
+        # Keyset paging by id: stable while objects come and go between pages.
+        for id_ in ids[0 if after is None else bisect_right(ids, after) :]:
+            data, body = graph.current(kind, id_)
+            if accept is not None and not accept(data):
+                continue
+            if len(items) == first:
+                more = True
+                break
+            items.append(body)
+            last_id = id_
+    next_url = None
+    if more:
+        cursor = context.cursors.issue(kind, {"a": last_id, "f": raw_filter}, now)
+        next_url = context.next_url(request, first, cursor)
+    return _page(items, next_url)
+
+
+def _serve(
+    context: _Context,
+    token: str,
+    handler: Callable[[_Context, Request], bytes],
+    request: Request,
+) -> Response:
+    if request.method not in ("GET", "HEAD"):
+        message = f"{request.method} is not allowed here"
+        return edlink_error(405, "METHOD_NOT_ALLOWED", message, {"Allow": "GET, HEAD"})
+    if not authorized(request.headers, token):
+        message = "missing or wrong token: send Authorization: Bearer <token>"
+        return edlink_error(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
+    try:
+        body = handler(context, request)
+    except EdlinkError as exc:
+        return exc.response()
+    return Response(200, b"" if request.method == "HEAD" else body)
+
+
+def edlink_routes(
+    graph: EdlinkGraph,
+    token: str,
+    *,
+    base_url: Callable[[], str],
+    before: Callable[[], None] | None = None,
+) -> list[Route]:
+    """The ``edlink-events`` and ``edlink-graph`` routes. ``base_url`` serves ``$next`` when
+    a request has no Host header; ``before`` runs first on each request (growth)."""
+    # Derived, not random: the same simulator setup issues the same cursors.
+    secret = hashlib.sha256(b"edsync-simulator-edlink-cursor:" + token.encode()).digest()
+    context = _Context(graph, Cursors(secret), base_url)
+
+    def route(handler: Callable[[_Context, Request], bytes]) -> Callable[[Request], Response]:
+        def serve(request: Request) -> Response:
+            if before is not None:
+                before()
+            return _serve(context, token, handler, request)
+
+        return serve
+
+    return [
+        Route("edlink-events", EVENTS_PATH, route(handle_events)),
+        Route("edlink-graph", GRAPH_PATH, route(handle_list)),
+    ]
