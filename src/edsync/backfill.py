@@ -38,6 +38,7 @@ def run_backfill(
     reset: bool = False,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    gate: threading.Lock | None = None,
 ) -> Outcome:
     """Drain each source in turn; one source's failure does not stop the others."""
     outcome = Outcome()
@@ -55,6 +56,7 @@ def run_backfill(
                 on_invalid=settings.on_invalid,
                 progress=progress,
                 stop=stop,
+                gate=gate,
             )
         except EdsyncError as exc:
             outcome.failures[name] = str(exc)

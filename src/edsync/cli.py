@@ -65,12 +65,13 @@ def _selected_sources(config: Config, names: Sequence[str] | None) -> list[str]:
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
+def _stop_on_signals(wake: threading.Event) -> Iterator[threading.Event]:
     """SIGTERM/SIGINT finish the page in flight, then stop cleanly."""
     stop = threading.Event()
 
     def handler(_signum: int, _frame: object) -> None:
         stop.set()
+        wake.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -98,20 +99,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from edsync.backfill import run_backfill
+    from edsync.lifecycle import run_stoppable
     from edsync.sources.base import Bounds
 
     config = _config(args)
     names = _selected_sources(config, args.source)
     engine = _engine(config)
-    with _stop_on_signals() as stop, _progress(True) as progress:
-        outcome = run_backfill(
-            config,
-            engine,
-            names,
-            bounds=Bounds(since=args.since, until=args.until),
-            reset=args.reset,
-            progress=progress,
-            stop=stop,
+    wake, gate = threading.Event(), threading.Lock()
+    with _stop_on_signals(wake) as stop, _progress(True) as progress:
+        outcome = run_stoppable(
+            lambda: run_backfill(
+                config,
+                engine,
+                names,
+                bounds=Bounds(since=args.since, until=args.until),
+                reset=args.reset,
+                progress=progress,
+                stop=stop,
+                gate=gate,
+            ),
+            stop,
+            wake,
+            gate,
         )
     for name, error in outcome.failures.items():
         print(f"edsync: source {name!r} failed: {error}", file=sys.stderr)

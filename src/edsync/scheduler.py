@@ -13,10 +13,8 @@ scheduler itself is alive. The main thread only waits for signals:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +36,7 @@ from edsync.errors import (
     MalformedPageError,
     RetriableError,
 )
+from edsync.lifecycle import STOP_BUDGET, leave_now
 from edsync.metrics import Health, Metrics, MetricsServer
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import PageResult
@@ -48,8 +47,6 @@ from edsync.systemd import Notifier
 
 log = structlog.get_logger("edsync.daemon")
 
-STOP_BUDGET = 8.0  # seconds for polls to finish their page; systemd waits 10 (SPEC 5.6)
-COMMIT_BUDGET = 1.5  # then at most this for a page mid-commit
 MAX_START_JITTER = 5.0
 MAX_AUTH_BACKOFF = 3600.0
 PUBLISH_INTERVAL = 5.0
@@ -205,18 +202,13 @@ class Daemon:
                 lambda: not self._running, max(0.0, deadline - time.monotonic())
             )
             stuck = sorted(self._running)
-        # Whatever still runs is waiting on the network; let no page start,
-        # and let the one committing (if any) finish.
-        committed = self.gate.acquire(timeout=COMMIT_BUDGET)
         if self.metrics_server is not None:
             self.metrics_server.stop()
-        log.info("daemon_stopped", abandoned=stuck, page_in_flight=not committed)
         if stuck:
-            # Worker threads blocked in a network wait cannot be interrupted;
-            # nothing of theirs is uncommitted, so leave without them.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
+            # Polls blocked in a network wait cannot be interrupted; nothing
+            # of theirs is uncommitted, so leave without them.
+            leave_now(self.gate, stuck)
+        log.info("daemon_stopped")
         for _, source in self._sources.values():
             source.close()
         return 0

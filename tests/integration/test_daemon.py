@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -299,3 +301,24 @@ def test_status_json_reports_every_field(
     (sink,) = report["sinks"]
     assert sink == {"sink": "hub", "pending": 0, "failed": 0, "delivered": 0}
     assert "hub-secret" not in orjson.dumps(report).decode()
+
+
+def test_backfill_sigterm_exits_0_within_10s_even_in_a_network_wait(
+    write_config: Callable[..., Path],
+) -> None:
+    hole = BlackHole()
+    try:
+        path = write_config(hole.url, extra='timeout = "60s"\n')
+        with subprocess.Popen(
+            [sys.executable, "-m", "edsync", "backfill", "-c", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ) as proc:
+            assert hole.accepted.wait(10)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=12)
+        assert code == 0
+        assert time.monotonic() - started < 10
+    finally:
+        hole.close()
