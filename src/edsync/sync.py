@@ -6,18 +6,21 @@ the only cursor, so stopping at any point and starting again is safe.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import Engine
 
-from edsync.errors import FatalError
+from edsync.errors import FatalError, GapError
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier, PageResult
+from edsync.mirror.sql import adapt
 from edsync.normalize import Change, Cursor, normalize_page
 from edsync.sources.base import Bounds, RawPage, Source
 
@@ -84,35 +87,139 @@ def drain(
     ``gate`` is held while a page is applied, so a shutdown can wait for the
     page in flight to commit and then keep any other from starting.
     """
-    gate = gate or nullcontext()
-    bounds = bounds or Bounds()
-    progress = progress or Progress()
-    applier = Applier(engine, source.name, source.person_entity)
+    run = _Run(
+        source=source,
+        applier=Applier(engine, source.name, source.person_entity),
+        bounds=bounds or Bounds(),
+        on_invalid=on_invalid,
+        progress=progress or Progress(),
+        stop=stop,
+        gate=gate or nullcontext(),
+        clock=clock,
+    )
+    cursor = _starting_cursor(engine, source, run.applier)
+    run.result.cursor = cursor
+    try:
+        run.stream(cursor)
+    except GapError as exc:
+        # Resolve at most once per drain: a second gap right after a fresh
+        # snapshot is not something to loop on.
+        cursor = _resolve_gap(engine, source, run.applier, str(exc))
+        run.result.cursor = cursor
+        run.stream(cursor)
+    checkpoints.record_success(engine, source.name, run.result.lag)
+    return run.result
+
+
+def _starting_cursor(engine: Engine, source: Source, applier: Applier) -> Cursor | None:
+    """The committed cursor, after a bootstrap or gap resync if one is due."""
     checkpoint = checkpoints.load(engine, source.name)
     cursor = checkpoint.cursor if checkpoint else None
-    result = DrainResult(source.name, cursor=cursor)
-    total = result.pending = source.pending(cursor, bounds)
-    progress.start(source.name, total)
-    if total != 0:
-        for page in source.pages(cursor, bounds):
-            started = clock()
-            changes, page_cursor, bad = _cut(page, on_invalid, source)
+    if cursor is None and source.can_snapshot:
+        return bootstrap(source, applier, "no checkpoint yet: a new mirror starts complete")
+    if checkpoint is None or cursor is None:
+        return cursor
+    if checkpoint.gap is not None:
+        return _resolve_gap(engine, source, applier, checkpoint.gap)
+    age = checkpoint.age(dt.datetime.now(dt.UTC))
+    if source.retention is not None and age is not None and age > source.retention:
+        days = age / 86400
+        return _resolve_gap(
+            engine,
+            source,
+            applier,
+            f"checkpoint is {days:.1f} days old, past the feed's retention of "
+            f"{source.retention / 86400:.0f} days: events may have been purged unseen",
+        )
+    return cursor
+
+
+def _resolve_gap(engine: Engine, source: Source, applier: Applier, reason: str) -> Cursor:
+    """Never skip silently: record the gap, then resync or stop (SPEC 2.2)."""
+    checkpoints.record_gap(engine, source.name, reason)
+    log.warning("gap_detected", source=source.name, gap=reason, resync=source.resync)
+    if source.can_snapshot and source.resync == "auto":
+        return bootstrap(source, applier, f"resync after a gap: {reason}")
+    raise GapError(
+        f"source {source.name!r} has a gap: {reason}. It stays stopped until "
+        f"`edsync backfill --source {source.name} --reset`"
+    )
+
+
+def bootstrap(source: Source, applier: Applier, reason: str) -> Cursor:
+    """Note the stream head, snapshot every list endpoint, then resume after the head.
+
+    Changes made while the snapshot runs are in the stream after the noted
+    head, so they are applied afterwards and none is lost; records the
+    snapshot lacks are marked deleted.
+    """
+    log.info("snapshot_started", source=source.name, reason=reason)
+    checkpoint = checkpoints.load(applier.engine, source.name)
+    base = checkpoint.cursor.position if checkpoint and checkpoint.cursor else 0
+    if checkpoint is not None and checkpoint.cursor is None and checkpoint.events_total:
+        base = _max_position(applier.engine, source.name)
+    head = source.head()
+    snapshot_id = uuid.uuid4().hex
+    seen = 0
+    for page in source.snapshot():
+        seen += applier.apply_snapshot(page, base, snapshot_id)
+    cursor = Cursor(head or "", base)
+    missing = applier.finish_snapshot(source.snapshot_entities, snapshot_id, cursor)
+    log.info(
+        "snapshot_done", source=source.name, records=seen, marked_deleted=missing, resume_after=head
+    )
+    return cursor
+
+
+def _max_position(engine: Engine, source: str) -> int:
+    """After ``--reset`` forgot the cursor, positions still continue past the ledger."""
+    with engine.connect() as conn:
+        value = conn.exec_driver_sql(
+            adapt(conn, "SELECT MAX(position) FROM events WHERE source = ?"), (source,)
+        ).scalar()
+    return int(value or 0)
+
+
+@dataclass(slots=True)
+class _Run:
+    """One drain's collaborators, so the page loop reads as the flow it is."""
+
+    source: Source
+    applier: Applier
+    bounds: Bounds
+    on_invalid: str
+    progress: Progress
+    stop: threading.Event | None
+    gate: AbstractContextManager[object]
+    clock: Callable[[], float]
+    result: DrainResult = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.result = DrainResult(self.source.name)
+
+    def stream(self, cursor: Cursor | None) -> None:
+        source, result = self.source, self.result
+        total = result.pending = source.pending(cursor, self.bounds)
+        self.progress.start(source.name, total)
+        if total == 0:
+            return
+        for page in source.pages(cursor, self.bounds):
+            started = self.clock()
+            changes, page_cursor, bad = _cut(page, self.on_invalid, source)
             if changes:
-                with gate:
-                    applied = applier.apply(changes, page_cursor)
+                with self.gate:
+                    applied = self.applier.apply(changes, page_cursor)
                 result.add(applied)
-                progress.advance(source.name, applied)
-                _log_page(source.name, applied, clock() - started)
+                self.progress.advance(source.name, applied)
+                _log_page(source.name, applied, self.clock() - started)
             if bad is not None:
                 raise InvalidEventStopError(
                     f"source {source.name!r} stopped at event {bad.event_id}: {bad.invalid} "
                     '(on_invalid = "stop"; fix it upstream or set on_invalid = "quarantine")'
                 )
-            if stop is not None and stop.is_set():
+            if self.stop is not None and self.stop.is_set():
                 result.stopped = True
-                break
-    checkpoints.record_success(engine, source.name, result.lag)
-    return result
+                return
 
 
 def _cut(

@@ -9,7 +9,8 @@ operations, not a round trip.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from edsync.mirror import checkpoints
 from edsync.mirror.db import WRITE
 from edsync.mirror.sql import adapt, dumps, loads, placeholders
 from edsync.normalize import Change, Cursor, advance, scrub
+from edsync.sources.base import SnapshotPage
 
 APPLIED = "applied"
 STALE = "stale"
@@ -105,16 +107,61 @@ class Applier:
 
     def apply(self, changes: Sequence[Change], cursor: Cursor) -> PageResult:
         """Ledger, records, erasures and checkpoint of one page, atomically."""
+        # Locked, read-only, full, or a concurrent writer got there first:
+        # nothing is committed, the cursor does not move, and the next
+        # attempt starts again from the same page.
+        with self._transaction() as conn:
+            return self._apply(conn, changes, cursor)
+
+    def apply_snapshot(self, page: SnapshotPage, version: int, snapshot_id: str) -> int:
+        """Upsert one page of current objects as of the cursor position ``version``."""
+        now = checkpoints.now_iso()
+        rows = [
+            (
+                self.source,
+                page.entity,
+                obj.entity_id,
+                dumps(obj.data),
+                False,
+                version,
+                SNAPSHOT_EVENT,
+                obj.person_id,
+                now,
+                _updated(obj.data),
+                now,
+                snapshot_id,
+            )
+            for obj in page.objects
+        ]
+        if rows:
+            with self._transaction() as conn:
+                conn.exec_driver_sql(adapt(conn, _UPSERT_SNAPSHOT), rows)
+        return len(rows)
+
+    def finish_snapshot(self, entities: Sequence[str], snapshot_id: str, cursor: Cursor) -> int:
+        """Mark deleted what the snapshot lacked and resume at ``cursor``, atomically."""
+        now = checkpoints.now_iso()
+        missing = 0
+        with self._transaction() as conn:
+            current = checkpoints.read(conn, self.source)
+            cursor = advance(current.cursor if current else None, cursor)
+            for entity in entities:
+                result = conn.exec_driver_sql(
+                    adapt(conn, _MARK_MISSING), (True, now, self.source, entity, False, snapshot_id)
+                )
+                missing += max(result.rowcount, 0)
+            checkpoints.write_resume(conn, self.source, cursor, now)
+        return missing
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         from sqlalchemy.exc import IntegrityError, OperationalError
 
         try:
             with self.writer.begin() as conn:
-                return self._apply(conn, changes, cursor)
+                yield conn
         except (OperationalError, IntegrityError) as exc:
-            # Locked, read-only, full, or a concurrent writer got there first:
-            # nothing was committed, the cursor did not move, and the next
-            # attempt starts again from the same page.
-            raise RetriableError(f"mirror: page not applied: {exc.orig}") from None
+            raise RetriableError(f"mirror: not written: {exc.orig}") from None
 
     def _apply(self, conn: Connection, changes: Sequence[Change], cursor: Cursor) -> PageResult:
         current = checkpoints.read(conn, self.source)
@@ -281,6 +328,30 @@ WHERE records.version < excluded.version
 """
 
 
+SNAPSHOT_EVENT = "snapshot"  # last_event_id of a record a snapshot wrote
+
+_UPSERT_SNAPSHOT = """
+INSERT INTO records (source, entity, entity_id, data, deleted, version, last_event_id,
+                     person_id, first_seen_at, changed_at, synced_at, snapshot_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, entity, entity_id) DO UPDATE SET
+    data = excluded.data,
+    deleted = excluded.deleted,
+    version = excluded.version,
+    last_event_id = excluded.last_event_id,
+    person_id = excluded.person_id,
+    changed_at = excluded.changed_at,
+    synced_at = excluded.synced_at,
+    snapshot_id = excluded.snapshot_id
+WHERE records.version <= excluded.version
+"""
+
+_MARK_MISSING = """
+UPDATE records SET deleted = ?, synced_at = ?
+WHERE source = ? AND entity = ? AND deleted = ? AND (snapshot_id IS NULL OR snapshot_id <> ?)
+"""
+
+
 def erase_person(conn: Connection, source: str, person_entity: str | None, person_id: str) -> None:
     """Scrub every ledger payload and record that names the person (SPEC 5.4)."""
     rows = conn.exec_driver_sql(
@@ -314,6 +385,11 @@ def erase_person(conn: Connection, source: str, person_entity: str | None, perso
                 for entity, entity_id, data in records
             ],
         )
+
+
+def _updated(data: dict[str, Any]) -> str | None:
+    value = data.get("updated_date")
+    return value if isinstance(value, str) else None
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

@@ -19,6 +19,14 @@ class Checkpoint:
     last_error: str | None
     gap: str | None
     consecutive_failures: int
+    last_success_at: str | None = None
+
+    def age(self, now: dt.datetime) -> float | None:
+        """Seconds since the feed was last read successfully."""
+        if self.last_success_at is None:
+            return None
+        last = dt.datetime.fromisoformat(self.last_success_at)
+        return (now - last).total_seconds()
 
 
 def now_iso() -> str:
@@ -29,15 +37,16 @@ def read(conn: Connection, source: str) -> Checkpoint | None:
     row = conn.exec_driver_sql(
         adapt(
             conn,
-            "SELECT cursor, position, events_total, last_error, gap, consecutive_failures "
-            "FROM checkpoints WHERE source = ?",
+            "SELECT cursor, position, events_total, last_error, gap, consecutive_failures, "
+            "last_success_at FROM checkpoints WHERE source = ?",
         ),
         (source,),
     ).first()
     if row is None:
         return None
     cursor = Cursor(row[0], int(row[1])) if row[0] is not None else None
-    return Checkpoint(source, cursor, int(row[2]), row[3], row[4], int(row[5]))
+    last_success = row[6].isoformat() if isinstance(row[6], dt.datetime) else row[6]
+    return Checkpoint(source, cursor, int(row[2]), row[3], row[4], int(row[5]), last_success)
 
 
 def load(engine: Engine, source: str) -> Checkpoint | None:
@@ -98,6 +107,35 @@ def record_success(engine: Engine, source: str, lag: int | None = None) -> None:
     now = now_iso()
     with engine.begin() as conn:
         conn.exec_driver_sql(adapt(conn, _SUCCESS), (source, now, now, lag))
+
+
+_GAP = """
+INSERT INTO checkpoints (source, updated_at, events_total, gap, consecutive_failures)
+VALUES (?, ?, 0, ?, 0)
+ON CONFLICT (source) DO UPDATE SET updated_at = excluded.updated_at, gap = excluded.gap
+"""
+
+
+def record_gap(engine: Engine, source: str, gap: str) -> None:
+    """Events may be missing: say so where ``status`` looks, until it is resolved."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(adapt(conn, _GAP), (source, now_iso(), gap[:2000]))
+
+
+_RESUME = """
+INSERT INTO checkpoints (source, cursor, position, updated_at, events_total, consecutive_failures)
+VALUES (?, ?, ?, ?, 0, 0)
+ON CONFLICT (source) DO UPDATE SET
+    cursor = excluded.cursor,
+    position = excluded.position,
+    updated_at = excluded.updated_at,
+    gap = NULL
+"""
+
+
+def write_resume(conn: Connection, source: str, cursor: Cursor, now: str) -> None:
+    """After a snapshot: stream from the id noted before it; the gap is closed."""
+    conn.exec_driver_sql(adapt(conn, _RESUME), (source, cursor.value, cursor.position, now))
 
 
 def reset(engine: Engine, source: str) -> None:

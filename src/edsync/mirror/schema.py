@@ -43,6 +43,7 @@ records = Table(
     Column("first_seen_at", Timestamp, nullable=False),
     Column("changed_at", Timestamp),
     Column("synced_at", Timestamp, nullable=False),
+    Column("snapshot_id", String(64)),
     Index("ix_records_person", "source", "person_id"),
 )
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 _KINDS: dict[str, str] = {
     "dreamapply": "edsync.sources.dreamapply",
+    "edlink": "edsync.sources.edlink",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from edsync.normalize import Change, Cursor, RawEvent
 
@@ -15,6 +15,21 @@ class RawPage:
 
     events: list[RawEvent]
     cursor: Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotObject:
+    entity_id: str
+    data: dict[str, Any]
+    person_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPage:
+    """Current objects of one entity kind, as a list endpoint pages them."""
+
+    entity: str
+    objects: list[SnapshotObject]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +51,26 @@ class Source(Protocol):
     name: str
     #: The entity whose records hold a person's data (for erasure), if any.
     person_entity: str | None
+    #: Seconds upstream keeps events; a checkpoint older than this is a gap.
+    retention: float | None
+    #: "auto": a gap re-runs the snapshot; "manual": the source stops until --reset.
+    resync: str
+
+    @property
+    def can_snapshot(self) -> bool:
+        """Whether ``snapshot`` and ``head`` bootstrap a mirror (SPEC 2.2)."""
+        ...
+
+    def head(self) -> str | None:
+        """The newest event id upstream now: where to stream from after a snapshot."""
+        ...
+
+    def snapshot(self) -> Iterator[SnapshotPage]:
+        """Every current object, kind by kind; ``snapshot_entities`` lists the kinds."""
+        ...
+
+    @property
+    def snapshot_entities(self) -> tuple[str, ...]: ...
 
     def probe(self) -> str:
         """One request with the credentials, no retries, no writes: for ``check``."""

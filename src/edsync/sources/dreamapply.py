@@ -10,13 +10,14 @@ from typing import Any
 import structlog
 
 from edsync.config import Duration, Secret, SourceSettings
-from edsync.errors import ConfigError, InvalidEventError, MalformedPageError
+from edsync.errors import ConfigError, FatalError, InvalidEventError, MalformedPageError
 from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
-from edsync.sources.base import Bounds, RawPage
+from edsync.sources.base import Bounds, RawPage, SnapshotPage
 from edsync.sources.http import HttpClient
 
 log = structlog.get_logger("edsync.dreamapply")
 
+JOURNAL_RETENTION = 183 * 86400.0  # the journal keeps 6 months
 SERVER_MAX_PAGE = 1024
 SERVER_MAX_EXPANDED_PAGE = 512
 
@@ -161,6 +162,10 @@ def _record_data(body: Mapping[str, Any], subject: object) -> dict[str, Any]:
 
 class DreamApplySource:
     person_entity = "applicant"
+    retention = JOURNAL_RETENTION
+    resync = "manual"  # until the list-endpoint bootstrap exists, a gap needs a human
+    can_snapshot = False
+    snapshot_entities: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings, http: HttpClient | None = None) -> None:
         self.name = settings.name
@@ -200,6 +205,12 @@ class DreamApplySource:
         if cursor is not None:
             return str(cursor.position + 1)
         return bounds.since
+
+    def head(self) -> str | None:
+        raise FatalError(f"source {self.name!r}: snapshot bootstrap is not available")
+
+    def snapshot(self) -> Iterator[SnapshotPage]:
+        raise FatalError(f"source {self.name!r}: snapshot bootstrap is not available")
 
     def probe(self) -> str:
         reply = self.http.once("HEAD", self.path, self._params(None, Bounds()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -125,8 +125,19 @@ class HttpClient:
     def close(self) -> None:
         self.client.close()
 
-    def request(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Reply:
-        """Send with retries on transient failures for up to ``retry_for`` seconds."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        expect: Collection[int] = (),
+    ) -> Reply:
+        """Send with retries on transient failures for up to ``retry_for`` seconds.
+
+        Statuses in ``expect`` come back as a Reply for the caller to read
+        (Edlink's 400 ``$errors`` says whether a cursor expired).
+        """
         for attempt in stamina.retry_context(
             on=_retry_hook,
             attempts=None,
@@ -136,10 +147,17 @@ class HttpClient:
             wait_jitter=self.backoff.jitter,
         ):
             with attempt:
-                return self.once(method, path, params)
+                return self.once(method, path, params, expect=expect)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def once(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Reply:
+    def once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        expect: Collection[int] = (),
+    ) -> Reply:
         """One paced attempt; every failure comes out as an EdsyncError."""
         self.pacer.acquire()
         try:
@@ -151,6 +169,8 @@ class HttpClient:
             raise RetriableError(
                 f"{self.target}: connection failed ({type(exc).__name__})"
             ) from None
+        if response.status_code in expect:
+            return Reply(response.status_code, response.headers, body)
         error = error_for_status(
             response.status_code,
             self.target,
