@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
 
 
 def run_edsync(url: str, db: Path, expand: list[str]) -> float:
-    config = demo_config(url, db)
+    config = demo_config(url, db, edlink=False)
     logs.configure(config.log)  # warnings only: the figures are the output
     source = config.sources["dreamapply"]
     object.__setattr__(source, "expand", expand)

@@ -35,10 +35,10 @@ def exit_code(exc: EdsyncError) -> int:
     return EXIT_FAILURE
 
 
-def _config(args: argparse.Namespace) -> Config:
+def _config(args: argparse.Namespace, *, secrets: bool = True) -> Config:
     from edsync import logs
 
-    config = load_config(resolve_path(args.config))
+    config = load_config(resolve_path(args.config), secrets=secrets)
     logs.configure(config.log)
     return config
 
@@ -131,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from edsync.mirror.db import ensure_schema
     from edsync.status import collect
 
-    config = _config(args)
+    config = _config(args, secrets=False)  # reads the mirror only
     engine = _engine(config, migrate=False)
     ensure_schema(engine, auto_migrate=False)  # read-only: never migrates
     report = collect(config, engine)
@@ -181,7 +181,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     from edsync.mirror.db import current_revision, head_revision, upgrade
 
-    config = _config(args)
+    config = _config(args, secrets=False)
     engine = _engine(config, migrate=False)
     if args.action == "upgrade":
         upgrade(engine)

@@ -148,7 +148,10 @@ def resolve_path(explicit: str | None, env: Mapping[str, str] | None = None) -> 
     return Path(explicit or env.get("EDSYNC_CONFIG") or DEFAULT_CONFIG)
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: Path, env: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Config:
+    """Parse and validate; ``secrets=False`` (status, db) leaves credentials unread."""
     env = os.environ if env is None else env
     file = str(path)
     try:
@@ -161,11 +164,13 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(file, "", f"invalid TOML: {exc}") from None
-    return parse_config(doc, file, env)
+    return parse_config(doc, file, env, secrets=secrets)
 
 
-def parse_config(doc: Mapping[str, Any], file: str, env: Mapping[str, str]) -> Config:
-    reader = _Reader(file, env)
+def parse_config(
+    doc: Mapping[str, Any], file: str, env: Mapping[str, str], *, secrets: bool = True
+) -> Config:
+    reader = _Reader(file, env, secrets=secrets)
     known = {"mirror", "log", "metrics", "sources", "sinks", "rules"}
     reader.reject_unknown(doc, known, "")
     sources = {
@@ -221,9 +226,10 @@ def _sink_kinds() -> Mapping[str, type[Any]]:
 class _Reader:
     """Walks the TOML document, turning every problem into one ConfigError."""
 
-    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+    def __init__(self, file: str, env: Mapping[str, str], *, secrets: bool = True) -> None:
         self.file = file
         self.env = env
+        self.secrets = secrets
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(self.file, key, message)
@@ -351,6 +357,8 @@ class _Reader:
 
     def secret(self, value: Any, key: str) -> Secret:
         var = self.expect(value, str, key, "the name of an environment variable")
+        if not self.secrets:
+            return Secret(env=var, value="")
         secret = self.env.get(var)
         if not secret:
             raise self.fail(key, f"environment variable {var} is not set")

@@ -12,12 +12,15 @@ from edsync.config import (
     LogSettings,
     MirrorSettings,
     Secret,
+    SourceSettings,
 )
 
 DEMO_KEY = "sim-dreamapply-key"
+DEMO_TOKEN = "sim-edlink-token"  # noqa: S105 - the simulator's public token
 
 
-def demo_config(url: str, db: Path) -> Config:
+def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
+    from edsync.sources import edlink as edlink_source
     from edsync.sources.dreamapply import Settings
 
     source = Settings(
@@ -29,11 +32,19 @@ def demo_config(url: str, db: Path) -> Config:
         interval=Duration(60.0),
         expand=["applicant", "application", "offer"],
     )
+    sources: dict[str, SourceSettings] = {"dreamapply": source}
+    if edlink:
+        sources["edlink"] = edlink_source.Settings(
+            name="edlink",
+            kind="edlink",
+            base_url=HttpUrl(url),
+            token=Secret(env="(demo)", value=DEMO_TOKEN),
+        )
     return Config(
         path="(demo)",
         mirror=MirrorSettings(url=f"sqlite:///{db}"),
         log=LogSettings(level="warning"),
-        sources={"dreamapply": source},
+        sources=sources,
     )
 
 
@@ -49,9 +60,12 @@ def run_demo(events: int, db: Path) -> int:
         logs.configure(config.log)
         engine = create_mirror_engine(config.mirror)
         ensure_schema(engine, auto_migrate=True)
-        print(f"Simulated DreamApply at {sim.url} with {events} journal events.", file=sys.stderr)
+        print(
+            f"Simulated DreamApply ({events} journal events) and Edlink at {sim.url}.",
+            file=sys.stderr,
+        )
         with RichProgress() as progress:
-            outcome = run_backfill(config, engine, ["dreamapply"], progress=progress)
+            outcome = run_backfill(config, engine, list(config.sources), progress=progress)
     if not outcome.ok:
         for name, error in outcome.failures.items():
             print(f"edsync: source {name!r} failed: {error}", file=sys.stderr)
@@ -68,21 +82,24 @@ def _summary(engine: object, db: Path) -> None:
     assert isinstance(engine, Engine)
     with engine.connect() as conn:
         per_entity = conn.exec_driver_sql(
-            "SELECT entity, COUNT(*), SUM(CASE WHEN deleted THEN 1 ELSE 0 END) "
-            "FROM records GROUP BY entity ORDER BY entity"
+            "SELECT source, entity, COUNT(*), SUM(CASE WHEN deleted THEN 1 ELSE 0 END) "
+            "FROM records GROUP BY source, entity ORDER BY source, entity"
         ).all()
         enrolled = conn.exec_driver_sql(
             "SELECT COUNT(*) FROM records WHERE entity = 'offer' "
             "AND json_extract(data, '$.status') = 'Enrolled'"
         ).scalar_one()
         ledger = conn.exec_driver_sql(
-            "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status"
+            "SELECT source, status, COUNT(*) FROM events GROUP BY source, status "
+            "ORDER BY source, status"
         ).all()
         signals = conn.exec_driver_sql(
             "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'"
         ).scalar_one()
-    print_table("records", ["entity", "records", "deleted"], [list(r) for r in per_entity])
-    print_table("events ledger", ["status", "events"], [list(r) for r in ledger])
+    print_table(
+        "records", ["source", "entity", "records", "deleted"], [list(r) for r in per_entity]
+    )
+    print_table("events ledger", ["source", "status", "events"], [list(r) for r in ledger])
     print(f"Offers with status Enrolled: {enrolled}")
     print(f"Signals delivered: {signals} (add [[rules]] and a sink to publish changes)")
     print(f"\nThe mirror is {db}. Try:\n")

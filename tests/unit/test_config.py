@@ -157,3 +157,15 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_status_needs_no_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DA_KEY", raising=False)
+    path = tmp_path / "edsync.toml"
+    path.write_text(mirror(tmp_path) + GOOD_SOURCE)
+    assert main(["db", "-c", str(path), "upgrade"]) == 0
+    assert main(["status", "-c", str(path), "--json"]) == 0
+    assert '"source": "da"' in capsys.readouterr().out
+    assert main(["backfill", "-c", str(path)]) == 78
