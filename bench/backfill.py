@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def peak_rss_mb() -> float:
 
 
 def run_edsync(url: str, db: Path, expand: list[str]) -> float:
-    config = demo_config(url, db, edlink=False)
+    config = replace(demo_config(url, db, edlink=False), sinks={}, rules=[])
     logs.configure(config.log)  # warnings only: the figures are the output
     source = config.sources["dreamapply"]
     object.__setattr__(source, "expand", expand)

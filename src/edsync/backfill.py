@@ -13,6 +13,8 @@ from edsync import sources
 from edsync.config import Config
 from edsync.errors import EdsyncError
 from edsync.mirror import checkpoints
+from edsync.publisher import Publisher, Report
+from edsync.rules import compile_rules
 from edsync.sources.base import Bounds
 from edsync.sync import DrainResult, Progress, drain
 
@@ -23,10 +25,17 @@ log = structlog.get_logger("edsync.backfill")
 class Outcome:
     results: list[DrainResult] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    deliveries: Report | None = None
+
+    @property
+    def undelivered(self) -> int:
+        if self.deliveries is None:
+            return 0
+        return self.deliveries.pending + self.deliveries.failed
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.undelivered
 
 
 def run_backfill(
@@ -39,9 +48,12 @@ def run_backfill(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     gate: threading.Lock | None = None,
+    deliver: bool = True,
 ) -> Outcome:
-    """Drain each source in turn; one source's failure does not stop the others."""
+    """Drain each source in turn (one's failure does not stop the others), then
+    deliver the signals raised, retrying for the sinks' ``retry_for``."""
     outcome = Outcome()
+    rules = compile_rules(config)
     for name in names:
         settings = config.sources[name]
         if reset:
@@ -57,6 +69,7 @@ def run_backfill(
                 progress=progress,
                 stop=stop,
                 gate=gate,
+                rules=rules,
             )
         except EdsyncError as exc:
             outcome.failures[name] = str(exc)
@@ -78,4 +91,22 @@ def run_backfill(
             source.close()
         if stop is not None and stop.is_set():
             break
+    if deliver and config.sinks and not (stop is not None and stop.is_set()):
+        outcome.deliveries = deliver_outbox(config, engine, stop)
     return outcome
+
+
+def deliver_outbox(config: Config, engine: Engine, stop: threading.Event | None) -> Report:
+    publisher = Publisher(engine, config)
+    try:
+        report = publisher.drain(max(s.retry_for for s in config.sinks.values()), stop)
+    finally:
+        publisher.close()
+    log.info(
+        "deliveries_done",
+        delivered=report.delivered,
+        retried=report.retried,
+        failed=report.failed,
+        pending=report.pending,
+    )
+    return report

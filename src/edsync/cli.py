@@ -117,6 +117,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 progress=progress,
                 stop=stop,
                 gate=gate,
+                deliver=not args.no_deliver,
             ),
             stop,
             wake,
@@ -124,7 +125,32 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         )
     for name, error in outcome.failures.items():
         print(f"edsync: source {name!r} failed: {error}", file=sys.stderr)
+    if outcome.undelivered:
+        print(
+            f"edsync: {outcome.undelivered} deliveries not made; they stay in the outbox "
+            "(edsync status; edsync deliver)",
+            file=sys.stderr,
+        )
     return EXIT_OK if outcome.ok else EXIT_FAILURE
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    from edsync.publisher import Publisher
+
+    config = _config(args)
+    engine = _engine(config)
+    publisher = Publisher(engine, config)
+    try:
+        if args.retry_failed:
+            print(f"{publisher.retry_failed()} failed deliveries queued again")
+        report = publisher.round(due_only=False)
+    finally:
+        publisher.close()
+    print(
+        f"delivered {report.delivered}, retry later {report.retried}, failed {report.failed}, "
+        f"pending {report.pending}"
+    )
+    return EXIT_OK if report.pending == 0 and report.failed == 0 else EXIT_FAILURE
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -228,6 +254,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="stop at this event id or ISO time (inclusive)")
     p.add_argument("--reset", action="store_true", help="forget the cursor and start over")
     p.add_argument("--no-deliver", action="store_true", help="leave raised signals in the outbox")
+
+    p = command("deliver", cmd_deliver, "send the pending signals in the outbox once, then exit")
+    with_config(p)
+    p.add_argument("--retry-failed", action="store_true", help="send failed deliveries again")
 
     p = command("status", cmd_status, "per-source cursor, counts, health")
     with_config(p)

@@ -199,6 +199,9 @@ def parse_config(
         rules=rules,
     )
     _check_references(config)
+    from edsync.rules import compile_rules
+
+    compile_rules(config)  # invalid rules are configuration errors, named
     return config
 
 

@@ -11,15 +11,18 @@ from edsync.config import (
     HttpUrl,
     LogSettings,
     MirrorSettings,
+    RuleSettings,
     Secret,
     SourceSettings,
 )
 
 DEMO_KEY = "sim-dreamapply-key"
+DEMO_HUB_KEY = "sim-hub-key"
 DEMO_TOKEN = "sim-edlink-token"  # noqa: S105 - the simulator's public token
 
 
 def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
+    from edsync.sinks import learninghub
     from edsync.sources import edlink as edlink_source
     from edsync.sources.dreamapply import Settings
 
@@ -40,11 +43,29 @@ def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
             base_url=HttpUrl(url),
             token=Secret(env="(demo)", value=DEMO_TOKEN),
         )
+    hub = learninghub.Settings(
+        name="learninghub",
+        kind="learninghub",
+        base_url=HttpUrl(url),
+        program_id="FOO",
+        user_id="edsync",
+        api_key=Secret(env="(demo)", value=DEMO_HUB_KEY),
+    )
+    enrolled = RuleSettings(
+        name="offer-enrolled",
+        source="dreamapply",
+        event='Offer was edited: "Enrolled"',
+        publish=["learninghub"],
+        event_type="offer.enrolled",
+        member="applicant.email",
+    )
     return Config(
         path="(demo)",
         mirror=MirrorSettings(url=f"sqlite:///{db}"),
         log=LogSettings(level="warning"),
         sources=sources,
+        sinks={"learninghub": hub},
+        rules=[enrolled],
     )
 
 
@@ -101,7 +122,10 @@ def _summary(engine: object, db: Path) -> None:
     )
     print_table("events ledger", ["source", "status", "events"], [list(r) for r in ledger])
     print(f"Offers with status Enrolled: {enrolled}")
-    print(f"Signals delivered: {signals} (add [[rules]] and a sink to publish changes)")
+    print(
+        f"Signals delivered to the simulated Learning Hub: {signals} "
+        "(rule offer-enrolled: one PUT per offer edited to Enrolled)"
+    )
     print(f"\nThe mirror is {db}. Try:\n")
     print(
         f"  sqlite3 {db} \"SELECT entity_id, json_extract(data, '$.applicant') "

@@ -41,6 +41,8 @@ from edsync.metrics import Health, Metrics, MetricsServer
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import PageResult
 from edsync.mirror.sql import adapt
+from edsync.publisher import Publisher
+from edsync.rules import compile_rules
 from edsync.sources.base import Source
 from edsync.sync import DrainResult, Progress, drain
 from edsync.systemd import Notifier
@@ -145,6 +147,8 @@ class Daemon:
         self._running: set[str] = set()
         self._running_changed = threading.Condition()
         self.metrics_server: MetricsServer | None = None
+        self.rules = compile_rules(config)
+        self.publisher: tuple[Config, Publisher] | None = None
         # Polls, the publisher and the heartbeat never wait for each other.
         workers = len(config.sources) + 3
         self.scheduler = BackgroundScheduler(
@@ -265,6 +269,7 @@ class Daemon:
         logs.configure(new.log)
         old = self.config
         self.config = new
+        self.rules = compile_rules(new)
         for name in set(old.sources) - set(new.sources):
             self.scheduler.remove_job(f"source:{name}")
             self.state.pop(name, None)
@@ -312,6 +317,7 @@ class Daemon:
                 progress=_MetricsProgress(self.metrics),
                 stop=self.stop,
                 gate=self.gate,
+                rules=self.rules,
             )
         except (EdsyncError, SQLAlchemyError) as exc:
             self._failed(name, exc)
@@ -370,8 +376,26 @@ class Daemon:
             retry_in=round(delay, 1),
         )
 
+    def _publisher(self) -> Publisher:
+        """The publisher for the current sinks; rebuilt here, in its own job, after a reload."""
+        config = self.config
+        if self.publisher is not None and self.publisher[0] is config:
+            return self.publisher[1]
+        if self.publisher is not None:
+            self.publisher[1].close()
+        publisher = Publisher(self.engine, config)
+        self.publisher = (config, publisher)
+        return publisher
+
     def publish(self) -> None:
-        """The outbox job: for now, keep the delivery gauges current."""
+        """The outbox job: deliver what is due, then refresh the delivery gauges."""
+        if self.stop.is_set():
+            return
+        if self.config.sinks:
+            try:
+                self._publisher().round()
+            except SQLAlchemyError as exc:
+                log.error("publisher_failed", error=str(exc))
         try:
             with self.engine.connect() as conn:
                 rows = conn.exec_driver_sql(

@@ -10,7 +10,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -22,6 +22,7 @@ from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier, PageResult
 from edsync.mirror.sql import adapt
 from edsync.normalize import Change, Cursor, normalize_page
+from edsync.rules import Rule
 from edsync.sources.base import Bounds, RawPage, Source
 
 log = structlog.get_logger("edsync.sync")
@@ -80,6 +81,7 @@ def drain(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     gate: AbstractContextManager[object] | None = None,
+    rules: Sequence[Rule] = (),
     clock: Callable[[], float] = time.perf_counter,
 ) -> DrainResult:
     """Apply every page after the committed cursor; stop early when ``stop`` is set.
@@ -89,7 +91,7 @@ def drain(
     """
     run = _Run(
         source=source,
-        applier=Applier(engine, source.name, source.person_entity),
+        applier=Applier(engine, source.name, source.person_entity, rules),
         bounds=bounds or Bounds(),
         on_invalid=on_invalid,
         progress=progress or Progress(),

@@ -21,6 +21,7 @@ from edsync.mirror import checkpoints
 from edsync.mirror.db import WRITE
 from edsync.mirror.sql import adapt, dumps, loads, placeholders
 from edsync.normalize import Change, Cursor, advance, scrub
+from edsync.rules import Rule, signal_id
 from edsync.sources.base import SnapshotPage
 
 APPLIED = "applied"
@@ -64,6 +65,8 @@ class _Fold:
     dirty: dict[Key, Change] = field(default_factory=dict)
     forgotten: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    signal_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    delivery_rows: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def next_state(prev: RecordState | None, change: Change) -> RecordState:
@@ -99,11 +102,18 @@ def scrubbed_record(data: dict[str, Any], *, is_person: bool) -> dict[str, Any]:
 class Applier:
     """Writes pages for one source into the mirror."""
 
-    def __init__(self, engine: Engine, source: str, person_entity: str | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        source: str,
+        person_entity: str | None,
+        rules: Sequence[Rule] = (),
+    ) -> None:
         self.engine = engine
         self.writer = engine.execution_options(**{WRITE: True})
         self.source = source
         self.person_entity = person_entity
+        self.rules = [rule for rule in rules if rule.source == source]
 
     def apply(self, changes: Sequence[Change], cursor: Cursor) -> PageResult:
         """Ledger, records, erasures and checkpoint of one page, atomically."""
@@ -247,8 +257,11 @@ class Applier:
                     fold.forgotten.add(change.entity_id)  # type: ignore[arg-type]
         fold.counts[status] += 1
         payload = change.payload
-        if self._person_forgotten(fold, change.person_id):
+        forgotten = self._person_forgotten(fold, change.person_id)
+        if forgotten:
             payload = scrub(payload)
+        if status == APPLIED and self.rules:
+            self._raise_signals(fold, change, now, forgotten=forgotten)
         fold.event_rows.append(
             (
                 self.source,
@@ -266,6 +279,29 @@ class Applier:
                 now,
             )
         )
+
+    def _raise_signals(self, fold: _Fold, change: Change, now: str, *, forgotten: bool) -> None:
+        """Signals go to the outbox in the page's transaction (SPEC 3)."""
+        for rule in self.rules:
+            if not rule.matches(change):
+                continue
+            sid = signal_id(rule.name, self.source, change.event_id)
+            data = signal_data(rule, self.source, change)
+            fold.signal_rows.append(
+                (
+                    sid,
+                    rule.name,
+                    self.source,
+                    change.event_id,
+                    change.entity,
+                    change.entity_id,
+                    change.occurred_at,
+                    dumps(scrub(data, _SIGNAL_KEEP) if forgotten else data),
+                    change.person_id,
+                    now,
+                )
+            )
+            fold.delivery_rows.extend((sid, sink, "pending", 0, now) for sink in rule.publish)
 
     def _person_forgotten(self, fold: _Fold, person_id: str | None) -> bool:
         if person_id is None or self.person_entity is None:
@@ -302,6 +338,9 @@ class Applier:
                     )
                 )
             conn.exec_driver_sql(adapt(conn, _UPSERT_RECORD), rows)
+        if fold.signal_rows:
+            conn.exec_driver_sql(adapt(conn, _INSERT_SIGNAL), fold.signal_rows)
+            conn.exec_driver_sql(adapt(conn, _INSERT_DELIVERY), fold.delivery_rows)
         for person_id in sorted(fold.forgotten):
             erase_person(conn, self.source, self.person_entity, person_id)
 
@@ -311,6 +350,56 @@ INSERT INTO events (source, event_id, position, type, entity, entity_id, op, occ
                     payload, status, reason, person_id, applied_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+_INSERT_SIGNAL = """
+INSERT INTO signals (id, rule, source, event_id, entity, entity_id, occurred_at, data,
+                     person_id, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (rule, source, event_id) DO NOTHING
+"""
+
+_INSERT_DELIVERY = """
+INSERT INTO deliveries (signal_id, sink, status, attempts, next_attempt_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (signal_id, sink) DO NOTHING
+"""
+
+# What a forgotten person's signal keeps: which rule fired on which record.
+_SIGNAL_KEEP = (
+    "rule",
+    "event_type",
+    "source",
+    "event_id",
+    "entity",
+    "entity_id",
+    "op",
+    "occurred_at",
+    "position",
+)
+
+
+def signal_data(rule: Rule, source: str, change: Change) -> dict[str, Any]:
+    """The outbox row's data: what a sink needs, without re-reading the mirror."""
+    data = dict(change.data or {})
+    if change.status is not None:
+        data["status"] = change.status
+    return {
+        "rule": rule.name,
+        "event_type": rule.event_type,
+        "member": rule.member_of(change),
+        "change": {
+            "source": source,
+            "event_id": change.event_id,
+            "position": change.position,
+            "type": change.type,
+            "entity": change.entity,
+            "entity_id": change.entity_id,
+            "op": change.op,
+            "occurred_at": change.occurred_at,
+            "data": data,
+        },
+    }
+
 
 _UPSERT_RECORD = """
 INSERT INTO records (source, entity, entity_id, data, deleted, version, last_event_id,
@@ -362,6 +451,15 @@ def erase_person(conn: Connection, source: str, person_entity: str | None, perso
         conn.exec_driver_sql(
             adapt(conn, "UPDATE events SET payload = ? WHERE id = ?"),
             [(dumps(scrub(loads(payload))), row_id) for row_id, payload in rows],
+        )
+    signals = conn.exec_driver_sql(
+        adapt(conn, "SELECT id, data FROM signals WHERE source = ? AND person_id = ?"),
+        (source, person_id),
+    ).all()
+    if signals:
+        conn.exec_driver_sql(
+            adapt(conn, "UPDATE signals SET data = ? WHERE id = ?"),
+            [(dumps(scrub(loads(data), _SIGNAL_KEEP)), sid) for sid, data in signals],
         )
     records = conn.exec_driver_sql(
         adapt(

@@ -30,7 +30,8 @@ class Checkpoint:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
+    # Fixed width, so ISO strings compare in time order on SQLite too.
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def read(conn: Connection, source: str) -> Checkpoint | None:

@@ -1,8 +1,8 @@
 """HTTP plumbing for the simulator: a threaded stdlib server and a route table.
 
-Route modules (``dreamapply`` and ``edlink``; Learning Hub can sit next to
-them) turn a ``Request`` into a ``Response``; this module reads and writes the
-wire, records requests, injects faults and grows the journal over time.
+Route modules (``dreamapply``, ``edlink`` and ``learninghub``) turn a
+``Request`` into a ``Response``; this module reads and writes the wire, records
+requests, injects faults and grows the journal over time.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from types import FrameType, TracebackType
 from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
-from edsync.simulator import dreamapply, edlink
+from edsync.simulator import dreamapply, edlink, learninghub
 from edsync.simulator.dataset import Journal
 from edsync.simulator.edlink_graph import DEFAULT_TOKEN, EdlinkGraph, utc_now
+from edsync.simulator.learninghub import LearningHub
 from edsync.simulator.web import JSON, Request, Response, Route, json_error
 
 __all__ = [
@@ -40,6 +41,7 @@ DEFAULT_EDLINK_TOKEN = DEFAULT_TOKEN
 # How often the accept loop looks for a stop request: bounds how long stop() takes.
 _POLL_INTERVAL = 0.05
 _WRITE_BUFFER = 64 * 1024
+_MAX_LINE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +133,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         headers = {name.lower(): value for name, value in self.headers.items()}
         try:
-            length = int(headers.get("content-length", "0"))
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                body = self._read_chunked()
+            else:
+                length = int(headers.get("content-length", "0"))
+                body = self.rfile.read(length) if length > 0 else b""
         except ValueError:
-            self._write(self.command, json_error(400, "bad Content-Length"))
+            self._write(self.command, json_error(400, "bad Content-Length or chunked body"))
             self.close_connection = True
             return None
-        body = self.rfile.read(length) if length > 0 else b""
         return Request(
             method=self.command,
             path=url.path,
@@ -144,6 +149,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
             headers=headers,
             body=body,
         )
+
+    def _read_chunked(self) -> bytes:
+        """A ``Transfer-Encoding: chunked`` body; ValueError when malformed."""
+        chunks: list[bytes] = []
+        while True:
+            size = int(self.rfile.readline(_MAX_LINE).split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                break
+            chunks.append(self.rfile.read(size))
+            if self.rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n"):
+                raise ValueError("chunk not followed by CRLF")
+        while self.rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+            pass  # trailer fields: ignored
+        return b"".join(chunks)
 
     def _write(self, method: str, response: Response) -> None:
         self.send_response(response.status)
@@ -169,6 +188,10 @@ class Simulator:
     history, spread over the ``edlink_history_days`` before ``edlink_start``
     (default: ``edlink_clock()`` now). ``edlink_clock`` is Edlink's wall clock:
     growth events, retention and cursor expiry follow it.
+
+    ``hub`` is the Learning Hub Event Store (``learninghub.LearningHub``): HTTP
+    Basic ``hub_user`` / ``hub_key``, allowed to write ``hub_programs``; it
+    records every PUT for tests (``hub.events``, ``hub.puts``).
     """
 
     def __init__(
@@ -189,6 +212,9 @@ class Simulator:
         edlink_history_days: float = 10.0,
         edlink_start: datetime | None = None,
         edlink_clock: Callable[[], datetime] = utc_now,
+        hub_user: str = learninghub.DEFAULT_HUB_USER,
+        hub_key: str = learninghub.DEFAULT_HUB_KEY,
+        hub_programs: tuple[str, ...] = learninghub.DEFAULT_HUB_PROGRAMS,
     ) -> None:
         self.journal = Journal(events=events, seed=seed, start=start)
         self.edlink = EdlinkGraph(
@@ -200,6 +226,7 @@ class Simulator:
             clock=edlink_clock,
             legacy_shape=edlink_legacy_shape,
         )
+        self.hub = LearningHub(hub_user, hub_key, hub_programs)
         self.api_key = api_key
         self.edlink_token = edlink_token
         self.rate = rate
@@ -210,6 +237,7 @@ class Simulator:
             *edlink.edlink_routes(
                 self.edlink, edlink_token, base_url=lambda: self.url, before=self._grow_edlink
             ),
+            learninghub.hub_route(self.hub),
         ]
         self._host = host
         self._port = port
@@ -287,8 +315,9 @@ class Simulator:
 
         ``body`` defaults to a JSON error; ``status=0`` drops the connection
         without a response (a reset). ``route`` limits the fault to one route
-        name (``"dreamapply"``, ``"edlink-events"``, ``"edlink-graph"``). Faults
-        queue up in the order injected.
+        name (``"dreamapply"``, ``"edlink-events"``, ``"edlink-graph"``,
+        ``"learninghub"``). Faults queue up in the order injected; a PUT a fault
+        answers is still recorded in ``hub.puts``.
         """
         if status == 0:
             response = None
@@ -318,6 +347,8 @@ class Simulator:
             return json_error(404, f"no such resource: {request.path}")
         fault = self._take_fault(route.name)
         if fault is not None:
+            if route.name == learninghub.ROUTE:
+                self.hub.record(request, fault.response)
             return fault.response
         try:
             return route.handler(request)
@@ -378,6 +409,12 @@ def serve_forever(port: int, events: int, seed: int, rate: float, host: str = "1
             print(f"edsync simulator: DreamApply at {sim.url} (api key: {sim.api_key})", flush=True)
             print(
                 f"edsync simulator: Edlink at {sim.url}/api/v2/graph (token: {sim.edlink_token})",
+                flush=True,
+            )
+            hub = sim.hub
+            print(
+                f"edsync simulator: Learning Hub at {sim.url}/events "
+                f"(user: {hub.user}, key: {hub.key}, programs: {', '.join(hub.programs)})",
                 flush=True,
             )
             stopping.wait()

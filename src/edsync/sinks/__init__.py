@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edsync.config import SinkSettings
+    from edsync.sinks.base import Sink
 
 _KINDS: dict[str, str] = {
     "learninghub": "edsync.sinks.learninghub",
+    "webhook": "edsync.sinks.webhook",
 }
 
 
@@ -21,3 +23,8 @@ def probe(settings: SinkSettings) -> str:
     """One authenticated request, no writes: for ``edsync check``."""
     result: str = importlib.import_module(_KINDS[settings.kind]).probe(settings)
     return result
+
+
+def create(settings: SinkSettings) -> Sink:
+    sink: Sink = importlib.import_module(_KINDS[settings.kind]).create(settings)
+    return sink

@@ -1,11 +1,14 @@
-"""Learning Hub Event Store sink (SPEC 2.3): settings; delivery comes with rules."""
+"""Learning Hub Event Store (SPEC 2.3): ``PUT /events/{ProgramId}-{id}``, Basic auth."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
+
 from edsync.config import Secret, SinkSettings
-from edsync.errors import FatalError, error_for_status
+from edsync.errors import ConfigError, FatalError, error_for_status
+from edsync.sinks.base import Signal
 from edsync.sources.http import HttpClient
 
 
@@ -16,22 +19,64 @@ class Settings(SinkSettings):
     api_key: Secret
 
 
-def probe(settings: SinkSettings) -> str:
-    """GET an event id nobody writes: 404 (or 200) proves reachability and credentials."""
-    assert isinstance(settings, Settings)
-    http = HttpClient(
+def _client(settings: Settings) -> HttpClient:
+    return HttpClient(
         f"sink {settings.name!r}",
         settings.base_url,
         auth=(settings.user_id, settings.api_key.reveal()),
         timeout=settings.timeout,
         ca_bundle=settings.ca_bundle,
     )
+
+
+class LearningHubSink:
+    def __init__(self, settings: Settings) -> None:
+        self.name = settings.name
+        self.program = settings.program_id
+        self.http = _client(settings)
+
+    def event_id(self, signal: Signal) -> str:
+        return f"{self.program}-{signal.id}"
+
+    def payload(self, signal: Signal) -> dict[str, object]:
+        return {
+            "ProgramId": self.program,
+            "ProgramMemberId": signal.member,
+            "EventType": signal.event_type,
+            "EventStartUTC": signal.occurred_at,
+            "EventEndUTC": signal.occurred_at,
+            "EventData": signal.change,
+            "ReferenceEventId": None,
+        }
+
+    def send(self, signal: Signal) -> None:
+        self.http.once(
+            "PUT",
+            f"/events/{self.event_id(signal)}",
+            content=orjson.dumps(self.payload(signal)),
+            headers={"Content-Type": "application/json"},
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def create(settings: SinkSettings) -> LearningHubSink:
+    if not isinstance(settings, Settings):
+        raise ConfigError("", f"sinks.{settings.name}", "not Learning Hub settings")
+    return LearningHubSink(settings)
+
+
+def probe(settings: SinkSettings) -> str:
+    """GET an event id nobody writes: 404 (or 200) proves reachability and credentials."""
+    assert isinstance(settings, Settings)
+    http = _client(settings)
     try:
-        status = http.client.get(f"/events/{settings.program_id}-edsync-check").status_code
+        reply = http.once("GET", f"/events/{settings.program_id}-edsync-check", expect=(404,))
     finally:
         http.close()
-    if status in (200, 404):
-        return f"reachable, credentials accepted (HTTP {status})"
-    raise error_for_status(status, f"sink {settings.name!r}") or FatalError(
-        f"sink {settings.name!r}: unexpected HTTP {status}"
+    if reply.status in (200, 404):
+        return f"reachable, credentials accepted (HTTP {reply.status})"
+    raise error_for_status(reply.status, f"sink {settings.name!r}") or FatalError(
+        f"sink {settings.name!r}: unexpected HTTP {reply.status}"
     )

@@ -28,6 +28,12 @@ def settings_classes() -> dict[str, type[SourceSettings]]:
     return {kind: _module(kind).Settings for kind in _KINDS}
 
 
+def pattern_problem(kind: str, pattern: str) -> str | None:
+    """Why a rule's ``event`` cannot match anything this kind emits, or None."""
+    check = getattr(_module(kind), "pattern_problem", None)
+    return check(pattern) if check is not None else None
+
+
 def create(settings: SourceSettings) -> Source:
     source: Source = _module(settings.kind).create(settings)
     return source

@@ -134,6 +134,16 @@ def parse_name(name: str) -> tuple[EventKind, str | None] | None:
     return EVENT_KINDS[wildcard], (status or None)
 
 
+def pattern_problem(pattern: str) -> str | None:
+    """A rule's ``event`` must be a journal name, ``?`` or a status allowed."""
+    head, sep, _ = pattern.partition(":")
+    if sep and head + sep in _STATUS_PREFIXES:
+        return None
+    if not sep and pattern.strip() in EVENT_KINDS:
+        return None
+    return f"{pattern!r} is not a DreamApply journal event name"
+
+
 def ref_id(value: object) -> str | None:
     """The id of a link (``/api/applications/321`` → ``321``) or expanded object."""
     if isinstance(value, str):

@@ -225,6 +225,14 @@ class EdlinkSource:
         return entity, op  # type: ignore[return-value]
 
 
+def pattern_problem(pattern: str) -> str | None:
+    """Edlink rule events are ``<entity>.<op>``, e.g. ``person.created``."""
+    entity, _, op = pattern.partition(".")
+    if entity and op in OPS:
+        return None
+    return f"{pattern!r} is not an Edlink event type like 'person.created'"
+
+
 def _person_of(entity: str, entity_id: str, data: dict[str, Any]) -> str | None:
     if entity == "person":
         return entity_id

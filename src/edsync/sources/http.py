@@ -157,11 +157,15 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         *,
         expect: Collection[int] = (),
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
         """One paced attempt; every failure comes out as an EdsyncError."""
         self.pacer.acquire()
         try:
-            with self.client.stream(method, path, params=params) as response:
+            with self.client.stream(
+                method, path, params=params, content=content, headers=headers
+            ) as response:
                 body = self._read_bounded(response)
         except httpx.TimeoutException as exc:
             raise RetriableError(f"{self.target}: timed out ({type(exc).__name__})") from None

@@ -1,0 +1,197 @@
+"""The outbox: deliver pending signals to their sinks, at least once.
+
+Each delivery is one attempt per round; a failure is rescheduled with capped
+exponential backoff (never before a Retry-After), and after ``max_attempts``
+turns ``failed`` and stays visible until ``edsync deliver --retry-failed``.
+Sinks are idempotent per signal id, so at-least-once is exactly-once in effect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+
+from edsync import sinks
+from edsync.config import Config
+from edsync.errors import AuthError, EdsyncError, RetriableError
+from edsync.mirror.sql import adapt, loads
+from edsync.sinks.base import Signal, Sink
+
+log = structlog.get_logger("edsync.publisher")
+
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 3600.0
+MAX_ATTEMPTS = 12  # with the cap: about eight hours of trying before a human looks
+ROUND_LIMIT = 500
+
+_DUE = """
+SELECT d.signal_id, d.sink, d.attempts, s.rule, s.source, s.event_id, s.entity, s.entity_id,
+       s.occurred_at, s.data
+FROM deliveries d JOIN signals s ON s.id = d.signal_id
+WHERE d.status = 'pending' AND (? OR d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
+ORDER BY s.created_at, s.occurred_at, s.id
+LIMIT ?
+"""
+
+_UPDATE = """
+UPDATE deliveries SET status = ?, attempts = ?, last_error = COALESCE(?, last_error),
+                      next_attempt_at = ?, delivered_at = ?
+WHERE signal_id = ? AND sink = ?
+"""
+
+
+@dataclass(slots=True)
+class Report:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    pending: int = 0
+
+    def add(self, other: Report) -> None:
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.failed += other.failed
+        self.pending = other.pending
+
+
+def _iso(when: float) -> str:
+    return dt.datetime.fromtimestamp(when, dt.UTC).isoformat(timespec="microseconds")
+
+
+def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before attempt ``attempts + 1``: doubling, jittered, capped."""
+    base = min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0 ** max(attempts - 1, 0))
+    return base * (0.5 + rng() / 2)
+
+
+class Publisher:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.sinks: dict[str, Sink] = {name: sinks.create(s) for name, s in config.sinks.items()}
+        self._unknown: set[str] = set()
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()
+
+    def round(self, *, due_only: bool = True) -> Report:
+        """One attempt for each delivery that is due (or every pending one)."""
+        now = self.clock()
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                adapt(conn, _DUE), (not due_only, _iso(now), ROUND_LIMIT)
+            ).all()
+        report = Report()
+        for row in rows:
+            self._attempt(row, report)
+        report.pending = self.pending()
+        return report
+
+    def _attempt(self, row: Any, report: Report) -> None:
+        signal_id, sink_name, attempts = row[0], row[1], int(row[2])
+        sink = self.sinks.get(sink_name)
+        if sink is None:
+            if sink_name not in self._unknown:
+                self._unknown.add(sink_name)
+                log.warning("delivery_for_unknown_sink", sink=sink_name)
+            return
+        signal = Signal(signal_id, row[3], row[4], row[5], row[6], row[7], row[8], loads(row[9]))
+        attempts += 1
+        try:
+            sink.send(signal)
+        except (RetriableError, AuthError) as exc:
+            if attempts >= self.max_attempts:
+                self._update("failed", attempts, str(exc), None, None, signal_id, sink_name)
+                report.failed += 1
+                log.error("delivery_failed", sink=sink_name, signal=signal_id, error=str(exc))
+                return
+            wait = max(backoff(attempts), getattr(exc, "retry_after", None) or 0.0)
+            self._update(
+                "pending", attempts, str(exc), _iso(self.clock() + wait), None, signal_id, sink_name
+            )
+            report.retried += 1
+            log.warning(
+                "delivery_retry",
+                sink=sink_name,
+                signal=signal_id,
+                error=str(exc),
+                attempts=attempts,
+                retry_in=round(wait, 2),
+            )
+        except EdsyncError as exc:
+            # Refused for good (a 4xx other than auth): retrying cannot help.
+            self._update("failed", attempts, str(exc), None, None, signal_id, sink_name)
+            report.failed += 1
+            log.error("delivery_failed", sink=sink_name, signal=signal_id, error=str(exc))
+        else:
+            self._update(
+                "delivered", attempts, None, None, _iso(self.clock()), signal_id, sink_name
+            )
+            report.delivered += 1
+
+    def _update(self, *values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(adapt(conn, _UPDATE), values)
+
+    def pending(self) -> int:
+        with self.engine.connect() as conn:
+            count = conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"
+            ).scalar_one()
+        return int(count)
+
+    def next_due(self) -> float | None:
+        """Seconds until the earliest pending delivery is due, or None if none is."""
+        with self.engine.connect() as conn:
+            value = conn.exec_driver_sql(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'"
+            ).scalar()
+        if value is None:
+            return None
+        when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+        return max(0.0, when.timestamp() - self.clock())
+
+    def retry_failed(self) -> int:
+        """``deliver --retry-failed``: failed deliveries become pending, due now."""
+        with self.engine.begin() as conn:
+            result = conn.exec_driver_sql(
+                adapt(
+                    conn,
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                    "WHERE status = 'failed'",
+                ),
+                (_iso(self.clock()),),
+            )
+        return max(result.rowcount, 0)
+
+    def drain(self, budget: float, stop: threading.Event | None = None) -> Report:
+        """Deliver until nothing is pending or ``budget`` seconds have passed."""
+        deadline = self.clock() + budget
+        total = Report()
+        waiter = stop or threading.Event()
+        while True:
+            total.add(self.round())
+            if total.pending == 0 or waiter.is_set():
+                return total
+            wait = self.next_due()
+            if wait is None or self.clock() + wait > deadline:
+                return total
+            if wait > 0 and waiter.wait(wait):
+                return total

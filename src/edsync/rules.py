@@ -1,0 +1,174 @@
+"""Rules pick out the changes someone must act on (SPEC 3).
+
+A rule is compiled once from its settings; matching happens on the apply
+hot path, so the cheap tests (event name, entity, op) run before any path
+into the data is followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edsync.config import Config, RuleSettings
+from edsync.errors import ConfigError
+from edsync.normalize import Change
+
+_QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply writes either
+MATCH_KEYS = frozenset({"entity", "op"})
+OPS = frozenset({"created", "updated", "deleted", "forgotten"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventPattern:
+    """``Offer was edited: "Enrolled"``, ``Offer was edited: ?`` or a plain name."""
+
+    head: str
+    status: str | None
+    wildcard: bool
+
+    @classmethod
+    def parse(cls, text: str) -> EventPattern:
+        head, sep, rest = text.partition(":")
+        if not sep:
+            return cls(text.strip(), None, wildcard=False)
+        status = rest.strip().strip(_QUOTES).strip()
+        return cls(head.strip() + ":", None if status == "?" else status, wildcard=status == "?")
+
+    def matches(self, change: Change) -> bool:
+        if self.head.endswith(":"):
+            if not change.type.startswith(self.head):
+                return False
+            return self.wildcard or change.status == self.status
+        return change.type == self.head
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    source: str
+    event: EventPattern | None
+    entity: str | None
+    op: str | None
+    where: tuple[tuple[tuple[str, ...], Any], ...]
+    publish: tuple[str, ...]
+    event_type: str
+    member: tuple[str, ...] | None
+
+    def matches(self, change: Change) -> bool:
+        if change.invalid is not None:
+            return False
+        if self.entity is not None and change.entity != self.entity:
+            return False
+        if self.op is not None and change.op != self.op:
+            return False
+        if self.event is not None and not self.event.matches(change):
+            return False
+        if not self.where:
+            return True
+        context = change_context(change)
+        return all(_satisfies(resolve(context, path), want) for path, want in self.where)
+
+    def member_of(self, change: Change) -> str | None:
+        if self.member is None:
+            return None
+        value = resolve(change_context(change), self.member)
+        return None if value is None or isinstance(value, dict | list) else str(value)
+
+
+def signal_id(rule: str, source: str, event_id: str) -> str:
+    """Deterministic per (rule, source, event): a retried PUT updates, never duplicates."""
+    digest = hashlib.sha256(f"{rule}\x1f{source}\x1f{event_id}".encode()).hexdigest()
+    return digest[:32]
+
+
+def change_context(change: Change) -> dict[str, Any]:
+    """What rule paths look into: the event's own fields, and ``data`` as the record got it."""
+    data = dict(change.data or {})
+    if change.status is not None:
+        data["status"] = change.status
+    payload = change.payload if isinstance(change.payload, dict) else {}
+    return {
+        **payload,
+        "data": data,
+        "entity": change.entity,
+        "entity_id": change.entity_id,
+        "op": change.op,
+        "type": change.type,
+        "status": change.status,
+    }
+
+
+def resolve(context: Mapping[str, Any], path: Sequence[str]) -> Any:
+    value: Any = context
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _satisfies(value: Any, want: Any) -> bool:
+    """Equality, or membership when either side is a list."""
+    if isinstance(value, list):
+        wanted = want if isinstance(want, list) else [want]
+        return any(item in value for item in wanted)
+    if isinstance(want, list):
+        return value in want
+    return bool(value == want)
+
+
+def compile_rules(config: Config) -> list[Rule]:
+    """Every ``[[rules]]`` table as a Rule, or a ConfigError naming the rule."""
+    from edsync import sources
+
+    rules: list[Rule] = []
+    names: set[str] = set()
+    for index, settings in enumerate(config.rules):
+        key = f"rules[{index}] ({settings.name!r})"
+        if settings.name in names:
+            raise ConfigError(config.path, f"{key}.name", "another rule has this name")
+        names.add(settings.name)
+        kind = config.sources[settings.source].kind
+        rules.append(_compile(settings, key, config.path, kind, sources.pattern_problem))
+    return rules
+
+
+def _compile(settings: RuleSettings, key: str, path: str, kind: str, pattern_problem: Any) -> Rule:
+    def fail(field: str, message: str) -> ConfigError:
+        return ConfigError(path, f"{key}.{field}", message)
+
+    unknown = set(settings.match) - MATCH_KEYS
+    if unknown:
+        raise fail("match", f"unknown key {sorted(unknown)[0]!r}; use entity and/or op")
+    op = settings.match.get("op")
+    if op is not None and op not in OPS:
+        raise fail("match", f"op must be one of {', '.join(sorted(OPS))}")
+    event = None
+    if settings.event is not None:
+        problem = pattern_problem(kind, settings.event)
+        if problem:
+            raise fail("event", problem)
+        event = EventPattern.parse(settings.event)
+    where = []
+    for dotted, want in settings.where.items():
+        parts = tuple(dotted.split("."))
+        if not all(parts):
+            raise fail("where", f"{dotted!r} is not a dotted path like 'data.roles'")
+        where.append((parts, want))
+    member = tuple(settings.member.split(".")) if settings.member else None
+    if member is not None and not all(member):
+        raise fail("member", f"{settings.member!r} is not a dotted path like 'applicant.email'")
+    return Rule(
+        name=settings.name,
+        source=settings.source,
+        event=event,
+        entity=settings.match.get("entity"),
+        op=op,
+        where=tuple(where),
+        publish=tuple(settings.publish),
+        event_type=settings.event_type or settings.name,
+        member=member,
+    )

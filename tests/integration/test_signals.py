@@ -1,0 +1,241 @@
+"""Rules → signals outbox → sinks, against the simulated hub and a webhook receiver."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from edsync.cli import main
+from edsync.config import load_config
+from edsync.mirror.db import create_mirror_engine
+from edsync.normalize import utc_timestamp
+from edsync.rules import signal_id
+from edsync.sinks.webhook import verify
+from tests.conftest import DREAMAPPLY_KEY
+
+ENROLLED = 'Offer was edited: "Enrolled"'
+HUB = """
+expand = ["applicant", "application", "offer"]
+[sinks.hub]
+kind = "learninghub"
+base_url = "{url}"
+program_id = "FOO"
+user_id = "edsync"
+api_key_env = "HUB_KEY"
+retry_for = "{retry_for}"
+[[rules]]
+name = "offer-enrolled"
+source = "dreamapply"
+event = 'Offer was edited: "Enrolled"'
+publish = ["hub"]
+event_type = "offer.enrolled"
+member = "applicant.email"
+"""
+
+
+@pytest.fixture
+def hub_config(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Path]:
+    monkeypatch.setenv("HUB_KEY", "sim-hub-key")
+
+    def factory(url: str, retry_for: str = "2m") -> Path:
+        return write_config(url, extra=HUB.format(url=url, retry_for=retry_for))
+
+    return factory
+
+
+def enrolled_events(url: str) -> dict[str, dict[str, Any]]:
+    """Every 'Offer was edited: "Enrolled"' event, by id, with the applicant expanded."""
+    out: dict[str, dict[str, Any]] = {}
+    since = 1
+    headers = {"Authorization": f'DREAM apikey="{DREAMAPPLY_KEY}"'}
+    while True:
+        page = httpx.get(
+            f"{url}/api/journal",
+            params={"bySince": str(since), "byEvents": ENROLLED, "expand": "applicant"},
+            headers=headers,
+        ).json()
+        if not page:
+            return out
+        out.update(page)
+        since = max(map(int, page)) + 1
+
+
+def hub_id(event_id: str) -> str:
+    return f"FOO-{signal_id('offer-enrolled', 'dreamapply', event_id)}"
+
+
+def test_offer_enrolled_reaches_the_hub_once_per_event(
+    make_simulator: Callable[..., Any], hub_config: Callable[..., Path]
+) -> None:
+    sim = make_simulator(events=4000)
+    path = hub_config(sim.url)
+
+    assert main(["backfill", "-c", str(path)]) == 0
+
+    expected = enrolled_events(sim.url)
+    assert expected
+    assert set(sim.hub.events) == {hub_id(eid) for eid in expected}
+    forgotten = {
+        k[1] for k, t in sim.journal.truth().items() if k[0] == "applicant" and t.forgotten
+    }
+    for event_id, event in expected.items():
+        body = sim.hub.events[hub_id(event_id)]
+        applicant = event["applicant"]
+        assert body["ProgramId"] == "FOO"
+        assert body["EventType"] == "offer.enrolled"
+        assert body["EventStartUTC"] == body["EventEndUTC"] == utc_timestamp(event["logged"])
+        assert body["EventData"]["event_id"] == event_id
+        assert body["EventData"]["entity"] == "offer"
+        assert body["EventData"]["data"]["status"] == "Enrolled"
+        if applicant["id"] in forgotten:
+            assert body["ProgramMemberId"] is None  # erased before it was delivered
+        else:
+            assert body["ProgramMemberId"] == applicant["email"]
+    assert {put.user for put in sim.hub.puts} == {"edsync"}
+
+    puts = len(sim.hub.puts)
+    assert main(["backfill", "-c", str(path)]) == 0
+    assert len(sim.hub.puts) == puts
+
+
+def test_a_failing_hub_gets_every_delivery_retried_and_none_doubled(
+    make_simulator: Callable[..., Any], hub_config: Callable[..., Path]
+) -> None:
+    sim = make_simulator(events=2500)
+    sim.inject(500, route="learninghub", times=6)
+    sim.inject(503, route="learninghub", headers={"Retry-After": "1"})
+    path = hub_config(sim.url)
+
+    assert main(["backfill", "-c", str(path)]) == 0
+
+    expected = {hub_id(eid) for eid in enrolled_events(sim.url)}
+    assert set(sim.hub.events) == expected
+    failed = [put for put in sim.hub.puts if put.status != 200]
+    assert len(failed) == 7
+    for event_id in expected:
+        bodies = sim.hub.bodies(event_id)
+        assert all(body == bodies[0] for body in bodies), event_id
+    engine = create_mirror_engine(load_config(path).mirror)
+    with engine.connect() as conn:
+        statuses = dict(
+            conn.exec_driver_sql("SELECT status, COUNT(*) FROM deliveries GROUP BY status").all()
+        )
+        retried = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM deliveries WHERE attempts > 1 AND last_error IS NOT NULL"
+        ).scalar_one()
+    assert statuses == {"delivered": len(expected)}
+    assert retried >= 1
+
+
+def test_deliveries_that_keep_failing_stay_in_the_outbox_until_retried(
+    make_simulator: Callable[..., Any],
+    hub_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = make_simulator(events=1500)
+    path = hub_config(sim.url, retry_for="1s")
+    monkeypatch.setenv("HUB_KEY", "revoked-key")  # the hub refuses every PUT
+
+    assert main(["backfill", "-c", str(path)]) == 1
+    assert "stay in the outbox" in capsys.readouterr().err
+    assert main(["status", "-c", str(path), "--json"]) == 0
+    (sink,) = orjson.loads(capsys.readouterr().out)["sinks"]
+    expected = {hub_id(eid) for eid in enrolled_events(sim.url)}
+    assert sink["pending"] + sink["failed"] == len(expected)
+    assert sink["delivered"] == 0
+
+    assert {put.status for put in sim.hub.puts} == {401}
+    assert "revoked-key" not in capsys.readouterr().err
+
+    monkeypatch.setenv("HUB_KEY", "sim-hub-key")  # the key is fixed
+    assert main(["deliver", "-c", str(path), "--retry-failed"]) == 0
+    assert set(sim.hub.events) == expected
+
+
+class Receiver:
+    """A webhook endpoint that checks every signature as the README tells receivers to."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.received: list[tuple[dict[str, str], bytes, bool]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = dict(self.headers.items())
+                ok = verify(receiver.secret, headers, body)
+                with receiver.lock:
+                    receiver.received.append((headers, body, ok))
+                self.send_response(204 if ok else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/edsync"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(b"whsec-test-secret")
+    yield r
+    r.close()
+
+
+def test_webhook_signatures_verify_and_tampering_is_caught(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "whsec-test-secret")
+    sim = make_simulator(events=1500)
+    extra = f"""
+[sinks.hook]
+kind = "webhook"
+base_url = "{receiver.url}"
+secret_env = "HOOK_SECRET"
+[[rules]]
+name = "closed"
+source = "dreamapply"
+event = "Application was closed"
+publish = ["hook"]
+"""
+    path = write_config(sim.url, extra=extra)
+
+    assert main(["backfill", "-c", str(path)]) == 0
+
+    assert receiver.received
+    assert all(ok for _, _, ok in receiver.received)
+    ids = [headers["X-Edsync-Delivery"] for headers, _, _ in receiver.received]
+    assert len(ids) == len(set(ids))
+    headers, body, _ = receiver.received[0]
+    payload = orjson.loads(body)
+    assert payload["id"] == headers["X-Edsync-Delivery"]
+    assert payload["change"]["type"] == "Application was closed"
+    tampered = body.replace(b'"closed"', b'"opened"')
+    assert tampered != body
+    assert not verify(b"whsec-test-secret", headers, tampered)
+    assert not verify(b"another-secret", headers, body)
