@@ -239,3 +239,18 @@ publish = ["hook"]
     assert tampered != body
     assert not verify(b"whsec-test-secret", headers, tampered)
     assert not verify(b"another-secret", headers, body)
+
+
+def test_no_deliver_leaves_the_outbox_for_later(
+    make_simulator: Callable[..., Any],
+    hub_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sim = make_simulator(events=1500)
+    path = hub_config(sim.url)
+    assert main(["backfill", "-c", str(path), "--no-deliver"]) == 0
+    assert sim.hub.puts == []
+    capsys.readouterr()
+    assert main(["deliver", "-c", str(path)]) == 0
+    assert "failed 0, pending 0" in capsys.readouterr().out
+    assert set(sim.hub.events) == {hub_id(eid) for eid in enrolled_events(sim.url)}

@@ -34,7 +34,7 @@ def change(
     return Change(
         event_id=str(position),
         position=position,
-        type=f"event {position}",
+        type=f"event: {position}",
         entity=entity,
         entity_id=entity_id,
         op=op,
@@ -225,3 +225,36 @@ def test_the_cursor_never_moves_backwards(applier: Applier, engine: Engine) -> N
     with pytest.raises(CursorRegressionError):
         applier.apply([change(3)], cursor(3))
     assert statuses(engine) == {"5": "applied"}
+
+
+def test_signals_once_per_event_and_none_for_stale_or_quarantined(engine: Engine) -> None:
+    from edsync.rules import EventPattern, Rule
+
+    rule = Rule(
+        name="any-offer",
+        source=SOURCE,
+        event=EventPattern.parse("event: ?"),
+        entity="offer",
+        op=None,
+        where=(),
+        publish=("hub", "hook"),
+        event_type="offer",
+        member=None,
+    )
+    applier = Applier(engine, SOURCE, "applicant", [rule])
+    page = [
+        change(11),  # applied: raises
+        change(10),  # stale (older than 11 for the same record): none
+        change(12, invalid="broken"),  # quarantined: none
+        change(13, "application"),  # another entity: none
+    ]
+    applier.apply(page, cursor(13))
+    applier.apply(page, cursor(13))  # a replay raises nothing new
+
+    with engine.connect() as conn:
+        signals = conn.exec_driver_sql("SELECT rule, event_id FROM signals").all()
+        deliveries = conn.exec_driver_sql(
+            "SELECT sink, status, attempts FROM deliveries ORDER BY sink"
+        ).all()
+    assert signals == [("any-offer", "11")]
+    assert deliveries == [("hook", "pending", 0), ("hub", "pending", 0)]
