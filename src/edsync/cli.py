@@ -153,6 +153,36 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     return EXIT_OK if report.pending == 0 and report.failed == 0 else EXIT_FAILURE
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from edsync import quarantine
+
+    config = _config(args, secrets=False)  # normalizing needs no credentials
+    names = _selected_sources(config, args.source)
+    engine = _engine(config)
+    if args.action == "list":
+        items = quarantine.list_quarantined(engine, names)
+        if args.json or not sys.stdout.isatty():
+            for item in items:
+                line = {k: getattr(item, k) for k in item.__slots__ if k != "payload"}
+                sys.stdout.write(orjson.dumps(line).decode() + "\n")
+        else:
+            from edsync.ui import print_table
+
+            columns = ["source", "event_id", "position", "type", "reason", "received_at"]
+            print_table(
+                f"{len(items)} quarantined events",
+                columns,
+                [[getattr(item, c) for c in columns] for item in items],
+            )
+        return EXIT_OK
+    report = quarantine.retry(config, engine, names)
+    print(
+        f"applied {report.applied}, stale {report.stale}, "
+        f"still quarantined {report.still_quarantined}"
+    )
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from edsync.mirror.db import ensure_schema
     from edsync.status import collect
@@ -258,6 +288,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command("deliver", cmd_deliver, "send the pending signals in the outbox once, then exit")
     with_config(p)
     p.add_argument("--retry-failed", action="store_true", help="send failed deliveries again")
+
+    p = command("quarantine", cmd_quarantine, "show or re-apply quarantined events")
+    with_config(p)
+    p.add_argument("action", choices=["list", "retry"])
+    p.add_argument("--source", action="append", help="only this source (repeatable)")
+    p.add_argument("--json", action="store_true", help="JSON lines (list)")
 
     p = command("status", cmd_status, "per-source cursor, counts, health")
     with_config(p)

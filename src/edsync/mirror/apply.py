@@ -163,6 +163,28 @@ class Applier:
             checkpoints.write_resume(conn, self.source, cursor, now)
         return missing
 
+    def reapply(self, changes: Sequence[Change]) -> PageResult:
+        """Apply ledgered (quarantined) events again, in the order given.
+
+        The ledger rows exist, so they are updated, not inserted; the cursor
+        and events_total stay; a record newer than an event is not regressed
+        (the event turns ``stale``).
+        """
+        with self._transaction() as conn:
+            now = checkpoints.now_iso()
+            fold = _Fold(self._load_states(conn, changes))
+            for change in changes:
+                self._fold_one(fold, change, now)
+            self._write(conn, fold, now, ledger=_UPDATE_EVENT)
+            counts = fold.counts
+            return PageResult(
+                cursor=Cursor("", -1),
+                received=len(changes),
+                applied=counts[APPLIED],
+                stale=counts[STALE],
+                quarantined=counts[QUARANTINED],
+            )
+
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         from sqlalchemy.exc import IntegrityError, OperationalError
@@ -311,9 +333,14 @@ class Applier:
         state = fold.states.get((self.person_entity, person_id))
         return state is not None and state.forgotten
 
-    def _write(self, conn: Connection, fold: _Fold, now: str) -> None:
+    def _write(self, conn: Connection, fold: _Fold, now: str, ledger: str | None = None) -> None:
         if fold.event_rows:
-            conn.exec_driver_sql(adapt(conn, _INSERT_EVENT), fold.event_rows)
+            if ledger is None:
+                conn.exec_driver_sql(adapt(conn, _INSERT_EVENT), fold.event_rows)
+            else:
+                # Same columns as the insert, keyed by (source, event_id) instead.
+                rows = [(*row[3:], row[0], row[1]) for row in fold.event_rows]
+                conn.exec_driver_sql(adapt(conn, ledger), rows)
         if fold.dirty:
             rows = []
             for key, change in fold.dirty.items():
@@ -349,6 +376,12 @@ _INSERT_EVENT = """
 INSERT INTO events (source, event_id, position, type, entity, entity_id, op, occurred_at,
                     payload, status, reason, person_id, applied_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+_UPDATE_EVENT = """
+UPDATE events SET type = ?, entity = ?, entity_id = ?, op = ?, occurred_at = ?, payload = ?,
+                  status = ?, reason = ?, person_id = ?, applied_at = ?
+WHERE source = ? AND event_id = ?
 """
 
 _INSERT_SIGNAL = """
