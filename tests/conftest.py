@@ -118,5 +118,31 @@ def mirror_snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     return {table: table_rows(engine, table, ignore) for table, ignore in RUN_TIMESTAMPS.items()}
 
 
+TABLE_ORDER = {
+    "records": "source, entity, entity_id",
+    "events": "source, event_id",
+    "checkpoints": "source",
+    "signals": "id",
+    "deliveries": "signal_id, sink",
+}
+
+
+def mirror_digest(engine: Engine) -> dict[str, str]:
+    """A hash per table, run timestamps aside: identical mirrors, cheaply compared."""
+    import hashlib
+
+    digests = {}
+    with engine.connect() as conn:
+        for table, order in TABLE_ORDER.items():
+            result = conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order}")
+            ignore = set(RUN_TIMESTAMPS[table])
+            keep = [i for i, c in enumerate(result.keys()) if c not in ignore]
+            digest = hashlib.sha256()
+            for row in result:
+                digest.update(repr(tuple(row[i] for i in keep)).encode())
+            digests[table] = digest.hexdigest()
+    return digests
+
+
 def env_without_secrets() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}

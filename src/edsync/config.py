@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
 import types
 import typing
@@ -285,6 +286,10 @@ class _Reader:
             elif _is_required(fields[name]):
                 raise self.fail(full, "required")
         values = self._check_urls(values, hints, key)
+        if values.get("ca_bundle"):
+            problem = ca_bundle_problem(values["ca_bundle"])
+            if problem:
+                raise self.fail(f"{key}.ca_bundle", problem)
         result = cls(**values)
         problem = result.check() if hasattr(result, "check") else None
         if problem:
@@ -365,6 +370,13 @@ class _Reader:
         secret = self.env.get(var)
         if not secret:
             raise self.fail(key, f"environment variable {var} is not set")
+        if not (secret.isascii() and secret.isprintable()):
+            # It goes into an HTTP header; say so now rather than crash later.
+            raise self.fail(
+                key,
+                f"environment variable {var} holds characters an HTTP header cannot carry "
+                "(non-ASCII, a line break or another control character)",
+            )
         return Secret(env=var, value=secret)
 
 
@@ -391,6 +403,19 @@ def url_problem(url: str, *, allow_insecure_http: bool) -> str | None:
         return f"{url!r} has an invalid port"
     if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
         return "plain http:// is refused except to loopback; use https or allow_insecure_http"
+    return None
+
+
+def ca_bundle_problem(path: str) -> str | None:
+    """Why a ``ca_bundle`` cannot be used to verify TLS, or None (reads the file only)."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except FileNotFoundError:
+        return f"file {path!r} not found"
+    except ssl.SSLError as exc:
+        return f"{path!r} holds no usable PEM certificate ({exc.reason or exc})"
+    except OSError as exc:
+        return f"cannot read {path!r}: {exc.strerror or exc}"
     return None
 
 

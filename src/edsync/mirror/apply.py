@@ -69,8 +69,11 @@ class _Fold:
     delivery_rows: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def next_state(prev: RecordState | None, change: Change) -> RecordState:
-    """A record after ``change``; the caller has checked it is not stale."""
+def next_state(prev: RecordState | None, change: Change, *, is_person: bool = False) -> RecordState:
+    """A record after ``change``; the caller has checked it is not stale.
+
+    ``is_person``: the record is the person's own (erasure also deletes it).
+    """
     data = dict(change.data or {})
     if change.status is not None:
         data["status"] = change.status
@@ -86,8 +89,13 @@ def next_state(prev: RecordState | None, change: Change) -> RecordState:
     person_id = change.person_id or (prev.person_id if prev is not None else None)
     state = RecordState(data, deleted, change.position, person_id)
     if change.op == "forgotten":
-        kept = scrub(prev.data) if prev is not None else {}
-        state.data = {**kept, **scrub(data), "forgotten": True}
+        kept = prev.data if prev is not None else {}
+        state.data = scrubbed_record({**kept, **data}, is_person=is_person)
+        state.deleted = True
+    elif is_person and prev is not None and prev.forgotten:
+        # Erasure is for good: a later event about the person cannot bring data
+        # back. (Records *about* them are scrubbed by their owner in ``_write``.)
+        state.data = scrubbed_record(data, is_person=True)
         state.deleted = True
     return state
 
@@ -245,20 +253,38 @@ class Applier:
                 wanted[self.person_entity].add(change.person_id)
         states: dict[Key, RecordState] = {}
         for entity, ids in wanted.items():
-            for chunk in _chunks(sorted(ids)):
-                rows = conn.exec_driver_sql(
-                    adapt(
-                        conn,
-                        "SELECT entity_id, data, deleted, version, person_id FROM records "
-                        f"WHERE source = ? AND entity = ? AND entity_id IN "
-                        f"({placeholders(len(chunk))})",
-                    ),
-                    (self.source, entity, *chunk),
+            states.update(self._load_records(conn, entity, ids))
+        if self.person_entity is not None:
+            # A record keeps naming its person when an event does not: that
+            # person's erasure must still apply to it.
+            owners = {
+                state.person_id
+                for state in states.values()
+                if state.person_id is not None
+                and (self.person_entity, state.person_id) not in states
+            }
+            if owners:
+                states.update(self._load_records(conn, self.person_entity, owners))
+        return states
+
+    def _load_records(
+        self, conn: Connection, entity: str, ids: Iterable[str]
+    ) -> dict[Key, RecordState]:
+        states: dict[Key, RecordState] = {}
+        for chunk in _chunks(sorted(ids)):
+            rows = conn.exec_driver_sql(
+                adapt(
+                    conn,
+                    "SELECT entity_id, data, deleted, version, person_id FROM records "
+                    f"WHERE source = ? AND entity = ? AND entity_id IN "
+                    f"({placeholders(len(chunk))})",
+                ),
+                (self.source, entity, *chunk),
+            )
+            for entity_id, data, deleted, version, person_id in rows:
+                states[(entity, entity_id)] = RecordState(
+                    loads(data), bool(deleted), int(version), person_id
                 )
-                for entity_id, data, deleted, version, person_id in rows:
-                    states[(entity, entity_id)] = RecordState(
-                        loads(data), bool(deleted), int(version), person_id
-                    )
         return states
 
     def _fold_one(self, fold: _Fold, change: Change, now: str) -> None:
@@ -272,8 +298,13 @@ class Applier:
             prev = fold.states.get(key)  # type: ignore[arg-type]
             if prev is not None and change.position <= prev.version:
                 status = STALE
+                if change.op == "forgotten" and change.entity == self.person_entity:
+                    # An erasure request is honoured even when it arrives late.
+                    fold.forgotten.add(change.entity_id)  # type: ignore[arg-type]
             else:
-                fold.states[key] = next_state(prev, change)  # type: ignore[index]
+                fold.states[key] = next_state(  # type: ignore[index]
+                    prev, change, is_person=change.entity == self.person_entity
+                )
                 fold.dirty[key] = change  # type: ignore[index]
                 if change.op == "forgotten" and change.entity == self.person_entity:
                     fold.forgotten.add(change.entity_id)  # type: ignore[arg-type]
@@ -504,11 +535,13 @@ def erase_person(conn: Connection, source: str, person_entity: str | None, perso
         conn.exec_driver_sql(
             adapt(
                 conn,
-                "UPDATE records SET data = ? WHERE source = ? AND entity = ? AND entity_id = ?",
+                "UPDATE records SET data = ?, deleted = (deleted OR ?) "
+                "WHERE source = ? AND entity = ? AND entity_id = ?",
             ),
             [
                 (
                     dumps(scrubbed_record(loads(data), is_person=entity == person_entity)),
+                    entity == person_entity,
                     source,
                     entity,
                     entity_id,

@@ -32,11 +32,13 @@ def create_mirror_engine(settings: MirrorSettings, config_path: str = "") -> Eng
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             _prepare_sqlite_file(Path(url.database))
+        # How long a writer waits for a lock; `?timeout=5` in the URL overrides.
+        connect_args = {} if "timeout" in url.query else {"timeout": 30.0}
         engine = create_engine(
             url,
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
-            connect_args={"timeout": 30},
+            connect_args=connect_args,
         )
         _sqlite_transactions(engine)
         return engine
@@ -82,7 +84,6 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -128,10 +129,15 @@ def upgrade(engine: Engine) -> None:
 
 def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
     """Upgrade the schema, or refuse to run on one that is not current."""
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        raise RetriableError(f"mirror: cannot read the schema version: {exc.orig}") from None
+    if current == head_revision():
+        return  # nothing to do, and no write lock taken
     if auto_migrate:
         upgrade(engine)
         return
-    current = current_revision(engine)
     if current != head_revision():
         raise FatalError(
             f"mirror schema is at {current or 'nothing'}, edsync needs {head_revision()}: "

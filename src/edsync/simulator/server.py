@@ -11,6 +11,7 @@ import contextlib
 import math
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -70,13 +71,21 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], dispatch: Dispatch) -> None:
+    def __init__(
+        self, address: tuple[str, int], dispatch: Dispatch, tls: ssl.SSLContext | None = None
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.dispatch = dispatch
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _RequestHandler)
+        if tls is not None:
+            # Accepted connections come out wrapped; each handshakes in its own
+            # handler thread, so a slow or refusing client never blocks accept().
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -104,9 +113,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
     wbufsize = _WRITE_BUFFER
     server: _Server
 
+    _handshake_failed = False
+
     def setup(self) -> None:
+        connection: socket.socket = self.request
+        self.server.track(connection)
+        if isinstance(connection, ssl.SSLSocket):
+            try:
+                connection.do_handshake()
+            except OSError:  # ssl.SSLError too: the client refused our certificate
+                self._handshake_failed = True
         super().setup()
-        self.server.track(self.connection)
+
+    def handle(self) -> None:
+        if not self._handshake_failed:  # nothing to answer; no traceback on stderr
+            super().handle()
 
     def finish(self) -> None:
         try:
@@ -192,6 +213,10 @@ class Simulator:
     ``hub`` is the Learning Hub Event Store (``learninghub.LearningHub``): HTTP
     Basic ``hub_user`` / ``hub_key``, allowed to write ``hub_programs``; it
     records every PUT for tests (``hub.events``, ``hub.puts``).
+
+    ``tls`` (a server-side ``ssl.SSLContext`` with its certificate loaded) serves
+    HTTPS instead: ``url`` then starts with ``https://``, and the certificate must
+    name ``host``.
     """
 
     def __init__(
@@ -215,6 +240,7 @@ class Simulator:
         hub_user: str = learninghub.DEFAULT_HUB_USER,
         hub_key: str = learninghub.DEFAULT_HUB_KEY,
         hub_programs: tuple[str, ...] = learninghub.DEFAULT_HUB_PROGRAMS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.journal = Journal(events=events, seed=seed, start=start)
         self.edlink = EdlinkGraph(
@@ -241,6 +267,7 @@ class Simulator:
         ]
         self._host = host
         self._port = port
+        self._tls = tls
         self._clock = clock
         self._started_at: float | None = None
         self._grown = 0
@@ -256,7 +283,7 @@ class Simulator:
     def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError("simulator already started")
-        self._server = _Server((self._host, self._port), self._dispatch)
+        self._server = _Server((self._host, self._port), self._dispatch, self._tls)
         self._started_at = self._clock()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -296,9 +323,11 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash);
+        ``https://`` when serving TLS."""
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     # -- test hooks ---------------------------------------------------------
 

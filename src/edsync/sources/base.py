@@ -49,12 +49,21 @@ class Source(Protocol):
     """
 
     name: str
-    #: The entity whose records hold a person's data (for erasure), if any.
-    person_entity: str | None
-    #: Seconds upstream keeps events; a checkpoint older than this is a gap.
-    retention: float | None
-    #: "auto": a gap re-runs the snapshot; "manual": the source stops until --reset.
-    resync: str
+
+    @property
+    def person_entity(self) -> str | None:
+        """The entity whose records hold a person's data (for erasure), if any."""
+        ...
+
+    @property
+    def retention(self) -> float | None:
+        """Seconds upstream keeps events; a checkpoint older than this is a gap."""
+        ...
+
+    @property
+    def resync(self) -> str:
+        """"auto": a gap re-runs the snapshot; "manual": the source stops until --reset."""
+        ...
 
     @property
     def can_snapshot(self) -> bool:

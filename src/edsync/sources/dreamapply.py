@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -13,7 +14,7 @@ from edsync.config import Duration, Secret, SourceSettings
 from edsync.errors import ConfigError, FatalError, InvalidEventError, MalformedPageError
 from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
 from edsync.sources.base import Bounds, RawPage, SnapshotPage
-from edsync.sources.http import HttpClient
+from edsync.sources.http import HttpClient, Reply
 
 log = structlog.get_logger("edsync.dreamapply")
 
@@ -118,6 +119,7 @@ EVENT_KINDS: dict[str, EventKind] = {
 _STATUS_PREFIXES = {name[: -len(" ?")]: name for name in EVENT_KINDS if name.endswith(": ?")}
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply's docs use curly quotes too
 _TRAILING_ID = re.compile(r"(\d+)/?$")
+_EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit a 64-bit position
 _NOT_DATA = frozenset({"logged", "event", "bind"})
 
 
@@ -237,8 +239,10 @@ class DreamApplySource:
         start = self._start(cursor, bounds)
         floor = cursor.position if cursor is not None else 0
         while True:
-            reply = self.http.request("GET", self.path, self._params(start, bounds))
-            events = self._parse_page(reply.json(f"source {self.name!r}"), floor)
+            # Parsed inside the retries: a truncated or malformed page is retried too.
+            events = self.http.fetch(
+                "GET", self.path, self._params(start, bounds), partial(self._read_page, floor)
+            )
             # The server caps `limit` silently: only an empty page means the end.
             if not events:
                 return
@@ -246,6 +250,9 @@ class DreamApplySource:
             yield RawPage(events, Cursor(str(last), last))
             floor = last
             start = str(last + 1)
+
+    def _read_page(self, floor: int, reply: Reply) -> list[RawEvent]:
+        return self._parse_page(reply.json(f"source {self.name!r}"), floor)
 
     def _parse_page(self, body: object, floor: int) -> list[RawEvent]:
         if isinstance(body, list) and not body:
@@ -256,11 +263,17 @@ class DreamApplySource:
             )
         events = []
         for key, value in body.items():
-            if not key.isdigit():
+            if not _EVENT_ID.fullmatch(key):
                 raise MalformedPageError(f"source {self.name!r}: journal key {key!r} is not an id")
             position = int(key)
             if position > floor:  # a server repeating old ids must not move us back
                 events.append(RawEvent(key, position, value))
+        if body and not events:
+            # Only an empty page is the end; one of nothing but old ids is a stale answer.
+            raise MalformedPageError(
+                f"source {self.name!r}: journal page after id {floor} holds only "
+                "events already applied"
+            )
         events.sort(key=lambda e: e.position)
         return events
 

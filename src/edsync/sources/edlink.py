@@ -110,7 +110,7 @@ class EdlinkSource:
         return None  # the stream has no count: progress shows events, not a total
 
     def head(self) -> str | None:
-        data = self._data(self.http.request("GET", EVENTS_PATH, {"$last": "1"}))
+        data = self.http.fetch("GET", EVENTS_PATH, {"$last": "1"}, self._data)
         return _event_id(data[-1]) if data else None
 
     def pages(self, cursor: Cursor | None, bounds: Bounds) -> Iterator[RawPage]:
@@ -122,7 +122,10 @@ class EdlinkSource:
             params["$after"] = after
         url = EVENTS_PATH
         while True:
-            reply = self.http.request("GET", url, params, expect=(400, 404, 410))
+            # Read inside the retries: a truncated page is retried like a 5xx.
+            reply, body = self.http.fetch(
+                "GET", url, params, self._envelope, expect=(400, 404, 410)
+            )
             if reply.status != 200:
                 if url != EVENTS_PATH and after:
                     # Our own $next expired mid-drain: resume from the last id instead.
@@ -135,7 +138,6 @@ class EdlinkSource:
                     f"source {self.name!r}: Edlink refused the cursor {after!r} "
                     f"({_errors(reply)}); events may have been missed"
                 )
-            body = reply.json(f"source {self.name!r}")
             events = []
             for raw in self._data(reply, body):
                 position += 1
@@ -148,6 +150,14 @@ class EdlinkSource:
             if not isinstance(next_url, str) or not next_url:
                 return
             url, params = next_url, None
+
+    def _envelope(self, reply: Reply) -> tuple[Reply, object]:
+        """The reply and its parsed body, checked for `$data` when it is a page."""
+        if reply.status != 200:
+            return reply, None
+        body = reply.json(f"source {self.name!r}")
+        self._data(reply, body)
+        return reply, body
 
     def _data(self, reply: Reply, body: object = None) -> list[Any]:
         body = reply.json(f"source {self.name!r}") if body is None else body
@@ -163,8 +173,7 @@ class EdlinkSource:
             url = f"/api/v2/graph/{collection}"
             params: dict[str, str] | None = {"$first": str(self.settings.page_size)}
             while True:
-                reply = self.http.request("GET", url, params)
-                body = reply.json(f"source {self.name!r}")
+                reply, body = self.http.fetch("GET", url, params, self._envelope)
                 objects = [self._object(entity, item) for item in self._data(reply, body)]
                 yield SnapshotPage(entity, objects)
                 next_url = body.get("$next") if isinstance(body, dict) else None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 import orjson
@@ -14,9 +17,11 @@ import stamina
 import structlog
 
 from edsync import __version__
-from edsync.errors import MalformedPageError, RetriableError, error_for_status
+from edsync.errors import AuthError, MalformedPageError, RetriableError, error_for_status
 
 log = structlog.get_logger("edsync.http")
+
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """A hostile or broken upstream cannot make us buffer more than this."""
@@ -57,6 +62,12 @@ class Pacer:
         if wait:
             self.sleep(wait)
         return wait
+
+
+class CertificateError(AuthError):
+    """The peer's TLS certificate was not trusted (unknown CA, wrong host name,
+    expired). Like refused credentials it needs a human (``ca_bundle``, a new
+    certificate), so it is not retried within a poll, and backs off like one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,7 @@ class HttpClient:
         self.retry_for = retry_for
         self.backoff = backoff or Backoff()
         self.max_body = max_body
+        self.secrets = _credentials(headers or {}, auth)
         self.pacer = Pacer(per_minute)
         verify: ssl.SSLContext | bool = True
         if ca_bundle:
@@ -115,7 +127,12 @@ class HttpClient:
             verify.load_verify_locations(ca_bundle)
         self.client = httpx.Client(
             base_url=base_url,
-            headers={"User-Agent": f"edsync/{__version__}", **(headers or {})},
+            # gzip only: _read_bounded can decode it without overshooting max_body.
+            headers={
+                "User-Agent": f"edsync/{__version__}",
+                "Accept-Encoding": "gzip",
+                **(headers or {}),
+            },
             auth=auth,
             timeout=timeout,
             verify=verify,
@@ -138,6 +155,20 @@ class HttpClient:
         Statuses in ``expect`` come back as a Reply for the caller to read
         (Edlink's 400 ``$errors`` says whether a cursor expired).
         """
+        return self.fetch(method, path, params, lambda reply: reply, expect=expect)
+
+    def fetch(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        read: Callable[[Reply], T],
+        *,
+        expect: Collection[int] = (),
+    ) -> T:
+        """``request``, then ``read`` the reply, retried as one: a page that
+        cannot be read (truncated JSON, not the expected envelope) is retried
+        like a 5xx (SPEC 5.3), not only the exchange that brought it."""
         for attempt in stamina.retry_context(
             on=_retry_hook,
             attempts=None,
@@ -147,7 +178,7 @@ class HttpClient:
             wait_jitter=self.backoff.jitter,
         ):
             with attempt:
-                return self.once(method, path, params, expect=expect)
+                return read(self.once(method, path, params, expect=expect))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def once(
@@ -170,6 +201,12 @@ class HttpClient:
         except httpx.TimeoutException as exc:
             raise RetriableError(f"{self.target}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
+            rejected = _certificate_rejection(exc)
+            if rejected is not None:
+                raise CertificateError(
+                    f"{self.target}: TLS certificate verification failed ({rejected}); "
+                    "set ca_bundle to trust a private CA"
+                ) from None
             raise RetriableError(
                 f"{self.target}: connection failed ({type(exc).__name__})"
             ) from None
@@ -179,7 +216,7 @@ class HttpClient:
             response.status_code,
             self.target,
             retry_after=response.headers.get("Retry-After"),
-            detail=_error_detail(body) if response.status_code >= 400 else "",
+            detail=_error_detail(body, self.secrets) if response.status_code >= 400 else "",
         )
         if error is not None:
             raise error
@@ -189,19 +226,70 @@ class HttpClient:
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
             raise MalformedPageError(f"{self.target}: response of {declared} bytes is too large")
+        # Decoded here, not by httpx: it inflates a whole network read at once,
+        # so 64 KiB of gzip could become 64 MiB before any size check.
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding not in ("", "identity"):
+            raise MalformedPageError(f"{self.target}: unsupported Content-Encoding {encoding!r}")
+        else:
+            inflater = None
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self.max_body:
-                raise MalformedPageError(f"{self.target}: response exceeds {self.max_body} bytes")
-            chunks.append(chunk)
+        for raw in response.iter_raw():
+            pending = raw
+            while pending:
+                if inflater is None:
+                    chunk, pending = pending, b""
+                else:
+                    try:
+                        chunk = inflater.decompress(pending, self.max_body - size + 1)
+                    except zlib.error as exc:
+                        raise MalformedPageError(f"{self.target}: bad gzip body ({exc})") from None
+                    pending = inflater.unconsumed_tail
+                size += len(chunk)
+                if size > self.max_body:
+                    raise MalformedPageError(
+                        f"{self.target}: response exceeds {self.max_body} bytes"
+                    )
+                chunks.append(chunk)
         return b"".join(chunks)
 
 
-def _error_detail(body: bytes) -> str:
-    """A short, safe excerpt of an error body for the message."""
+def _certificate_rejection(exc: BaseException) -> str | None:
+    """Why the TLS handshake rejected the peer's certificate, if that is what failed."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "certificate not trusted")
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _credentials(
+    headers: Mapping[str, str], auth: httpx.Auth | tuple[str, str] | None
+) -> tuple[str, ...]:
+    """What we send that is secret: the credential of an ``Authorization``
+    header (``Bearer X``, ``DREAM apikey="X"``: both forms) and a password."""
+    found = []
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            credential = value.partition(" ")[2].strip()
+            found += [credential, *re.findall(r'"([^"]+)"', credential)]
+    if isinstance(auth, tuple):
+        found.append(auth[1])
+    return tuple(sorted({s for s in found if s}, key=len, reverse=True))
+
+
+def _error_detail(body: bytes, secrets: Collection[str] = ()) -> str:
+    """A short, safe excerpt of an error body for the message: an upstream
+    quoting the credential it refused must not put it in our logs."""
     if not body:
         return ""
-    text = body[:200].decode("utf-8", "replace").strip()
-    return " ".join(text.split())
+    text = body[:4096].decode("utf-8", "replace")
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return " ".join(text[:200].split())
