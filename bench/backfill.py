@@ -48,8 +48,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_edsync(url: str, db: Path, expand: list[str]) -> float:
+def run_edsync(url: str, db: Path, expand: list[str], mirror: str | None = None) -> float:
     config = replace(demo_config(url, db, edlink=False), sinks={}, rules=[])
+    if mirror:
+        config = replace(config, mirror=MirrorSettings(url=mirror))
     logs.configure(config.log)  # warnings only: the figures are the output
     source = config.sources["dreamapply"]
     object.__setattr__(source, "expand", expand)
@@ -160,13 +162,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--expand", default="applicant,application,offer")
+    parser.add_argument(
+        "--mirror", help="a mirror URL for edsync (an empty PostgreSQL database); default SQLite"
+    )
     args = parser.parse_args()
     expand = [e for e in args.expand.split(",") if e]
     page = 512 if expand else 1024
     proc, url = start_simulator(args.events)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            seconds = run_edsync(url, Path(tmp) / "edsync.db", expand)
+            seconds = run_edsync(url, Path(tmp) / "edsync.db", expand, args.mirror)
             rss = peak_rss_mb()
             events = fetch_all(url, expand)
             ceiling = run_ceiling(events, Path(tmp) / "ceiling.db", page)
@@ -175,6 +180,7 @@ def main() -> int:
         proc.wait()
     n = len(events)
     print(f"events           {n:>12,}   (expand={args.expand or 'none'}, page={page})")
+    print(f"mirror           {args.mirror or 'SQLite (temporary file)'}")
     print(
         f"edsync backfill  {seconds:>12.2f} s  {n / seconds:>12,.0f} events/s  "
         f"(HTTP + normalize + apply + checkpoint)"

@@ -47,9 +47,14 @@ def _engine(config: Config, *, migrate: bool = True) -> Any:
     from edsync.mirror.db import create_mirror_engine, ensure_schema
 
     engine = create_mirror_engine(config.mirror, config.path)
+    _engines.append(engine)
     if migrate:
         ensure_schema(engine, auto_migrate=config.mirror.auto_migrate)
     return engine
+
+
+# Engines a command opened; ``main`` disposes them, so no connection outlives it.
+_engines: list[Any] = []
 
 
 def _selected_sources(config: Config, names: Sequence[str] | None) -> list[str]:
@@ -331,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdsyncError as exc:
         print(f"edsync: error: {exc}", file=sys.stderr)
         return exit_code(exc)
+    finally:
+        while _engines:
+            _engines.pop().dispose()
     return code
 
 

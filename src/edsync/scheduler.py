@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 from sqlalchemy import Engine
@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from edsync import logs, sources
 from edsync.config import Config, load_config
+from edsync.coordination import Fence, source_locks, sqlite_run_lock
 from edsync.errors import (
     AuthError,
     ConfigError,
@@ -92,6 +93,7 @@ class SourceState:
     last_error: str | None = None
     cursor: str | None = None
     lag: int | None = None
+    standby: bool = False
 
 
 class _MetricsProgress(Progress):
@@ -149,6 +151,8 @@ class Daemon:
         self.metrics_server: MetricsServer | None = None
         self.rules = compile_rules(config)
         self.publisher: tuple[Config, Publisher] | None = None
+        self.locks = source_locks(engine)
+        self.run_lock: IO[str] | None = None
         # Polls, the publisher and the heartbeat never wait for each other.
         workers = len(config.sources) + 3
         self.scheduler = BackgroundScheduler(
@@ -161,6 +165,7 @@ class Daemon:
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
+        self.run_lock = sqlite_run_lock(self.engine)  # before READY: a clear refusal
         self._install_signals()
         if self.config.metrics is not None:
             self.metrics_server = MetricsServer(self.config.metrics, self.metrics, self.health)
@@ -209,9 +214,11 @@ class Daemon:
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if stuck:
+            self.locks.release_all()
             # Polls blocked in a network wait cannot be interrupted; nothing
             # of theirs is uncommitted, so leave without them.
             leave_now(self.gate, stuck)
+        self.locks.release_all()
         log.info("daemon_stopped")
         for _, source in self._sources.values():
             source.close()
@@ -310,13 +317,16 @@ class Daemon:
     def _poll(self, name: str) -> None:
         settings = self.config.sources[name]
         try:
+            if not self.locks.acquire(name):
+                self._standby(name)
+                return
             result = drain(
                 self.engine,
                 self._source(name),
                 on_invalid=settings.on_invalid,
                 progress=_MetricsProgress(self.metrics),
                 stop=self.stop,
-                gate=self.gate,
+                gate=Fence(self.gate, self.locks, name),
                 rules=self.rules,
             )
         except (EdsyncError, SQLAlchemyError) as exc:
@@ -324,9 +334,19 @@ class Daemon:
         else:
             self._succeeded(name, result)
 
+    def _standby(self, name: str) -> None:
+        """Another process holds the source: wait, and try again next interval."""
+        state = self.state.setdefault(name, SourceState())
+        if not state.standby:
+            log.info("source_standby", source=name, hint="another edsync run polls it")
+        state.standby = True
+        self.health.succeeded(name)
+        self.metrics.polls.labels(name, "standby").inc()
+
     def _succeeded(self, name: str, result: DrainResult) -> None:
         state = self.state.setdefault(name, SourceState())
         state.failures = 0
+        state.standby = False
         state.cursor = result.cursor.value if result.cursor else state.cursor
         state.lag = result.lag
         self.health.succeeded(name)
@@ -421,6 +441,8 @@ class Daemon:
             state = self.state.get(name, SourceState())
             if state.failures:
                 parts.append(f"{name}: failing x{state.failures}")
+            elif state.standby:
+                parts.append(f"{name}: standby")
             else:
                 lag = "?" if state.lag is None else state.lag
                 parts.append(f"{name}: cursor {state.cursor or '-'}, lag {lag}")

@@ -46,8 +46,14 @@ class DaemonProcess:
             self.lines.put(line if isinstance(line, dict) else {"event": "non_json"})
         self.lines.put(None)
 
-    def wait_for(self, predicate: Callable[[Line], bool], timeout: float = 20.0) -> Line:
-        """The first log line (from now on) that satisfies ``predicate``."""
+    def wait_for(
+        self, predicate: Callable[[Line], bool], timeout: float = 20.0, *, seen: bool = False
+    ) -> Line:
+        """The first log line (from now on, or ever with ``seen``) that satisfies ``predicate``."""
+        if seen:
+            for line in self.seen:
+                if predicate(line):
+                    return line
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -67,12 +73,15 @@ class DaemonProcess:
             if predicate(line):
                 return line
 
-    def wait_event(self, name: str, timeout: float = 20.0, **fields: Any) -> Line:
+    def wait_event(
+        self, name: str, timeout: float = 20.0, *, seen: bool = False, **fields: Any
+    ) -> Line:
         return self.wait_for(
             lambda line: (
                 line.get("event") == name and all(line.get(k) == v for k, v in fields.items())
             ),
             timeout,
+            seen=seen,
         )
 
     def signal(self, sig: signal.Signals) -> None:

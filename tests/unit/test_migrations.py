@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -16,8 +17,15 @@ from edsync.mirror.schema import metadata
 
 def test_migrated_database_matches_the_metadata(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine()
+
+    def for_this_dialect(obj: Any, _name: Any, _type: str, _reflected: bool, _other: Any) -> bool:
+        # Indexes declared for one dialect only (the GIN index) exist only there.
+        ddl_if = getattr(obj, "_ddl_if", None)
+        return ddl_if is None or ddl_if.dialect in (None, engine.dialect.name)
+
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": for_this_dialect})
+        diff = compare_metadata(context, metadata)
     assert diff == []
     assert current_revision(engine) == head_revision()
 

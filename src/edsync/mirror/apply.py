@@ -204,7 +204,9 @@ class Applier:
             raise RetriableError(f"mirror: not written: {exc.orig}") from None
 
     def _apply(self, conn: Connection, changes: Sequence[Change], cursor: Cursor) -> PageResult:
-        current = checkpoints.read(conn, self.source)
+        # The checkpoint row lock fences concurrent writers of one source: the
+        # second waits, then finds the page applied or its cursor behind.
+        current = checkpoints.read(conn, self.source, for_update=True)
         cursor = advance(current.cursor if current else None, cursor)
         now = checkpoints.now_iso()
         fresh = self._unseen(conn, changes)

@@ -34,12 +34,14 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
-def read(conn: Connection, source: str) -> Checkpoint | None:
+def read(conn: Connection, source: str, *, for_update: bool = False) -> Checkpoint | None:
+    """``for_update``: lock the row (PostgreSQL) so writers of one source take turns."""
+    lock = " FOR UPDATE" if for_update and conn.dialect.name == "postgresql" else ""
     row = conn.exec_driver_sql(
         adapt(
             conn,
             "SELECT cursor, position, events_total, last_error, gap, consecutive_failures, "
-            "last_success_at FROM checkpoints WHERE source = ?",
+            f"last_success_at FROM checkpoints WHERE source = ?{lock}",
         ),
         (source,),
     ).first()

@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from edsync.config import MirrorSettings
 from edsync.errors import ConfigError, FatalError, RetriableError
 
+MIGRATION_LOCK = 0x65647379_6E63_0001  # "edsync" + 1: the advisory lock migrations take
 WRITE = "edsync_write"
 """Execution option: on SQLite, take the write lock when the transaction begins."""
 
@@ -122,6 +123,10 @@ def upgrade(engine: Engine) -> None:
 
     try:
         with engine.execution_options(**{WRITE: True}).begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several daemons may start at once on a new database: one migrates,
+                # the others wait here and then find the schema current.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             command.upgrade(_alembic_config(conn), "head")
     except OperationalError as exc:
         raise RetriableError(f"mirror: cannot migrate: {exc.orig}") from None

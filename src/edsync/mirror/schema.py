@@ -45,6 +45,14 @@ records = Table(
     Column("synced_at", Timestamp, nullable=False),
     Column("snapshot_id", String(64)),
     Index("ix_records_person", "source", "person_id"),
+    Index("ix_records_entity", "source", "entity"),
+    Index("ix_records_changed_at", "changed_at"),
+    Index(
+        "ix_records_data",
+        "data",
+        postgresql_using="gin",
+        postgresql_ops={"data": "jsonb_path_ops"},
+    ).ddl_if(dialect="postgresql"),
 )
 
 events = Table(
@@ -66,6 +74,7 @@ events = Table(
     Column("applied_at", Timestamp, nullable=False),
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     Index("ix_events_person", "source", "person_id"),
+    Index("ix_events_position", "source", "position"),
     Index(
         "ix_events_status",
         "source",

@@ -39,15 +39,18 @@ class LearningHubSink:
         return f"{self.program}-{signal.id}"
 
     def payload(self, signal: Signal) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "ProgramId": self.program,
-            "ProgramMemberId": signal.member,
             "EventType": signal.event_type,
             "EventStartUTC": signal.occurred_at,
             "EventEndUTC": signal.occurred_at,
             "EventData": signal.change,
-            "ReferenceEventId": None,
         }
+        # Optional fields are left out rather than sent as null (the member
+        # of an erased applicant is unknown by design).
+        if signal.member is not None:
+            body["ProgramMemberId"] = signal.member
+        return body
 
     def send(self, signal: Signal) -> None:
         self.http.once(
