@@ -62,7 +62,7 @@ class Source(Protocol):
 
     @property
     def resync(self) -> str:
-        """"auto": a gap re-runs the snapshot; "manual": the source stops until --reset."""
+        """On a gap, "auto" re-runs the snapshot; "manual" stops the source until --reset."""
         ...
 
     @property
