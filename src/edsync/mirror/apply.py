@@ -9,7 +9,7 @@ operations, not a round trip.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -508,49 +508,54 @@ WHERE source = ? AND entity = ? AND deleted = ? AND (snapshot_id IS NULL OR snap
 
 
 def erase_person(conn: Connection, source: str, person_entity: str | None, person_id: str) -> None:
-    """Scrub every ledger payload and record that names the person (SPEC 5.4)."""
+    """Scrub every ledger payload, signal and record that names the person (SPEC 5.4)."""
+    who = {"source": source, "person_id": person_id}
+    _rewrite_json(conn, "events", "payload", transform=lambda _k, v: (scrub(v),), **who)
+    _rewrite_json(conn, "signals", "data", transform=lambda _k, v: (scrub(v, _SIGNAL_KEEP),), **who)
+
+    def record(key: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+        is_person = key[1] == person_entity
+        return scrubbed_record(data, is_person=is_person), is_person
+
+    _rewrite_json(
+        conn, "records", "data", transform=record, extra="deleted = (deleted OR ?)", **who
+    )
+
+
+# The key columns each table is rewritten by, after the source.
+_KEYS = {"events": ("id",), "signals": ("id",), "records": ("source", "entity", "entity_id")}
+
+
+def _rewrite_json(
+    conn: Connection,
+    table: str,
+    column: str,
+    *,
+    source: str,
+    person_id: str,
+    transform: Callable[[tuple[Any, ...], Any], tuple[Any, ...]],
+    extra: str = "",
+) -> None:
+    """Read the person's rows of ``table`` and write back ``transform``'s result:
+    the new JSON value, then any values ``extra`` SET clauses take."""
+    keys = _KEYS[table]
     rows = conn.exec_driver_sql(
-        adapt(conn, "SELECT id, payload FROM events WHERE source = ? AND person_id = ?"),
-        (source, person_id),
-    ).all()
-    if rows:
-        conn.exec_driver_sql(
-            adapt(conn, "UPDATE events SET payload = ? WHERE id = ?"),
-            [(dumps(scrub(loads(payload))), row_id) for row_id, payload in rows],
-        )
-    signals = conn.exec_driver_sql(
-        adapt(conn, "SELECT id, data FROM signals WHERE source = ? AND person_id = ?"),
-        (source, person_id),
-    ).all()
-    if signals:
-        conn.exec_driver_sql(
-            adapt(conn, "UPDATE signals SET data = ? WHERE id = ?"),
-            [(dumps(scrub(loads(data), _SIGNAL_KEEP)), sid) for sid, data in signals],
-        )
-    records = conn.exec_driver_sql(
         adapt(
-            conn, "SELECT entity, entity_id, data FROM records WHERE source = ? AND person_id = ?"
+            conn,
+            f"SELECT {', '.join(keys)}, {column} FROM {table} WHERE source = ? AND person_id = ?",
         ),
         (source, person_id),
     ).all()
-    if records:
-        conn.exec_driver_sql(
-            adapt(
-                conn,
-                "UPDATE records SET data = ?, deleted = (deleted OR ?) "
-                "WHERE source = ? AND entity = ? AND entity_id = ?",
-            ),
-            [
-                (
-                    dumps(scrubbed_record(loads(data), is_person=entity == person_entity)),
-                    entity == person_entity,
-                    source,
-                    entity,
-                    entity_id,
-                )
-                for entity, entity_id, data in records
-            ],
-        )
+    if not rows:
+        return
+    sets = f"{column} = ?" + (f", {extra}" if extra else "")
+    where = " AND ".join(f"{key} = ?" for key in keys)
+    params = []
+    for row in rows:
+        key, value = tuple(row[:-1]), loads(row[-1])
+        new, *more = transform(key, value)
+        params.append((dumps(new), *more, *key))
+    conn.exec_driver_sql(adapt(conn, f"UPDATE {table} SET {sets} WHERE {where}"), params)
 
 
 def _updated(data: dict[str, Any]) -> str | None:

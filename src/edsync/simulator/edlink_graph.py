@@ -14,7 +14,6 @@ seed always yields the same ids and data; the dates follow the Edlink clock
 
 from __future__ import annotations
 
-import gc
 import random
 import threading
 import uuid
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
+
+from edsync.simulator.dataset import _gc_paused
 
 __all__ = [
     "DEFAULT_TOKEN",
@@ -825,20 +826,3 @@ class EdlinkGraph:
         self._positions[change.event_id] = len(self._events)
         self._events.append(_Event(change.event_id, ms, orjson.dumps(event)))
         self._timestamps.append(ms)
-
-
-@contextmanager
-def _gc_paused(pause: bool) -> Iterator[None]:
-    """Suspend the cyclic GC while building a big batch.
-
-    Generation allocates many small acyclic objects; the collector's passes
-    over them nearly double the time of a large graph and free nothing.
-    """
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
