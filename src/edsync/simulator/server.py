@@ -12,6 +12,7 @@ import math
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -70,6 +71,12 @@ class _Server(ThreadingHTTPServer):
     """Knows its open connections, so stop() can end idle keep-alive ones too."""
 
     daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that vanishes mid-request (a SIGKILLed backfill) is routine here."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     def __init__(
         self, address: tuple[str, int], dispatch: Dispatch, tls: ssl.SSLContext | None = None
