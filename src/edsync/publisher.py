@@ -95,9 +95,12 @@ class Publisher:
         """One attempt for each delivery that is due (or every pending one)."""
         now = self.clock()
         with self.engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                adapt(conn, _DUE), (not due_only, _iso(now), ROUND_LIMIT)
-            ).all()
+            rows: list[tuple[Any, ...]] = [
+                (*row[:9], loads(row[9], conn))
+                for row in conn.exec_driver_sql(
+                    adapt(conn, _DUE), (not due_only, _iso(now), ROUND_LIMIT)
+                )
+            ]
         report = Report()
         for row in rows:
             self._attempt(row, report)
@@ -112,7 +115,7 @@ class Publisher:
                 self._unknown.add(sink_name)
                 log.warning("delivery_for_unknown_sink", sink=sink_name)
             return
-        signal = Signal(signal_id, row[3], row[4], row[5], row[6], row[7], row[8], loads(row[9]))
+        signal = Signal(signal_id, row[3], row[4], row[5], row[6], row[7], row[8], row[9])
         attempts += 1
         try:
             sink.send(signal)

@@ -52,7 +52,7 @@ def list_quarantined(engine: Engine, names: Sequence[str]) -> list[Quarantined]:
                 received = row[5].isoformat() if hasattr(row[5], "isoformat") else row[5]
                 out.append(
                     Quarantined(
-                        row[0], row[1], int(row[2]), row[3], row[4], received, loads(row[6])
+                        row[0], row[1], int(row[2]), row[3], row[4], received, loads(row[6], conn)
                     )
                 )
     return out

@@ -1,4 +1,4 @@
-"""`edsync backfill` against the simulator over real HTTP into a real SQLite file."""
+"""`edsync backfill` against the simulator over real HTTP into a real mirror, on each backend."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +18,29 @@ from sqlalchemy import Engine
 from edsync.cli import main
 from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine
-from tests.conftest import DREAMAPPLY_KEY, mirror_snapshot
+from tests.conftest import (
+    DREAMAPPLY_KEY,
+    create_pg_database,
+    drop_pg_databases,
+    json_value,
+    mirror_snapshot,
+)
 
 EXPAND = 'expand = ["applicant", "application", "offer"]\n'
 
 
-def open_mirror(path: Path) -> Engine:
-    return create_mirror_engine(MirrorSettings(url=f"sqlite:///{path}"))
+def open_mirror(url: str) -> Engine:
+    return create_mirror_engine(MirrorSettings(url=url))
 
 
 def records(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT entity, entity_id, data, deleted FROM records").all()
     return {
-        (entity, entity_id): {"data": orjson.loads(data), "deleted": bool(deleted)}
+        (entity, entity_id): {
+            "data": json_value(engine.dialect.name, data),
+            "deleted": bool(deleted),
+        }
         for entity, entity_id, data, deleted in rows
     }
 
@@ -47,16 +56,24 @@ def journal(url: str, **params: str) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture(scope="module")
-def mirrored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One 10 000-event backfill shared by the read-only assertions below."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def mirrored(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """One 10 000-event backfill per backend, shared by the read-only assertions below."""
     from edsync.simulator import Simulator
 
     tmp = tmp_path_factory.mktemp("mirrored")
+    if request.param == "sqlite":
+        url, database = f"sqlite:///{tmp / 'mirror.db'}", None
+    else:
+        server = request.getfixturevalue("pg_server")
+        database = create_pg_database(server)
+        url = f"{server}/{database}"
     sim = Simulator(events=10_000, seed=7).start()
     config = tmp / "edsync.toml"
     config.write_text(
-        f'[mirror]\nurl = "sqlite:///{tmp / "mirror.db"}"\n[log]\nformat = "json"\n'
+        f'[mirror]\nurl = "{url}"\n[log]\nformat = "json"\n'
         f'[sources.dreamapply]\nkind = "dreamapply"\nbase_url = "{sim.url}"\n'
         f'api_key_env = "EDSYNC_TEST_DA_KEY"\nmax_requests_per_minute = 0\n{EXPAND}'
     )
@@ -65,8 +82,12 @@ def mirrored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         code = main(["backfill", "-c", str(config)])
     finally:
         del os.environ["EDSYNC_TEST_DA_KEY"]
-    yield {"code": code, "sim": sim, "engine": open_mirror(tmp / "mirror.db"), "config": config}
+    engine = open_mirror(url)
+    yield {"code": code, "sim": sim, "engine": engine, "config": config}
+    engine.dispose()
     sim.stop()
+    if database is not None:
+        drop_pg_databases(server, [database])
 
 
 def test_backfill_exits_0_and_ledgers_every_event(mirrored: dict[str, Any]) -> None:
@@ -192,6 +213,7 @@ def run_until_killed(config: Path, pages_before_kill: int) -> None:
 def test_sigkilled_backfill_rerun_equals_a_clean_run(
     make_simulator: Callable[..., Any],
     write_config: Callable[..., Path],
+    mirror_url: Callable[[str], str],
     kills: tuple[int, ...],
 ) -> None:
     sim = make_simulator(events=10_000, seed=3)
@@ -201,6 +223,6 @@ def test_sigkilled_backfill_rerun_equals_a_clean_run(
     for pages in kills:
         run_until_killed(killed_cfg, pages)
     assert main(["backfill", "-c", str(killed_cfg)]) == 0
-    clean = open_mirror(clean_cfg.parent / "clean.db")
-    killed = open_mirror(killed_cfg.parent / "killed.db")
+    clean = open_mirror(mirror_url("clean.db"))
+    killed = open_mirror(mirror_url("killed.db"))
     assert mirror_snapshot(killed) == mirror_snapshot(clean)

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from edsync.cli import main
 from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine
-from tests.conftest import mirror_digest
+from tests.conftest import drop_pg_databases, mirror_digest
 from tests.integration.test_backfill import run_until_killed
 
 EVENTS = 50_000
@@ -19,15 +21,28 @@ PAGES = EVENTS // 1024  # full pages before the last, short one
 TRIALS = 20
 
 
+def drop_mirror(url: str) -> None:
+    """Free a trial's mirror before the next: 20 copies of 50 000 events add up."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        assert parsed.database is not None
+        Path(parsed.database).unlink()
+    else:
+        server, database = url.rsplit("/", 1)
+        drop_pg_databases(server, [database])
+
+
 def test_twenty_sigkills_each_rerun_equals_the_clean_run(
-    make_simulator: Callable[..., Any], write_config: Callable[..., Path], tmp_path: Path
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    mirror_url: Callable[[str], str],
 ) -> None:
     sim = make_simulator(events=EVENTS, seed=11)
     clean_cfg = write_config(sim.url, db="clean.db", name="clean.toml")
     assert main(["backfill", "-c", str(clean_cfg)]) == 0
-    clean = mirror_digest(
-        create_mirror_engine(MirrorSettings(f"sqlite:///{tmp_path / 'clean.db'}"))
-    )
+    engine = create_mirror_engine(MirrorSettings(mirror_url("clean.db")))
+    clean = mirror_digest(engine)
+    engine.dispose()
 
     rng = random.Random(20261123)
     identical = 0
@@ -35,10 +50,11 @@ def test_twenty_sigkills_each_rerun_equals_the_clean_run(
         cfg = write_config(sim.url, db=f"killed{trial}.db", name=f"killed{trial}.toml")
         run_until_killed(cfg, rng.randint(1, PAGES - 1))
         assert main(["backfill", "-c", str(cfg)]) == 0
-        engine = create_mirror_engine(MirrorSettings(f"sqlite:///{tmp_path / f'killed{trial}.db'}"))
+        url = mirror_url(f"killed{trial}.db")
+        engine = create_mirror_engine(MirrorSettings(url))
         if mirror_digest(engine) == clean:
             identical += 1
         engine.dispose()
-        (tmp_path / f"killed{trial}.db").unlink()
+        drop_mirror(url)
     print(f"crash test: {identical}/{TRIALS} identical")
     assert identical == TRIALS

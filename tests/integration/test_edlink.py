@@ -18,17 +18,20 @@ from edsync.cli import main
 from edsync.config import load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
+from edsync.mirror.sql import adapt
 from edsync.sources.base import SnapshotPage
 from edsync.sources.edlink import EdlinkSource
 from edsync.sync import drain
-from tests.conftest import DREAMAPPLY_KEY, mirror_snapshot
+from tests.conftest import DREAMAPPLY_KEY, json_value, mirror_snapshot
 from tests.integration.daemon import DaemonProcess
 
 TOKEN = "sim-edlink-token"
 
 
 @pytest.fixture
-def edlink_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+def edlink_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror_url: Callable[[str], str]
+) -> Callable[..., Path]:
     monkeypatch.setenv("EDLINK_TOKEN", TOKEN)
     monkeypatch.setenv("DREAMAPPLY_API_KEY", DREAMAPPLY_KEY)
 
@@ -36,7 +39,7 @@ def edlink_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
         path = tmp_path / "edsync.toml"
         text = f"""
             [mirror]
-            url = "sqlite:///{tmp_path / "mirror.db"}"
+            url = "{mirror_url("mirror.db")}"
             [log]
             format = "json"
             [sources.edlink]
@@ -75,7 +78,7 @@ def mirror_records(engine: Engine) -> dict[tuple[str, str], tuple[bool, dict[str
         rows = conn.exec_driver_sql(
             "SELECT entity, entity_id, deleted, data FROM records WHERE source = 'edlink'"
         ).all()
-    return {(e, i): (bool(d), orjson.loads(data)) for e, i, d, data in rows}
+    return {(e, i): (bool(d), json_value(engine.dialect.name, data)) for e, i, d, data in rows}
 
 
 def graph(sim: Any) -> dict[tuple[str, str], tuple[bool, dict[str, Any]]]:
@@ -170,7 +173,7 @@ def test_replaying_pages_changes_nothing(
             "SELECT event_id FROM events WHERE source = 'edlink' AND position = 40"
         ).scalar_one()
         conn.exec_driver_sql(
-            "UPDATE checkpoints SET cursor = ?, position = 40 WHERE source = 'edlink'",
+            adapt(conn, "UPDATE checkpoints SET cursor = ?, position = 40 WHERE source = 'edlink'"),
             (event_id,),
         )
     assert main(["backfill", "-c", str(path)]) == 0

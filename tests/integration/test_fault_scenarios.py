@@ -23,15 +23,16 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from edsync.cli import main
 from edsync.config import load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.checkpoints import Checkpoint
 from edsync.mirror.db import create_mirror_engine, ensure_schema
+from edsync.mirror.sql import adapt
 from edsync.sources.http import MAX_BODY_BYTES, HttpClient
-from tests.conftest import DREAMAPPLY_KEY, RUN_TIMESTAMPS, mirror_snapshot
+from tests.conftest import DREAMAPPLY_KEY, RUN_TIMESTAMPS, json_value, mirror_snapshot
 from tests.faultserver import (
     API_KEY,
     Body,
@@ -67,6 +68,7 @@ class Harness:
 
     tmp_path: Path
     monkeypatch: pytest.MonkeyPatch
+    mirror_url: Callable[[str], str]
     servers: list[FaultServer] = field(default_factory=list)
     engines: list[Engine] = field(default_factory=list)
 
@@ -92,7 +94,7 @@ class Harness:
             textwrap.dedent(
                 f"""
                 [mirror]
-                url = "sqlite:///{self.tmp_path / db}"
+                url = "{self.mirror_url(db)}"
 
                 [log]
                 {log}
@@ -141,9 +143,11 @@ def source_table(name: str, url: str, key_env: str, kind: str = "dreamapply") ->
 
 
 @pytest.fixture
-def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+def harness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror_url: Callable[[str], str]
+) -> Iterator[Harness]:
     monkeypatch.setenv("DREAMAPPLY_API_KEY", API_KEY)
-    h = Harness(tmp_path, monkeypatch)
+    h = Harness(tmp_path, monkeypatch, mirror_url)
     yield h
     h.close()
 
@@ -204,7 +208,7 @@ def model(
 def ledger_of(engine: Engine, source: str = SOURCE) -> Ledger:
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(
-            "SELECT event_id, status FROM events WHERE source = ?", (source,)
+            adapt(conn, "SELECT event_id, status FROM events WHERE source = ?"), (source,)
         ).all()
     assert len(rows) == len(set(rows)), "an event is in the ledger twice"
     return {(event_id, status) for event_id, status in rows}
@@ -213,9 +217,11 @@ def ledger_of(engine: Engine, source: str = SOURCE) -> Ledger:
 def records_of(engine: Engine, source: str = SOURCE) -> Records:
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(
-            "SELECT entity, entity_id, deleted, data FROM records WHERE source = ?", (source,)
+            adapt(conn, "SELECT entity, entity_id, deleted, data FROM records WHERE source = ?"),
+            (source,),
         ).all()
-    return {(e, i, bool(d), orjson.loads(data).get("status")) for e, i, d, data in rows}
+    dialect = engine.dialect.name
+    return {(e, i, bool(d), json_value(dialect, data).get("status")) for e, i, d, data in rows}
 
 
 def checkpoint_of(engine: Engine, source: str = SOURCE) -> Checkpoint:
@@ -234,7 +240,9 @@ def source_rows(engine: Engine, source: str) -> dict[str, list[tuple[Any, ...]]]
     out = {}
     with engine.connect() as conn:
         for table in ("records", "events", "checkpoints"):
-            result = conn.exec_driver_sql(f"SELECT * FROM {table} WHERE source = ?", (source,))
+            result = conn.exec_driver_sql(
+                adapt(conn, f"SELECT * FROM {table} WHERE source = ?"), (source,)
+            )
             keep = [i for i, c in enumerate(result.keys()) if c not in RUN_TIMESTAMPS[table]]
             out[table] = sorted((tuple(row[i] for i in keep) for row in result), key=repr)
     return out
@@ -564,7 +572,7 @@ def test_invalid_events_are_quarantined_with_reasons_and_the_feed_goes_on(
         rows = conn.exec_driver_sql(
             "SELECT event_id, reason, payload FROM events WHERE status = 'quarantined'"
         ).all()
-    assert {int(i): (orjson.loads(p), r) for i, r, p in rows} == INVALID
+    assert {int(i): (json_value(engine.dialect.name, p), r) for i, r, p in rows} == INVALID
     capsys.readouterr()
     assert main(["status", "-c", str(path), "--json"]) == 0
     (status,) = orjson.loads(capsys.readouterr().out)["sources"]
@@ -653,6 +661,7 @@ def test_secrets_never_appear_in_output_status_or_the_mirror(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     fast_retries: None,
+    backend: str,
 ) -> None:
     env = {"DREAMAPPLY_API_KEY": DA_SECRET, "EDLINK_TOKEN": ED_SECRET, "LH_KEY": LH_SECRET}
     for name, value in env.items():
@@ -710,10 +719,16 @@ def test_secrets_never_appear_in_output_status_or_the_mirror(
     server.clear_faults()
     server.script(Status(status=401, times=None, echo_credentials=True))
     procs = {"process, 401 quoting the key": python_m_edsync(path, environ)}
-    corrupt = harness.tmp_path / "corrupt.db"
-    corrupt.write_bytes(b"this is not a database, " * 100)
+    mirror = harness.mirror_url("mirror.db")
+    if backend == "sqlite":
+        corrupt = harness.tmp_path / "corrupt.db"
+        corrupt.write_bytes(b"this is not a database, " * 100)
+        unusable, why = f"sqlite:///{corrupt}", "mirror database: file is not a database"
+    else:  # a server that refuses the connection: no such database
+        unusable = mirror.rsplit("/", 1)[0] + "/edsync_no_such_database"
+        why = "mirror: cannot read the schema version"
     broken = harness.tmp_path / "broken.toml"
-    broken.write_text(path.read_text().replace(str(harness.tmp_path / "mirror.db"), str(corrupt)))
+    broken.write_text(path.read_text().replace(mirror, unusable))
     procs["process, corrupt mirror"] = python_m_edsync(broken, environ)
     procs["process, unsendable key"] = python_m_edsync(
         path, {**environ, "DREAMAPPLY_API_KEY": CRASH_SECRET}
@@ -722,7 +737,7 @@ def test_secrets_never_appear_in_output_status_or_the_mirror(
         outputs += [(f"{label}: stdout", proc.stdout), (f"{label}: stderr", proc.stderr)]
     assert procs["process, 401 quoting the key"].returncode == 1
     assert procs["process, corrupt mirror"].returncode == 1
-    assert "mirror database" in procs["process, corrupt mirror"].stderr
+    assert why in procs["process, corrupt mirror"].stderr
     assert procs["process, unsendable key"].returncode == 78
 
     for where, text in outputs:
@@ -735,6 +750,12 @@ def test_secrets_never_appear_in_output_status_or_the_mirror(
     for source, error in errors:
         assert error, source
         assert_no_secret(error, f"checkpoints.last_error of {source}")
+    if backend == "postgresql":  # every row of every table, as text
+        with engine.connect() as conn:
+            for table in inspect(conn).get_table_names():
+                rows = conn.exec_driver_sql(f"SELECT CAST(t AS text) FROM {table} AS t").all()
+                assert rows or table in ("signals", "deliveries"), table
+                assert_no_secret("\n".join(row[0] for row in rows), f"table {table}")
     engine.dispose()
     for file in harness.tmp_path.glob("mirror.db*"):
         assert_no_secret(file.read_bytes(), file.name)
@@ -767,6 +788,7 @@ def test_a_secret_no_header_can_carry_is_a_configuration_error(
 def test_a_truncated_edlink_page_is_retried(
     make_simulator: Callable[..., Any],
     tmp_path: Path,
+    mirror_url: Callable[[str], str],
     monkeypatch: pytest.MonkeyPatch,
     fast_retries: None,
 ) -> None:
@@ -777,7 +799,7 @@ def test_a_truncated_edlink_page_is_retried(
         textwrap.dedent(
             f"""
             [mirror]
-            url = "sqlite:///{tmp_path / "mirror.db"}"
+            url = "{mirror_url("mirror.db")}"
             [sources.edlink]
             kind = "edlink"
             base_url = "{sim.url}"

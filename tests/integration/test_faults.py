@@ -17,7 +17,7 @@ from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.sources.dreamapply import DreamApplySource
 from edsync.sync import drain
-from tests.conftest import DREAMAPPLY_KEY
+from tests.conftest import DREAMAPPLY_KEY, json_value
 
 LOGGED = "2026-06-01T08:00:00+00:00"
 
@@ -166,7 +166,7 @@ def test_events_that_cannot_be_normalized_are_quarantined_not_dropped(
     assert "no usable `offer` id" in quarantined[2][3]
     with engine.connect() as conn:
         raw = conn.exec_driver_sql("SELECT payload FROM events WHERE event_id = '11'").scalar()
-    assert orjson.loads(raw) == "not an object"
+    assert json_value(engine.dialect.name, raw) == "not an object"
     capsys.readouterr()
     assert main(["status", "-c", str(path), "--json"]) == 0
     (status,) = orjson.loads(capsys.readouterr().out)["sources"]

@@ -12,6 +12,8 @@ import pytest
 from edsync.cli import main
 from edsync.config import load_config
 from edsync.mirror.db import create_mirror_engine
+from edsync.mirror.sql import adapt
+from tests.conftest import json_value
 
 LOGGED = "2026-06-01T08:00:00+00:00"
 
@@ -58,21 +60,22 @@ def test_quarantined_events_are_listed_then_reapplied_in_order_without_regressin
     # Fix the data as an upgrade would: here, rewrite the raw timestamp in the ledger.
     engine = create_mirror_engine(load_config(path).mirror)
     with engine.begin() as conn:
-        raw = orjson.loads(
-            conn.exec_driver_sql("SELECT payload FROM events WHERE event_id = '1'").scalar_one()
+        raw = json_value(
+            engine.dialect.name,
+            conn.exec_driver_sql("SELECT payload FROM events WHERE event_id = '1'").scalar_one(),
         )
         raw["logged"] = LOGGED
         conn.exec_driver_sql(
-            "UPDATE events SET payload = ? WHERE event_id = '1'", (orjson.dumps(raw).decode(),)
+            adapt(conn, "UPDATE events SET payload = ? WHERE event_id = '1'"),
+            (orjson.dumps(raw).decode(),),
         )
 
     assert main(["quarantine", "-c", str(path), "retry"]) == 0
     assert "applied 0, stale 1, still quarantined 1" in capsys.readouterr().out
     with engine.connect() as conn:
         statuses = dict(conn.exec_driver_sql("SELECT event_id, status FROM events").all())
-        status = conn.exec_driver_sql(
-            "SELECT json_extract(data, '$.status') FROM records WHERE entity = 'offer'"
-        ).scalar_one()
+        data = conn.exec_driver_sql("SELECT data FROM records WHERE entity = 'offer'").scalar_one()
+        status = json_value(engine.dialect.name, data)["status"]
         total = conn.exec_driver_sql("SELECT events_total FROM checkpoints").scalar_one()
     assert statuses == {"1": "stale", "2": "applied", "3": "quarantined"}
     assert status == "Enrolled"  # the older event did not regress the newer one
@@ -97,10 +100,17 @@ def test_retry_applies_an_event_that_now_normalizes(
     assert main(["backfill", "-c", str(path)]) == 0
     engine = create_mirror_engine(load_config(path).mirror)
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "UPDATE events SET payload = json_set(payload, '$.logged', ?) WHERE event_id = '1'",
-            (LOGGED,),
-        )
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "UPDATE events SET payload = jsonb_set(payload, '{logged}', to_jsonb(%s::text)) "
+                "WHERE event_id = '1'",
+                (LOGGED,),
+            )
+        else:
+            conn.exec_driver_sql(
+                "UPDATE events SET payload = json_set(payload, '$.logged', ?) WHERE event_id = '1'",
+                (LOGGED,),
+            )
     capsys.readouterr()
     assert main(["quarantine", "-c", str(path), "retry"]) == 0
     assert "applied 1, stale 0, still quarantined 0" in capsys.readouterr().out
@@ -108,4 +118,26 @@ def test_retry_applies_an_event_that_now_normalizes(
         deleted = conn.exec_driver_sql(
             "SELECT deleted FROM records WHERE entity = 'application' AND entity_id = '9'"
         ).scalar_one()
-    assert deleted == 1
+    assert deleted == 1  # 1 on SQLite, True on PostgreSQL
+
+
+def test_a_payload_that_is_not_an_object_is_listed_and_stays_quarantined(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    backend: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Regression (PostgreSQL): a JSON string payload must not be parsed twice.
+    sim = make_simulator(events=3)
+    sim.journal.append_raw("not an object")
+    path = write_config(sim.url)
+    assert main(["backfill", "-c", str(path)]) == 0
+    capsys.readouterr()
+
+    assert main(["quarantine", "-c", str(path), "list", "--json"]) == 0
+    (listed,) = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (listed["event_id"], listed["position"]) == ("4", 4)
+    assert "not an object" in listed["reason"]
+    assert main(["quarantine", "-c", str(path), "retry"]) == 0
+    assert "applied 0, stale 0, still quarantined 1" in capsys.readouterr().out

@@ -4,7 +4,7 @@ A random feed (a few records of two kinds plus an ``applicant`` person entity)
 is cut into random pages and delivered with duplicates (same or later page),
 late events inside a page (stale versions), replays of already committed
 pages after a restart, and crashes: a page transaction aborted at a random
-write by SQLite triggers, then a restart (new engine) that re-applies from the
+write by triggers (SQLite, PL/pgSQL), then a restart (new engine) that re-applies from the
 committed cursor. The mirror must equal what a tiny reference model computes,
 and equal the mirror of a clean run of the same pages (invariant 4).
 """
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -32,9 +31,10 @@ from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
+from edsync.mirror.sql import adapt
 from edsync.normalize import Change, Cursor, scrub
 from edsync.rules import Rule
-from tests.conftest import mirror_snapshot
+from tests.conftest import create_pg_database, drop_pg_databases, json_value, mirror_snapshot
 
 SOURCE = "da"
 PERSON = "applicant"
@@ -368,40 +368,94 @@ def scrubbed(data: dict[str, Any], *, is_person: bool) -> dict[str, Any]:
 # ------------------------------------------------------------------------- mirror
 
 
-def open_engine(path: Path) -> Engine:
-    return create_mirror_engine(MirrorSettings(url=f"sqlite:///{path}"))
+TABLES = ("events", "records", "checkpoints", "signals", "deliveries")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty mirror file, copied for each example (migrations are slow)."""
-    path = tmp_path_factory.mktemp("template") / "mirror.db"
-    engine = open_engine(path)
-    try:
-        ensure_schema(engine, auto_migrate=True)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        engine.dispose()
-    return path
+def open_engine(url: str) -> Engine:
+    return create_mirror_engine(MirrorSettings(url=url))
 
 
-class Mirror:
-    """One mirror file and the process that writes it (restartable)."""
+class Store:
+    """Where each example's fresh, migrated mirror comes from (migrations are slow).
 
-    def __init__(self, template: Path, path: Path) -> None:
-        self.path = path
-        shutil.copy(template, self.path)  # keeps 0600
-        self.engine = open_engine(self.path)
-        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING])
+    SQLite: a copy of a template file in a new temporary directory. PostgreSQL:
+    one database for the whole module, emptied before each use (a database per
+    example would cost a CREATE DATABASE each).
+    """
 
-    def restart(self) -> None:
-        self.engine.dispose()
-        self.engine = open_engine(self.path)
-        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING])
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = open_engine(url)
+        ensure_schema(self.engine, auto_migrate=True)
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.engine.dispose()
+
+    @contextmanager
+    def fresh(self) -> Iterator[Mirror]:
+        """An empty mirror, closed when the block ends."""
+        if self.engine.dialect.name == "sqlite":
+            template = self.engine.url.database
+            assert template is not None
+            with tempfile.TemporaryDirectory() as directory:
+                path = Path(directory) / "mirror.db"
+                shutil.copy(template, path)  # keeps 0600
+                mirror = Mirror(f"sqlite:///{path}")
+                try:
+                    yield mirror
+                finally:
+                    mirror.close()
+            return
+        with self.engine.begin() as conn:
+            for table in TABLES:
+                conn.exec_driver_sql(f"DELETE FROM {table}")
+        # The first process reuses the store's connection (connecting is most of
+        # the cost of an example); a restart opens new ones.
+        mirror = Mirror(self.url, self.engine)
+        try:
+            yield mirror
+        finally:
+            mirror.close()
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    if request.param == "sqlite":
+        yield Store(f"sqlite:///{tmp_path_factory.mktemp('template') / 'mirror.db'}")
+        return
+    server = request.getfixturevalue("pg_server")
+    database = create_pg_database(server)
+    store = Store(f"{server}/{database}")
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_pg_databases(server, [database])
+
+
+class Mirror:
+    """One mirror database and the process that writes it (restartable)."""
+
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        self.owned = engine is None
+        self.engine = open_engine(self.url) if engine is None else engine
+        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING])
+
+    def restart(self) -> None:
+        self.close()
+        self.engine, self.owned = open_engine(self.url), True
+        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING])
+
+    def close(self) -> None:
+        if self.owned:
+            self.engine.dispose()
 
     def apply(self, page: Sequence[Ev], cursor: Cursor) -> None:
         self.applier.apply([to_change(ev) for ev in page], cursor)
@@ -414,8 +468,23 @@ class Mirror:
         """Abort the next transaction at its ``writes``-th row write (any table)."""
         with self.engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE crash_budget (n INTEGER NOT NULL)")
-            conn.exec_driver_sql("INSERT INTO crash_budget VALUES (?)", (writes,))
-            for table in ("events", "records", "checkpoints", "signals", "deliveries"):
+            conn.exec_driver_sql(adapt(conn, "INSERT INTO crash_budget VALUES (?)"), (writes,))
+            if self.engine.dialect.name == "postgresql":
+                # A failed write, as the server reports one (class 58: OperationalError).
+                conn.exec_driver_sql(
+                    "CREATE FUNCTION crash() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "UPDATE crash_budget SET n = n - 1; "
+                    "IF (SELECT n FROM crash_budget) < 0 THEN "
+                    "RAISE EXCEPTION 'simulated crash' USING ERRCODE = 'io_error'; END IF; "
+                    "RETURN NEW; END $$"
+                )
+                for table in TABLES:
+                    conn.exec_driver_sql(
+                        f"CREATE TRIGGER crash_{table} BEFORE INSERT OR UPDATE ON {table} "
+                        "FOR EACH ROW EXECUTE FUNCTION crash()"
+                    )
+                return
+            for table in TABLES:
                 for when in ("INSERT", "UPDATE"):
                     conn.exec_driver_sql(
                         f"CREATE TRIGGER crash_{table}_{when} BEFORE {when} ON {table} BEGIN "
@@ -438,34 +507,54 @@ class Mirror:
 
     def disarm(self) -> None:
         with self.engine.begin() as conn:
-            for table in ("events", "records", "checkpoints", "signals", "deliveries"):
-                for when in ("INSERT", "UPDATE"):
-                    conn.exec_driver_sql(f"DROP TRIGGER crash_{table}_{when}")
+            if self.engine.dialect.name == "postgresql":
+                for table in TABLES:
+                    conn.exec_driver_sql(f"DROP TRIGGER crash_{table} ON {table}")
+                conn.exec_driver_sql("DROP FUNCTION crash()")
+            else:
+                for table in TABLES:
+                    for when in ("INSERT", "UPDATE"):
+                        conn.exec_driver_sql(f"DROP TRIGGER crash_{table}_{when}")
             conn.exec_driver_sql("DROP TABLE crash_budget")
 
     def state(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
             records = conn.exec_driver_sql(
-                "SELECT entity, entity_id, data, deleted, version, last_event_id, person_id "
-                "FROM records WHERE source = ?",
+                adapt(
+                    conn,
+                    "SELECT entity, entity_id, data, deleted, version, last_event_id, person_id "
+                    "FROM records WHERE source = ?",
+                ),
                 (SOURCE,),
             ).all()
             events = conn.exec_driver_sql(
-                "SELECT event_id, status, payload FROM events WHERE source = ?", (SOURCE,)
+                adapt(conn, "SELECT event_id, status, payload FROM events WHERE source = ?"),
+                (SOURCE,),
             ).all()
             checkpoint = conn.exec_driver_sql(
-                "SELECT cursor, position, events_total FROM checkpoints WHERE source = ?",
+                adapt(
+                    conn, "SELECT cursor, position, events_total FROM checkpoints WHERE source = ?"
+                ),
                 (SOURCE,),
             ).first()
             signals = conn.exec_driver_sql(
-                "SELECT event_id FROM signals WHERE source = ?", (SOURCE,)
+                adapt(conn, "SELECT event_id FROM signals WHERE source = ?"), (SOURCE,)
             ).all()
+        dialect = self.engine.dialect.name
         return {
             "records": {
-                (entity, entity_id): (orjson.loads(data), bool(deleted), version, last, person)
+                (entity, entity_id): (
+                    json_value(dialect, data),
+                    bool(deleted),
+                    version,
+                    last,
+                    person,
+                )
                 for entity, entity_id, data, deleted, version, last, person in records
             },
-            "events": {eid: (status, orjson.loads(payload)) for eid, status, payload in events},
+            "events": {
+                eid: (status, json_value(dialect, payload)) for eid, status, payload in events
+            },
             "checkpoint": None if checkpoint is None else tuple(checkpoint),
             "signals": {row[0] for row in signals},
         }
@@ -493,18 +582,14 @@ class Run:
 
 
 @contextmanager
-def run(schedule: Schedule, template: Path) -> Iterator[Run]:
-    """Deliver ``schedule`` to a fresh mirror file, then close it.
+def run(schedule: Schedule, store: Store) -> Iterator[Run]:
+    """Deliver ``schedule`` to a fresh mirror, then close it.
 
-    A new temporary directory per call: function-scoped fixtures are not reset
-    between Hypothesis examples.
+    A fresh mirror per call: function-scoped fixtures are not reset between
+    Hypothesis examples.
     """
-    with tempfile.TemporaryDirectory() as directory:
-        mirror = Mirror(template, Path(directory) / "mirror.db")
-        try:
-            yield deliver(schedule, mirror)
-        finally:
-            mirror.close()
+    with store.fresh() as mirror:
+        yield deliver(schedule, mirror)
 
 
 def deliver(schedule: Schedule, mirror: Mirror) -> Run:
@@ -569,20 +654,20 @@ PROPERTY = settings(
 @PROPERTY
 @given(schedules())
 def test_mirror_equals_the_model_after_any_delivery_schedule(
-    template: Path, schedule: Schedule
+    store: Store, schedule: Schedule
 ) -> None:
-    with run(schedule, template) as done:
+    with run(schedule, store) as done:
         assert done.mirror.state() == done.model.expected()
         faulty = mirror_snapshot(done.mirror.engine)
-    with run(pages_of(schedule.feed, schedule.pages), template) as clean:
+    with run(pages_of(schedule.feed, schedule.pages), store) as clean:
         # Invariant 4: after crashes, restarts and replays, the mirror a clean run makes.
         assert mirror_snapshot(clean.mirror.engine) == faulty
 
 
 @PROPERTY
 @given(schedules())
-def test_a_forgotten_person_leaves_no_personal_strings(template: Path, schedule: Schedule) -> None:
-    with run(schedule, template) as done:
+def test_a_forgotten_person_leaves_no_personal_strings(store: Store, schedule: Schedule) -> None:
+    with run(schedule, store) as done:
         text = done.mirror.text()
         for person in done.model.erasure_requested:
             assert pii_marker(person) not in text, person
@@ -615,22 +700,22 @@ SCRUBBED_P3 = {"id": "p3", "applicant": {"id": "p3"}, "href": "/api/applicants/p
 
 
 def test_an_applicant_event_after_forgetting_in_a_later_page_stays_scrubbed(
-    template: Path,
+    store: Store,
 ) -> None:
-    with run(pages_of(FORGET_THEN_CREATE, [[0, 1]]), template) as one:
+    with run(pages_of(FORGET_THEN_CREATE, [[0, 1]]), store) as one:
         # One page: the record is scrubbed (this part holds).
         assert one.mirror.state() == one.model.expected()
         assert pii_marker("p3") not in one.mirror.text()
         together = mirror_snapshot(one.mirror.engine)
-    with run(pages_of(FORGET_THEN_CREATE, [[0], [1]]), template) as two:
+    with run(pages_of(FORGET_THEN_CREATE, [[0], [1]]), store) as two:
         record = two.mirror.state()["records"][(PERSON, "p3")]
         assert record == ({**SCRUBBED_P3, "forgotten": True}, True, 2, "2", "p3")
         assert pii_marker("p3") not in two.mirror.text()
         assert mirror_snapshot(two.mirror.engine) == together
 
 
-def test_a_late_forgotten_event_still_erases_the_person(template: Path) -> None:
-    with run(pages_of(FORGET_THEN_UPDATE, [[1, 0]]), template) as done:
+def test_a_late_forgotten_event_still_erases_the_person(store: Store) -> None:
+    with run(pages_of(FORGET_THEN_UPDATE, [[1, 0]]), store) as done:
         assert done.mirror.state()["events"]["1"][0] == STALE  # holds
         data, deleted, *_ = done.mirror.state()["records"][(PERSON, "p3")]
         assert pii_marker("p3") not in done.mirror.text()
@@ -639,15 +724,15 @@ def test_a_late_forgotten_event_still_erases_the_person(template: Path) -> None:
 
 
 def test_a_record_of_a_forgotten_person_stays_scrubbed_whatever_names_it(
-    template: Path,
+    store: Store,
 ) -> None:
-    with run(pages_of(OFFER_OF_P3, [[0, 1, 2]]), template) as one:
+    with run(pages_of(OFFER_OF_P3, [[0, 1, 2]]), store) as one:
         together = mirror_snapshot(one.mirror.engine)
         assert one.mirror.state()["records"][("offer", "1")][0] == {
             "id": "1",
             "forgotten": True,
         }  # holds: one page
-    with run(pages_of(OFFER_OF_P3, [[0, 1], [2]]), template) as two:
+    with run(pages_of(OFFER_OF_P3, [[0, 1], [2]]), store) as two:
         assert two.mirror.state()["records"][("offer", "1")][0] == {
             "id": "1",
             "forgotten": True,
@@ -660,9 +745,9 @@ def test_a_record_of_a_forgotten_person_stays_scrubbed_whatever_names_it(
 @example(pages_of(FORGET_THEN_CREATE, [[0], [1]]))
 @example(pages_of(FORGET_THEN_UPDATE, [[1, 0]]))
 @example(pages_of(OFFER_OF_P3, [[0, 1], [2]]))
-def test_forgetting_holds_for_any_feed(template: Path, schedule: Schedule) -> None:
+def test_forgetting_holds_for_any_feed(store: Store, schedule: Schedule) -> None:
     """The two properties above, on feeds without the restrictions of ``feed_events``."""
-    with run(schedule, template) as done:
+    with run(schedule, store) as done:
         text = done.mirror.text()
         for person in done.model.erasure_requested:
             assert pii_marker(person) not in text, person

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
 
 from edsync.cli import main
 from edsync.config import Secret, load_config, parse_duration
@@ -17,8 +20,20 @@ api_key_env = "DA_KEY"
 """
 
 
-def mirror(tmp_path: Path) -> str:
-    return f'[mirror]\nurl = "sqlite:///{tmp_path / "mirror.db"}"\n'
+def mirror(url: str) -> str:
+    return f'[mirror]\nurl = "{url}"\n'
+
+
+def untouched(url: str) -> bool:
+    """No mirror file (SQLite), or a database without a table (PostgreSQL)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return not Path(str(parsed.database)).exists()
+    engine = create_engine(url)
+    try:
+        return inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
 
 
 BAD_CONFIGS = [
@@ -75,6 +90,7 @@ BAD_CONFIGS = [
 )
 def test_bad_config_exits_78_naming_file_and_key(
     tmp_path: Path,
+    mirror_url: Callable[[str], str],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     body: str | None,
@@ -85,7 +101,7 @@ def test_bad_config_exits_78_naming_file_and_key(
     monkeypatch.delenv("EDSYNC_TEST_UNSET", raising=False)
     path = tmp_path / "edsync.toml"
     if body is not None:
-        path.write_text(mirror(tmp_path) + body)
+        path.write_text(mirror(mirror_url("mirror.db")) + body)
 
     code = main(["backfill", "-c", str(path)])
 
@@ -97,7 +113,7 @@ def test_bad_config_exits_78_naming_file_and_key(
     assert f"{key}:" in lines[0]
     assert words in lines[0]
     assert "s3cret-value-never-printed" not in out + err
-    assert not (tmp_path / "mirror.db").exists()
+    assert untouched(mirror_url("mirror.db"))
 
 
 def test_bad_mirror_url_is_a_config_error(
@@ -131,7 +147,11 @@ def test_good_config_parses_with_defaults_and_hides_the_secret(
 ) -> None:
     monkeypatch.setenv("DA_KEY", "s3cret")
     path = tmp_path / "edsync.toml"
-    path.write_text(mirror(tmp_path) + GOOD_SOURCE + 'interval = "5m"\nretry_for = "1h"\n')
+    path.write_text(
+        mirror(f"sqlite:///{tmp_path / 'mirror.db'}")
+        + GOOD_SOURCE
+        + 'interval = "5m"\nretry_for = "1h"\n'
+    )
     config = load_config(path)
     source = config.sources["da"]
     assert source.interval == 300.0
@@ -160,11 +180,14 @@ def test_durations(text: str, seconds: float) -> None:
 
 
 def test_status_needs_no_secrets(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    mirror_url: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("DA_KEY", raising=False)
     path = tmp_path / "edsync.toml"
-    path.write_text(mirror(tmp_path) + GOOD_SOURCE)
+    path.write_text(mirror(mirror_url("mirror.db")) + GOOD_SOURCE)
     assert main(["db", "-c", str(path), "upgrade"]) == 0
     assert main(["status", "-c", str(path), "--json"]) == 0
     assert '"source": "da"' in capsys.readouterr().out

@@ -7,6 +7,7 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
@@ -42,6 +43,7 @@ def test_upgrade_is_idempotent(make_engine: Callable[..., Engine]) -> None:
     }
 
 
+@pytest.mark.sqlite_only  # file modes and the journal mode of the SQLite file
 def test_sqlite_mirror_is_private_and_in_wal_mode(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine("private/mirror.db")
     path = engine.url.database

@@ -285,7 +285,7 @@ class Applier:
             )
             for entity_id, data, deleted, version, person_id in rows:
                 states[(entity, entity_id)] = RecordState(
-                    loads(data), bool(deleted), int(version), person_id
+                    loads(data, conn), bool(deleted), int(version), person_id
                 )
         return states
 
@@ -552,7 +552,7 @@ def _rewrite_json(
     where = " AND ".join(f"{key} = ?" for key in keys)
     params = []
     for row in rows:
-        key, value = tuple(row[:-1]), loads(row[-1])
+        key, value = tuple(row[:-1]), loads(row[-1], conn)
         new, *more = transform(key, value)
         params.append((dumps(new), *more, *key))
     conn.exec_driver_sql(adapt(conn, f"UPDATE {table} SET {sets} WHERE {where}"), params)

@@ -33,8 +33,9 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def loads(value: Any) -> Any:
-    """JSON columns come back as text from SQLite and parsed from psycopg."""
-    if isinstance(value, str | bytes):
+def loads(value: Any, conn: Connection) -> Any:
+    """A JSON column's value: SQLite stores the text, psycopg hands back JSONB
+    already parsed (a JSON string included, so a ``str`` alone proves nothing)."""
+    if conn.dialect.name == "sqlite" and isinstance(value, str | bytes):
         return orjson.loads(value)
     return value
