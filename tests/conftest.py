@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite files, a real simulator over HTTP, config files."""
+"""Shared fixtures: real mirrors (SQLite files, PostgreSQL databases), a real
+simulator over HTTP, config files."""
 
 from __future__ import annotations
 

@@ -124,8 +124,6 @@ def test_retry_applies_an_event_that_now_normalizes(
 def test_a_payload_that_is_not_an_object_is_listed_and_stays_quarantined(
     make_simulator: Callable[..., Any],
     write_config: Callable[..., Path],
-    backend: str,
-    request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Regression (PostgreSQL): a JSON string payload must not be parsed twice.
