@@ -302,7 +302,3 @@ def mirror_digest(engine: Engine) -> dict[str, str]:
                 digest.update(repr(tuple(row[i] for i in keep)).encode())
             digests[table] = digest.hexdigest()
     return digests
-
-
-def env_without_secrets() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.endswith("_KEY")}

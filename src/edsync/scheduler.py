@@ -17,7 +17,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -453,10 +452,5 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def run_daemon(
-    config_path: Path,
-    config: Config,
-    engine: Engine,
-    notifier_factory: Callable[[], Notifier] = Notifier,
-) -> int:
-    return Daemon(config_path, config, engine, notifier=notifier_factory()).serve()
+def run_daemon(config_path: Path, config: Config, engine: Engine) -> int:
+    return Daemon(config_path, config, engine).serve()
