@@ -9,6 +9,11 @@ and ``Journal(n)`` followed by ``append(m)`` produce byte-identical events.
 Each event keeps, for every expandable link it carries, the entity's state at
 that moment (serialized once per version and shared between events), so
 ``expand`` shows history as it was, not as it is now.
+
+The ``Registry`` keeps every applicant, application and offer as it is now, and
+what was purged, for the list endpoints: a client can bootstrap a mirror from
+them and find it consistent with the journal (``Journal.current()`` is the
+oracle of that state, ``Journal.truth()`` the oracle of the journal's history).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import gc
 import random
 import re
 import threading
+from bisect import bisect_left
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,10 +34,19 @@ __all__ = [
     "DEFAULT_START",
     "EVENT_NAMES",
     "EXPANDABLE",
+    "FIRST_IDS",
+    "OFFER_STATUSES",
+    "OFFER_TYPES",
+    "OFFER_TYPES_PATH",
     "STATUS_NAMES",
+    "CurrentState",
+    "Entity",
     "EntityTruth",
     "Journal",
+    "Purge",
+    "Registry",
     "canonical_name",
+    "offer_status",
     "strip_status",
 ]
 
@@ -104,6 +119,11 @@ OFFER_STATUSES = (
     "Waitlisted",
 )
 
+# DreamApply's offers carry no status: a link to their type, whose title is it.
+OFFER_TYPES_PATH = "/api/applications/offers/types"
+OFFER_TYPES: dict[int, str] = dict(enumerate(OFFER_STATUSES, start=1))
+_OFFER_TYPE_LINKS = {title: f"{OFFER_TYPES_PATH}/{id_}" for id_, title in OFFER_TYPES.items()}
+
 # Offer status walk: each status's possible successors with weights; None ends it.
 _OFFER_NEXT: dict[str, tuple[tuple[str | None, ...], tuple[int, ...]]] = {
     "Offered": (("Conditional", "Unconditional", "Accepted", "Rejected"), (30, 40, 20, 10)),
@@ -162,7 +182,7 @@ _TASK_PENDING = ("Pending", "Submitted", "In review")
 _TASK_DONE = ("Done", "Approved", "Completed")
 
 # First ids per entity: distinct ranges make a consumer that mixes up ids fail loudly.
-_FIRST_IDS = {
+FIRST_IDS = {
     "applicant": 1001,
     "application": 20001,
     "offer": 50001,
@@ -256,10 +276,17 @@ class _RawEvent:
     name: str | None
 
 
-class _Entity:
-    """One upstream record and its current state."""
+class Entity:
+    """One upstream record and its current state.
 
-    __slots__ = ("_json", "id", "kind", "link", "state")
+    Registered ones (applicants, applications, offers) also know their
+    ``owner`` (an application's applicant, an offer's application), their
+    ``children`` (the reverse) and, while purged, their ``purge`` entry. When
+    their story ends they are frozen: ``state`` is emptied and ``json()`` (or
+    ``data()``) is the only view of them left.
+    """
+
+    __slots__ = ("_json", "children", "id", "kind", "link", "owner", "purge", "state")
 
     def __init__(self, kind: str, id_: int, link: str, state: Json) -> None:
         self.kind = kind
@@ -267,6 +294,16 @@ class _Entity:
         self.link = link
         self.state: Json = {"id": id_, **state}
         self._json: bytes | None = None
+        self.owner: Entity | None = None
+        self.children: list[Entity] | None = None
+        self.purge: Purge | None = None
+
+    @property
+    def live(self) -> bool:
+        """Listed by the list endpoints: neither it nor the application of an offer purged."""
+        if self.kind == "offer":
+            return self.owner is not None and self.owner.purge is None
+        return self.purge is None
 
     def update(self, **changes: object) -> None:
         self.state.update(changes)
@@ -278,13 +315,118 @@ class _Entity:
             self._json = orjson.dumps(self.state)
         return self._json
 
+    def data(self) -> Json:
+        """A private copy of the current state, frozen or not."""
+        parsed: Json = orjson.loads(self.json())
+        return parsed
+
+    def freeze(self) -> None:
+        """It will never change again: keep the serialized state (the journal's
+        events share those bytes) and let the dict go: most of what keeping
+        every entity would cost."""
+        self.json()
+        self.state = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """An entry of ``/purged-resources``: which resource left the lists, when and why."""
+
+    number: int
+    entity: Entity
+    reason: str  # "deleted" | "forgotten" | "closed"
+    purged: str  # ``logged`` of the event that removed it
+
+
+_REGISTERED = ("applicant", "application", "offer")
+
+
+class Registry:
+    """Every applicant, application and offer ever generated, and what is purged now.
+
+    Ids of a kind are consecutive from ``FIRST_IDS[kind]``, so ``entities(kind)``
+    is in ascending id order and indexed by ``id - FIRST_IDS[kind]``. Purge
+    numbers follow the journal order of the removing events and are never
+    reused; a revert drops its entry. Generation mutates all this: read it with
+    the journal's lock held.
+    """
+
+    __slots__ = ("_by_kind", "_next_purge", "purges")
+
+    def __init__(self) -> None:
+        self._by_kind: dict[str, list[Entity]] = {kind: [] for kind in _REGISTERED}
+        self.purges: dict[int, Purge] = {}  # ascending numbers, as inserted
+        self._next_purge = 1
+
+    def entities(self, kind: str) -> Sequence[Entity]:
+        return self._by_kind[kind]
+
+    def get(self, kind: str, id_: int) -> Entity | None:
+        entities = self._by_kind[kind]
+        index = id_ - FIRST_IDS[kind]
+        return entities[index] if 0 <= index < len(entities) else None
+
+    def add(self, entity: Entity, owner: Entity | None = None) -> None:
+        entities = self._by_kind[entity.kind]
+        assert entity.id == FIRST_IDS[entity.kind] + len(entities), "ids must stay consecutive"
+        entities.append(entity)
+        if owner is not None:
+            entity.owner = owner
+            if owner.children is None:
+                owner.children = [entity]
+            else:
+                owner.children.append(entity)
+
+    def remove_applicant(self, applicant: Entity, reason: str, logged: str) -> None:
+        """Deleted or forgotten: the applicant and every application still listed go."""
+        self._purge(applicant, reason, logged)
+        for application in applicant.children or ():
+            if application.purge is None:
+                self._purge(application, reason, logged)
+
+    def close(self, application: Entity, logged: str) -> None:
+        if application.purge is None:
+            self._purge(application, "closed", logged)
+
+    def revert(self, application: Entity) -> None:
+        purge = application.purge
+        if purge is not None and purge.reason == "closed":
+            del self.purges[purge.number]
+            application.purge = None
+
+    def _purge(self, entity: Entity, reason: str, logged: str) -> None:
+        number = self._next_purge
+        self._next_purge = number + 1
+        entity.purge = self.purges[number] = Purge(number, entity, reason, logged)
+
+
+def offer_status(offer: Json) -> str | None:
+    """The title of an offer's type: the status the journal's names carry."""
+    type_id = _link_id(offer.get("type"))
+    return None if type_id is None else OFFER_TYPES.get(type_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentState:
+    """What a complete mirror bootstrapped now from the list endpoints must hold.
+
+    ``records``: ``(entity, id)`` → the object as listed, for every live
+    applicant and application and every offer of a live application; an offer's
+    also has ``"status"``, its type's title. ``purged``: ``(entity, id)`` →
+    reason (``deleted`` / ``forgotten`` / ``closed``) of every applicant and
+    application ``/purged-resources`` lists.
+    """
+
+    records: dict[tuple[str, int], Json]
+    purged: dict[tuple[str, int], str]
+
 
 class _Story:
     """One applicant's life in the journal, advanced one event at a time."""
 
     __slots__ = ("applicant", "events")
 
-    def __init__(self, applicant: _Entity, events: Iterator[_Event]) -> None:
+    def __init__(self, applicant: Entity, events: Iterator[_Event]) -> None:
         self.applicant = applicant
         self.events = events
 
@@ -299,7 +441,8 @@ class _Generator:
         self.generated = 0
         self.seen: set[str] = set()
         self.stories: list[_Story] = []
-        self.next_ids = dict(_FIRST_IDS)
+        self.registry = Registry()
+        self.next_ids = dict(FIRST_IDS)
         self._logged_ts = -1
         self._logged = ""
 
@@ -338,13 +481,25 @@ class _Generator:
     def _advance(self, story: _Story, *, begun: bool) -> _Event | None:
         if begun and self.chance("Applicant requested to be forgotten", _FORGET_CHANCE):
             # Erasure ends the story: nothing more is ever logged for them.
-            self.stories.remove(story)
-            return self.emit("Applicant requested to be forgotten", story.applicant)
+            self.registry.remove_applicant(story.applicant, "forgotten", self._logged_now())
+            farewell = self.emit("Applicant requested to be forgotten", story.applicant)
+            self._end(story)
+            return farewell
         event = next(story.events, None)
         if event is None or event[1] == "Applicant was deleted":
             # A deleted applicant's story is over even if it had more to tell.
-            self.stories.remove(story)
+            self._end(story)
         return event
+
+    def _end(self, story: _Story) -> None:
+        """Nothing more will be logged for this applicant: freeze what the registry keeps."""
+        self.stories.remove(story)
+        applicant = story.applicant
+        applicant.freeze()
+        for application in applicant.children or ():
+            application.freeze()
+            for offer in application.children or ():
+                offer.freeze()
 
     def chance(self, name: str, p: float, *unlocks: str) -> bool:
         """A branch taken with probability ``p``, or more often while the names
@@ -369,9 +524,9 @@ class _Generator:
     def emit(
         self,
         name: str,
-        applicant: _Entity,
-        application: _Entity | None = None,
-        *others: _Entity | tuple[str, str],
+        applicant: Entity,
+        application: Entity | None = None,
+        *others: Entity | tuple[str, str],
     ) -> _Event:
         """An event at the current time naming these entities (or extra links)."""
         if application is None:
@@ -389,13 +544,13 @@ class _Generator:
                 states.append((other.kind, other.json()))
         return (self._logged_now(), name, tuple(links), tuple(states))
 
-    def _new_applicant(self) -> _Entity:
+    def _new_applicant(self) -> Entity:
         rng = self.rng
         id_ = self.new_id("applicant")
         given, given_ascii = rng.choice(_FIRST_NAMES)
         family, family_ascii = rng.choice(_LAST_NAMES)
         born = date(1980, 1, 1) + timedelta(days=rng.randrange(28 * 365))
-        return _Entity(
+        applicant = Entity(
             "applicant",
             id_,
             f"/api/applicants/{id_}",
@@ -409,32 +564,35 @@ class _Generator:
                 "dreamId": f"{rng.getrandbits(64):016x}",
             },
         )
+        self.registry.add(applicant)
+        return applicant
 
-    def _new_child(self, kind: str, link: str, state: Json) -> _Entity:
+    def _new_child(self, kind: str, link: str, state: Json) -> Entity:
         id_ = self.new_id(kind)
-        return _Entity(kind, id_, link.format(id=id_), state)
+        return Entity(kind, id_, link.format(id=id_), state)
 
     # -- the stories --------------------------------------------------------
 
-    def _applicant_story(self, applicant: _Entity) -> Iterator[_Event]:
+    def _applicant_story(self, applicant: Entity) -> Iterator[_Event]:
         rng = self.rng
         yield self.emit("Applicant registered", applicant)
         if self.chance("Applicant email was changed", 0.1):
             given = applicant.state["email"]
             applicant.update(email=str(given).replace("@example.org", "@mail.example.org"))
             yield self.emit("Applicant email was changed", applicant)
-        previous: _Entity | None = None
+        previous: Entity | None = None
         for _ in range(rng.choices((1, 2, 3), (70, 25, 5))[0]):
             previous = yield from self._application_story(applicant, previous)
         if self.chance("Applicant was transferred to another DreamID identity", 0.03):
             applicant.update(dreamId=f"{rng.getrandbits(64):016x}")
             yield self.emit("Applicant was transferred to another DreamID identity", applicant)
         if self.chance("Applicant was deleted", 0.04):
+            self.registry.remove_applicant(applicant, "deleted", self._logged_now())
             yield self.emit("Applicant was deleted", applicant)
 
     def _application_story(
-        self, applicant: _Entity, previous: _Entity | None
-    ) -> Generator[_Event, None, _Entity]:
+        self, applicant: Entity, previous: Entity | None
+    ) -> Generator[_Event, None, Entity]:
         rng = self.rng
         year = 2026 + rng.randrange(2)
         term = rng.choice(("Autumn", "Spring"))
@@ -452,6 +610,7 @@ class _Generator:
                 "closed": False,
             },
         )
+        self.registry.add(app, applicant)
         cloned = previous is not None and self.chance("Application was created by cloning", 0.4)
         if cloned and previous is not None:
             app.update(courses=previous.state["courses"])
@@ -469,7 +628,7 @@ class _Generator:
         yield from self._outcome(applicant, app)
         return app
 
-    def _courses(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _courses(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         rng = self.rng
         for _ in range(rng.randint(1, 2)):
             course_id, _title = rng.choice(_COURSES)
@@ -485,7 +644,7 @@ class _Generator:
             app.update(courses=courses[1:])
             yield self.emit("Course was removed from application", applicant, app, ("course", link))
 
-    def _optional_steps(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _optional_steps(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         if self.chance("Referee was added to an application", 0.5, *_REFEREE_NAMES):
             yield from self._referee(applicant, app)
         if self.chance("Application was flagged", 0.2, "Application was un-flagged"):
@@ -511,7 +670,7 @@ class _Generator:
             if self.chance("Media was removed", 0.3):
                 yield self.emit("Media was removed", applicant, app, media)
 
-    def _referee(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _referee(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         referee = self._new_child("referee", "/api/referees/{id}", {})
         yield self.emit("Referee was added to an application", applicant, app, referee)
         if self.chance("Referee was removed from an application", 0.1):
@@ -523,7 +682,7 @@ class _Generator:
         if self.chance("Referee committed reference", 0.75):
             yield self.emit("Referee committed reference", applicant, app, referee)
 
-    def _document(self, applicant: _Entity, app: _Entity, task: _Entity | None) -> _Entity:
+    def _document(self, applicant: Entity, app: Entity, task: Entity | None) -> Entity:
         rng = self.rng
         kind = rng.choice(_DOCUMENT_TYPES)
         return self._new_child(
@@ -539,7 +698,7 @@ class _Generator:
             },
         )
 
-    def _documents(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _documents(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         rng = self.rng
         for _ in range(rng.randint(1, 3)):
             document = self._document(applicant, app, None)
@@ -557,7 +716,7 @@ class _Generator:
                 done = rng.choice(_TASK_DONE)
                 yield self.emit(f'Task was resolved as: "{done}"', applicant, app, task)
 
-    def _reopen(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _reopen(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         if self.chance("Application was reopened", 0.15, "Application was re-submitted"):
             app.update(state="reopened")
             yield self.emit("Application was reopened", applicant, app)
@@ -569,7 +728,7 @@ class _Generator:
             if self.chance("Application was defrosted", 0.7):
                 yield self.emit("Application was defrosted", applicant, app)
 
-    def _review(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _review(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         if self.chance("Interview was started", 0.3, *_INTERVIEW_NAMES):
             interview = self._new_child("interview", "/api/interviews/{id}", {})
             yield self.emit("Interview was started", applicant, app, interview)
@@ -580,7 +739,7 @@ class _Generator:
         if self.chance("Invoice was issued", 0.5, *_INVOICE_NAMES):
             yield from self._invoice(applicant, app)
 
-    def _invoice(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _invoice(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         invoice = self._new_child(
             "invoice",
             "/api/invoices/{id}",
@@ -602,7 +761,7 @@ class _Generator:
             invoice.update(paid=True)
             yield self.emit("Invoice was marked as paid", applicant, app, invoice)
 
-    def _outcome(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _outcome(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         close_chance = 0.08
         if self.chance("Application was withdrawn", 0.08):
             app.update(state="withdrawn")
@@ -622,16 +781,18 @@ class _Generator:
             yield self.emit("Application was migrated", applicant, app)
         if self.chance("Application was closed", close_chance, "Application was reverted"):
             app.update(closed=True)
+            self.registry.close(app, self._logged_now())
             yield self.emit("Application was closed", applicant, app)
             if self.chance("Application was reverted", 0.3):
                 app.update(closed=False)
+                self.registry.revert(app)
                 yield self.emit("Application was reverted", applicant, app)
 
-    def _offer(self, applicant: _Entity, app: _Entity) -> Iterator[_Event]:
+    def _offer(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         rng = self.rng
         courses = app.state["courses"]
         assert isinstance(courses, list)
-        status: str | None = rng.choices(("Offered", "Conditional", "Waitlisted"), (60, 25, 15))[0]
+        first = rng.choices(("Offered", "Conditional", "Waitlisted"), (60, 25, 15))[0]
         offer = self._new_child(
             "offer",
             f"{app.link}/offers/{{id}}",
@@ -639,14 +800,16 @@ class _Generator:
                 "applicant": applicant.link,
                 "application": app.link,
                 "course": courses[-1],
-                "status": status,
+                "type": _OFFER_TYPE_LINKS[first],
                 "confirmed": False,
             },
         )
+        self.registry.add(offer, app)
+        status: str | None = first
         while status is not None:
             if status in ("Accepted", "Rejected") and self.chance("Applicant decision: ?", 0.7):
                 yield self.emit(f'Applicant decision: "{status}"', applicant, app, offer)
-            offer.update(status=status)
+            offer.update(type=_OFFER_TYPE_LINKS[status])
             yield self.emit(f'Offer was edited: "{status}"', applicant, app, offer)
             if status in ("Conditional", "Unconditional") and self.chance(
                 "Offer was confirmed: ?", 0.6
@@ -758,6 +921,25 @@ class Journal:
         """Ascending positions (id - 1) of the events of each exact name."""
         return self._by_name
 
+    @property
+    def clock(self) -> int:
+        """The journal's now (epoch seconds): the newest event's time, or the start."""
+        return self._generator.now
+
+    @property
+    def registry(self) -> Registry:
+        """Applicants, applications and offers as they are now (raw events aside)."""
+        return self._generator.registry
+
+    def first_retained(self, window: float | None) -> int:
+        """Position of the oldest event a journal keeping ``window`` seconds still serves.
+
+        Upstream forgets events older than that before its clock; ``None`` keeps all.
+        """
+        if window is None:
+            return 0
+        return bisect_left(self._timestamps, self._generator.now - window)
+
     def append(self, n: int) -> int:
         """Generate ``n`` more story events; the id of the last event."""
         with self._lock, _gc_paused(n >= _GC_PAUSE_FROM):
@@ -825,6 +1007,38 @@ class Journal:
             if isinstance(obj, dict) and isinstance(obj.get("event"), str):
                 _fold(truth, obj["event"], obj)
         return truth
+
+    def current(self) -> CurrentState:
+        """The state a mirror bootstrapped now from the list endpoints must hold.
+
+        Unlike ``truth()``, which folds the whole journal, this is what the list
+        endpoints serve: live entities only (an application of a deleted or
+        forgotten applicant is purged too, as are offers of purged
+        applications), each with its current state. Raw injected events are
+        not reflected.
+        """
+        records: dict[tuple[str, int], Json] = {}
+        with self._lock:
+            registry = self._generator.registry
+            for applicant in registry.entities("applicant"):
+                if applicant.live:
+                    records[("applicant", applicant.id)] = applicant.data()
+            for application in registry.entities("application"):
+                if application.live:
+                    records[("application", application.id)] = application.data()
+                    for offer in application.children or ():
+                        records[("offer", offer.id)] = _offer_now(offer)
+            purged = {
+                (purge.entity.kind, purge.entity.id): purge.reason
+                for purge in registry.purges.values()
+            }
+        return CurrentState(records, purged)
+
+
+def _offer_now(offer: Entity) -> Json:
+    data = offer.data()
+    data["status"] = offer_status(data)
+    return data
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """DreamApply's ``/api[/vN]/journal``: authentication, filters, paging, rendering.
 
 Behaviour follows the journal documentation, including its quiet parts: an
-illegal ``order`` means the default, and ``limit`` is capped silently (1024,
-or 512 with ``expand``), so a short page does not mean the end.
+illegal ``order`` means the default, ``limit`` is capped silently (1024, or
+512 with ``expand``), so a short page does not mean the end, and events older
+than the retention window (six months upstream) are gone, whatever ``bySince``
+asks for.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ __all__ = [
     "JOURNAL_PATH",
     "MAX_LIMIT",
     "MAX_LIMIT_EXPANDED",
+    "RETENTION",
     "At",
     "BadQueryError",
     "JournalQuery",
+    "Window",
     "authorized",
     "handle_journal",
     "journal_route",
+    "parse_limit",
     "parse_query",
+    "refuse",
     "render",
     "select",
 ]
@@ -37,6 +43,8 @@ __all__ = [
 JOURNAL_PATH = re.compile(r"/api(?:/v\d+)?/journal/?")
 MAX_LIMIT = 1024
 MAX_LIMIT_EXPANDED = 512
+# DreamApply keeps six months of journal.
+RETENTION = 183 * 86400.0
 
 _AUTHORIZATION = re.compile(r'\s*DREAM\s+apikey="([^"]*)"\s*')
 _DIGITS = re.compile(r"[0-9]+")
@@ -56,6 +64,8 @@ class At:
 
 
 Bound = int | At
+# The retention window in seconds, asked for on each request; None keeps everything.
+Window = Callable[[], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +104,8 @@ def _parse_bound(param: str, value: str) -> Bound:
     raise BadQueryError(f"{param}: expected an event id or an ISO 8601 datetime, got {value!r}")
 
 
-def _parse_limit(value: str | None, cap: int) -> int:
+def parse_limit(value: str | None, cap: int) -> int:
+    """``limit``: at least 1, silently capped at ``cap``, which is also the default."""
     if value is None:
         return cap
     if not _DIGITS.fullmatch(value.strip()) or int(value) < 1:
@@ -111,7 +122,7 @@ def parse_query(query: Mapping[str, str]) -> JournalQuery:
         since=_parse_bound("bySince", since) if since else None,
         until=_parse_bound("byUntil", until) if until else None,
         newest_first=query.get("order") == "newest-first",
-        limit=_parse_limit(query.get("limit"), MAX_LIMIT_EXPANDED if expand else MAX_LIMIT),
+        limit=parse_limit(query.get("limit"), MAX_LIMIT_EXPANDED if expand else MAX_LIMIT),
         names=tuple(_terms(query.get("byEvents"))),
         expand=expand,
     )
@@ -122,15 +133,16 @@ def authorized(headers: Mapping[str, str], api_key: str) -> bool:
     return match is not None and hmac.compare_digest(match.group(1).encode(), api_key.encode())
 
 
-def _window(journal: Journal, query: JournalQuery) -> tuple[int, int]:
-    """Positions [lo, hi) (id - 1) inside bySince..byUntil, both inclusive."""
+def _window(journal: Journal, query: JournalQuery, window: float | None) -> tuple[int, int]:
+    """Positions [lo, hi) (id - 1) inside bySince..byUntil, both inclusive, and
+    not older than the retention ``window``."""
     count = len(journal)
     timestamps = journal.timestamps
-    lo = 0
+    lo = floor = journal.first_retained(window)
     if isinstance(query.since, At):
-        lo = bisect_left(timestamps, query.since.timestamp)
+        lo = max(bisect_left(timestamps, query.since.timestamp), floor)
     elif query.since is not None:
-        lo = min(max(query.since - 1, 0), count)
+        lo = min(max(query.since - 1, floor), count)
     hi = count
     if isinstance(query.until, At):
         hi = bisect_right(timestamps, query.until.timestamp)
@@ -157,9 +169,12 @@ def _slice(positions: Sequence[int], start: int, stop: int, *, reverse: bool) ->
     return map(positions.__getitem__, indices)
 
 
-def select(journal: Journal, query: JournalQuery) -> tuple[int, list[int]]:
-    """(X-Count, positions of the page). Call with ``journal.locked()`` held."""
-    lo, hi = _window(journal, query)
+def select(
+    journal: Journal, query: JournalQuery, window: float | None = None
+) -> tuple[int, list[int]]:
+    """(X-Count, positions of the page), forgetting events older than ``window``
+    seconds before the journal's clock. Call with ``journal.locked()`` held."""
+    lo, hi = _window(journal, query, window)
     if not query.names:
         span = range(hi - 1, lo - 1, -1) if query.newest_first else range(lo, hi)
         return hi - lo, list(span[: query.limit])
@@ -181,7 +196,8 @@ def render(journal: Journal, positions: Sequence[int], expand: frozenset[str]) -
     return b"{" + b",".join(journal.fragments(expand, positions)) + b"}"
 
 
-def handle_journal(journal: Journal, api_key: str, request: Request) -> Response:
+def refuse(request: Request, api_key: str) -> Response | None:
+    """The 405 or 401 every DreamApply route answers before looking at anything else."""
     if request.method not in ("GET", "HEAD"):
         return json_error(405, f"{request.method} is not allowed here", {"Allow": "GET, HEAD"})
     if not authorized(request.headers, api_key):
@@ -190,12 +206,21 @@ def handle_journal(journal: Journal, api_key: str, request: Request) -> Response
             'missing or wrong API key: send Authorization: DREAM apikey="..."',
             {"WWW-Authenticate": "DREAM"},
         )
+    return None
+
+
+def handle_journal(
+    journal: Journal, api_key: str, request: Request, window: float | None = None
+) -> Response:
+    refusal = refuse(request, api_key)
+    if refusal is not None:
+        return refusal
     try:
         query = parse_query(request.query)
     except BadQueryError as exc:
         return json_error(400, str(exc))
     with journal.locked():
-        count, page = select(journal, query)
+        count, page = select(journal, query, window)
     headers = {"Content-Type": JSON, "X-Count": str(count)}
     if request.method == "HEAD":
         return Response(200, b"", headers)
@@ -203,14 +228,17 @@ def handle_journal(journal: Journal, api_key: str, request: Request) -> Response
 
 
 def journal_route(
-    journal: Journal, api_key: str, before: Callable[[], None] | None = None
+    journal: Journal,
+    api_key: str,
+    before: Callable[[], None] | None = None,
+    window: Window | None = None,
 ) -> Route:
     """The journal route; ``before`` runs first on each request (the simulator grows the
-    journal there)."""
+    journal there); ``window`` gives the retention in force (default: keep everything)."""
 
     def handler(request: Request) -> Response:
         if before is not None:
             before()
-        return handle_journal(journal, api_key, request)
+        return handle_journal(journal, api_key, request, None if window is None else window())
 
     return Route("dreamapply", JOURNAL_PATH, handler)

@@ -23,7 +23,7 @@ from types import FrameType, TracebackType
 from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
-from edsync.simulator import dreamapply, edlink, learninghub
+from edsync.simulator import dreamapply, dreamapply_lists, edlink, learninghub
 from edsync.simulator.dataset import Journal
 from edsync.simulator.edlink_graph import DEFAULT_TOKEN, EdlinkGraph, utc_now
 from edsync.simulator.learninghub import LearningHub
@@ -209,7 +209,18 @@ class Simulator:
     ``rate`` grows the journal (and the Edlink stream) by that many generated
     events a second while running, computed on each request from ``clock``
     (inject a fake clock in tests). ``inject`` makes upcoming requests fail;
-    ``requests`` records all.
+    ``requests`` records all. ``on_request``, when set, is called with each
+    request once it is recorded and before it is routed (faults included), in
+    the serving thread: a test can change the data at a precise moment, e.g.
+    ``sim.journal.append(200)`` when the third ``/offers`` request arrives.
+    An exception it raises is kept in ``errors`` and answered with a 500.
+
+    DreamApply serves the journal and, over the same history, the list
+    endpoints a mirror bootstraps from (``dreamapply_lists``): applicants,
+    applications, an application's offers, offer types, purged resources.
+    The journal forgets events older than ``journal_window`` seconds before
+    its clock (upstream keeps six months; ``None`` keeps all); the attribute
+    may be changed while running.
 
     ``edlink`` is the Edlink side (``edlink_graph.EdlinkGraph``): ``edlink_people``
     sizes the initial graph, ``edlink_events`` (default five per person) the
@@ -248,8 +259,13 @@ class Simulator:
         hub_key: str = learninghub.DEFAULT_HUB_KEY,
         hub_programs: tuple[str, ...] = learninghub.DEFAULT_HUB_PROGRAMS,
         tls: ssl.SSLContext | None = None,
+        journal_window: float | None = dreamapply.RETENTION,
     ) -> None:
+        if journal_window is not None and journal_window < 0:
+            raise ValueError(f"journal_window must be None or at least 0, got {journal_window}")
         self.journal = Journal(events=events, seed=seed, start=start)
+        self.journal_window = journal_window
+        self.on_request: Callable[[RecordedRequest], None] | None = None
         self.edlink = EdlinkGraph(
             people=edlink_people,
             events=edlink_events,
@@ -266,7 +282,10 @@ class Simulator:
         self.requests: list[RecordedRequest] = []
         self.errors: list[Exception] = []
         self.routes: list[Route] = [
-            dreamapply.journal_route(self.journal, api_key, before=self._grow),
+            dreamapply.journal_route(
+                self.journal, api_key, before=self._grow, window=lambda: self.journal_window
+            ),
+            *dreamapply_lists.list_routes(self.journal, api_key, before=self._grow),
             *edlink.edlink_routes(
                 self.edlink, edlink_token, base_url=lambda: self.url, before=self._grow_edlink
             ),
@@ -351,9 +370,12 @@ class Simulator:
 
         ``body`` defaults to a JSON error; ``status=0`` drops the connection
         without a response (a reset). ``route`` limits the fault to one route
-        name (``"dreamapply"``, ``"edlink-events"``, ``"edlink-graph"``,
-        ``"learninghub"``). Faults queue up in the order injected; a PUT a fault
-        answers is still recorded in ``hub.puts``.
+        name (``"dreamapply"`` (the journal), ``"dreamapply-applicants"``,
+        ``"dreamapply-applications"``, ``"dreamapply-offers"``,
+        ``"dreamapply-offer-types"``, ``"dreamapply-purged"``,
+        ``"edlink-events"``, ``"edlink-graph"``, ``"learninghub"``). Faults
+        queue up in the order injected; a PUT a fault answers is still
+        recorded in ``hub.puts``.
         """
         if status == 0:
             response = None
@@ -377,7 +399,17 @@ class Simulator:
     # -- serving ------------------------------------------------------------
 
     def _dispatch(self, request: Request) -> Response | None:
-        self._record(request)
+        recorded = self._record(request)
+        try:
+            hook = self.on_request
+            if hook is not None:
+                hook(recorded)
+            return self._route(request)
+        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
+            self.errors.append(exc)
+            return json_error(500, f"simulator error: {type(exc).__name__}")
+
+    def _route(self, request: Request) -> Response | None:
         route = next((r for r in self.routes if r.pattern.fullmatch(request.path)), None)
         if route is None:
             return json_error(404, f"no such resource: {request.path}")
@@ -386,19 +418,16 @@ class Simulator:
             if route.name == learninghub.ROUTE:
                 self.hub.record(request, fault.response)
             return fault.response
-        try:
-            return route.handler(request)
-        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
-            self.errors.append(exc)
-            return json_error(500, f"simulator error: {type(exc).__name__}")
+        return route.handler(request)
 
-    def _record(self, request: Request) -> None:
+    def _record(self, request: Request) -> RecordedRequest:
         recorded = RecordedRequest(
             request.method, request.path, request.query, request.headers, time.monotonic()
         )
         with self._recorded:
             self.requests.append(recorded)
             self._recorded.notify_all()
+        return recorded
 
     def _take_fault(self, route: str) -> _Fault | None:
         with self._recorded:
@@ -431,7 +460,15 @@ class Simulator:
                 self._edlink_grown += due
 
 
-def serve_forever(port: int, events: int, seed: int, rate: float, host: str = "127.0.0.1") -> int:
+def serve_forever(
+    port: int,
+    events: int,
+    seed: int,
+    rate: float,
+    host: str = "127.0.0.1",
+    *,
+    journal_window: float | None = dreamapply.RETENTION,
+) -> int:
     """``edsync simulate``: serve until SIGINT or SIGTERM, then exit status 0."""
     stopping = threading.Event()
 
@@ -441,7 +478,14 @@ def serve_forever(port: int, events: int, seed: int, rate: float, host: str = "1
     handled = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.signal(signum, on_signal) for signum in handled}
     try:
-        with Simulator(events=events, seed=seed, rate=rate, host=host, port=port) as sim:
+        with Simulator(
+            events=events,
+            seed=seed,
+            rate=rate,
+            host=host,
+            port=port,
+            journal_window=journal_window,
+        ) as sim:
             print(f"edsync simulator: DreamApply at {sim.url} (api key: {sim.api_key})", flush=True)
             print(
                 f"edsync simulator: Edlink at {sim.url}/api/v2/graph (token: {sim.edlink_token})",
