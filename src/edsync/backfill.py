@@ -86,6 +86,7 @@ def run_backfill(
                 quarantined=result.quarantined,
                 duplicates=result.duplicates,
                 cursor=result.cursor.value if result.cursor else None,
+                us_per_event=result.stages.per_event(result.received),
             )
         finally:
             source.close()

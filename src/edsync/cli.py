@@ -95,21 +95,24 @@ def _progress(show: bool) -> AbstractContextManager[Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from edsync.lifecycle import tune_gc
     from edsync.scheduler import run_daemon
 
     config = _config(args)
     engine = _engine(config)
+    tune_gc()
     return run_daemon(resolve_path(args.config), config, engine)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from edsync.backfill import run_backfill
-    from edsync.lifecycle import run_stoppable
+    from edsync.lifecycle import run_stoppable, tune_gc
     from edsync.sources.base import Bounds
 
     config = _config(args)
     names = _selected_sources(config, args.source)
     engine = _engine(config)
+    tune_gc()
     wake, gate = threading.Event(), threading.Lock()
     with _stop_on_signals(wake) as stop, _progress(True) as progress:
         outcome = run_stoppable(

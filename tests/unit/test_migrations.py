@@ -52,3 +52,10 @@ def test_sqlite_mirror_is_private_and_in_wal_mode(make_engine: Callable[..., Eng
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_the_fast_schema_check_knows_the_newest_migration() -> None:
+    # ensure_schema trusts SCHEMA_HEAD to skip importing Alembic on a current mirror.
+    from edsync.mirror.db import SCHEMA_HEAD
+
+    assert head_revision() == SCHEMA_HEAD

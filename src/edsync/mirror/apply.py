@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.db import WRITE
-from edsync.mirror.sql import adapt, dumps, loads, placeholders
+from edsync.mirror.sql import adapt, dumps, insert_rows, loads, placeholders, select_rows
 from edsync.normalize import Change, Cursor, advance, scrub
 from edsync.rules import Rule, signal_id
 from edsync.sources.base import SnapshotPage
@@ -31,6 +31,8 @@ UNKNOWN_NAME = "unknown event name"
 CHUNK = 500  # bound on IN-list parameters per query
 
 Key = tuple[str, str]
+
+_RECORD_COLUMNS = ("entity_id", "data:json", "deleted", "version", "person_id")
 
 
 @dataclass(slots=True)
@@ -123,38 +125,61 @@ class Applier:
         self.person_entity = person_entity
         self.rules = [rule for rule in rules if rule.source == source]
 
-    def apply(self, changes: Sequence[Change], cursor: Cursor) -> PageResult:
-        """Ledger, records, erasures and checkpoint of one page, atomically."""
+    def apply(self, changes: Sequence[Change], cursor: Cursor, *, known: int = 0) -> PageResult:
+        """Ledger, records, erasures and checkpoint of one page, atomically.
+
+        ``known``: events of the page left out because the ledger holds them.
+        """
         # Locked, read-only, full, or a concurrent writer got there first:
         # nothing is committed, the cursor does not move, and the next
         # attempt starts again from the same page.
         with self._transaction() as conn:
-            return self._apply(conn, changes, cursor)
+            result = self._apply(conn, changes, cursor)
+        if known:
+            result = replace(
+                result, received=result.received + known, duplicates=result.duplicates + known
+            )
+        return result
 
-    def apply_snapshot(self, page: SnapshotPage, version: int, snapshot_id: str) -> int:
-        """Upsert one page of current objects as of the cursor position ``version``."""
+    def known(self, event_ids: Sequence[str]) -> set[str]:
+        """The ids the ledger already holds (a read outside any page transaction:
+        once ledgered, an event stays ledgered)."""
+        with self.engine.connect() as conn:
+            return _ledgered(conn, self.source, event_ids)
+
+    def apply_snapshot(self, page: SnapshotPage, progress: checkpoints.SnapshotProgress) -> int:
+        """Upsert one page of current objects as of the snapshot's cursor position,
+        with the snapshot's progress, in one transaction. Purged objects become
+        tombstones (a forgotten person's data is erased)."""
         now = checkpoints.now_iso()
+        version = progress.cursor.position
         rows = [
             (
                 self.source,
                 page.entity,
                 obj.entity_id,
                 dumps(obj.data),
-                False,
+                page.deleted,
                 version,
                 SNAPSHOT_EVENT,
                 obj.person_id,
                 now,
                 _updated(obj.data),
                 now,
-                snapshot_id,
+                progress.id,
             )
             for obj in page.objects
         ]
-        if rows:
-            with self._transaction() as conn:
-                conn.exec_driver_sql(adapt(conn, _UPSERT_SNAPSHOT), rows)
-        return len(rows)
+        with self._transaction() as conn:
+            if page.deleted:
+                insert_rows(conn, _INSERT_SNAPSHOT, rows, _ON_PURGED_CONFLICT)
+                for obj in page.objects:
+                    if obj.data.get("forgotten") and page.entity == self.person_entity:
+                        erase_person(conn, self.source, self.person_entity, obj.entity_id)
+            else:
+                insert_rows(conn, _INSERT_SNAPSHOT, rows, _ON_SNAPSHOT_CONFLICT)
+            checkpoints.write_snapshot(conn, self.source, progress)
+        return 0 if page.deleted else len(rows)
 
     def finish_snapshot(self, entities: Sequence[str], snapshot_id: str, cursor: Cursor) -> int:
         """Mark deleted what the snapshot lacked and resume at ``cursor``, atomically."""
@@ -227,18 +252,7 @@ class Applier:
 
     def _unseen(self, conn: Connection, changes: Sequence[Change]) -> list[Change]:
         """Changes not yet in the ledger (replays are no-ops), first copy only."""
-        seen: set[str] = set()
-        ids = [c.event_id for c in changes]
-        for chunk in _chunks(ids):
-            rows = conn.exec_driver_sql(
-                adapt(
-                    conn,
-                    "SELECT event_id FROM events WHERE source = ? "
-                    f"AND event_id IN ({placeholders(len(chunk))})",
-                ),
-                (self.source, *chunk),
-            )
-            seen.update(row[0] for row in rows)
+        seen = _ledgered(conn, self.source, [c.event_id for c in changes])
         fresh = []
         for change in changes:
             if change.event_id not in seen:
@@ -274,18 +288,13 @@ class Applier:
     ) -> dict[Key, RecordState]:
         states: dict[Key, RecordState] = {}
         for chunk in _chunks(sorted(ids)):
-            rows = conn.exec_driver_sql(
-                adapt(
-                    conn,
-                    "SELECT entity_id, data, deleted, version, person_id FROM records "
-                    f"WHERE source = ? AND entity = ? AND entity_id IN "
-                    f"({placeholders(len(chunk))})",
-                ),
-                (self.source, entity, *chunk),
+            where = f"source = ? AND entity = ? AND entity_id IN ({placeholders(len(chunk))})"
+            rows = select_rows(
+                conn, "records", _RECORD_COLUMNS, where, (self.source, entity, *chunk)
             )
             for entity_id, data, deleted, version, person_id in rows:
                 states[(entity, entity_id)] = RecordState(
-                    loads(data, conn), bool(deleted), int(version), person_id
+                    data, bool(deleted), int(version), person_id
                 )
         return states
 
@@ -369,7 +378,7 @@ class Applier:
     def _write(self, conn: Connection, fold: _Fold, now: str, ledger: str | None = None) -> None:
         if fold.event_rows:
             if ledger is None:
-                conn.exec_driver_sql(adapt(conn, _INSERT_EVENT), fold.event_rows)
+                insert_rows(conn, _INSERT_EVENT, fold.event_rows)
             else:
                 # Same columns as the insert, keyed by (source, event_id) instead.
                 rows = [(*row[3:], row[0], row[1]) for row in fold.event_rows]
@@ -397,19 +406,17 @@ class Applier:
                         now,
                     )
                 )
-            conn.exec_driver_sql(adapt(conn, _UPSERT_RECORD), rows)
+            insert_rows(conn, _INSERT_RECORD, rows, _ON_RECORD_CONFLICT)
         if fold.signal_rows:
-            conn.exec_driver_sql(adapt(conn, _INSERT_SIGNAL), fold.signal_rows)
-            conn.exec_driver_sql(adapt(conn, _INSERT_DELIVERY), fold.delivery_rows)
+            insert_rows(conn, _INSERT_SIGNAL, fold.signal_rows, _SIGNAL_ONCE)
+            insert_rows(conn, _INSERT_DELIVERY, fold.delivery_rows, _DELIVERY_ONCE)
         for person_id in sorted(fold.forgotten):
             erase_person(conn, self.source, self.person_entity, person_id)
 
 
 _INSERT_EVENT = """
 INSERT INTO events (source, event_id, position, type, entity, entity_id, op, occurred_at,
-                    payload, status, reason, person_id, applied_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+                    payload, status, reason, person_id, applied_at)"""
 
 _UPDATE_EVENT = """
 UPDATE events SET type = ?, entity = ?, entity_id = ?, op = ?, occurred_at = ?, payload = ?,
@@ -419,16 +426,12 @@ WHERE source = ? AND event_id = ?
 
 _INSERT_SIGNAL = """
 INSERT INTO signals (id, rule, source, event_id, entity, entity_id, occurred_at, data,
-                     person_id, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (rule, source, event_id) DO NOTHING
-"""
+                     person_id, created_at)"""
 
-_INSERT_DELIVERY = """
-INSERT INTO deliveries (signal_id, sink, status, attempts, next_attempt_at)
-VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (signal_id, sink) DO NOTHING
-"""
+_SIGNAL_ONCE = "ON CONFLICT (rule, source, event_id) DO NOTHING"
+
+_INSERT_DELIVERY = "INSERT INTO deliveries (signal_id, sink, status, attempts, next_attempt_at)"
+_DELIVERY_ONCE = "ON CONFLICT (signal_id, sink) DO NOTHING"
 
 # What a forgotten person's signal keeps: which rule fired on which record.
 _SIGNAL_KEEP = (
@@ -467,10 +470,11 @@ def signal_data(rule: Rule, source: str, change: Change) -> dict[str, Any]:
     }
 
 
-_UPSERT_RECORD = """
+_INSERT_RECORD = """
 INSERT INTO records (source, entity, entity_id, data, deleted, version, last_event_id,
-                     person_id, first_seen_at, changed_at, synced_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     person_id, first_seen_at, changed_at, synced_at)"""
+
+_ON_RECORD_CONFLICT = """
 ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     data = excluded.data,
     deleted = excluded.deleted,
@@ -485,10 +489,11 @@ WHERE records.version < excluded.version
 
 SNAPSHOT_EVENT = "snapshot"  # last_event_id of a record a snapshot wrote
 
-_UPSERT_SNAPSHOT = """
+_INSERT_SNAPSHOT = """
 INSERT INTO records (source, entity, entity_id, data, deleted, version, last_event_id,
-                     person_id, first_seen_at, changed_at, synced_at, snapshot_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     person_id, first_seen_at, changed_at, synced_at, snapshot_id)"""
+
+_ON_SNAPSHOT_CONFLICT = """
 ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     data = excluded.data,
     deleted = excluded.deleted,
@@ -496,6 +501,17 @@ ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     last_event_id = excluded.last_event_id,
     person_id = excluded.person_id,
     changed_at = excluded.changed_at,
+    synced_at = excluded.synced_at,
+    snapshot_id = excluded.snapshot_id
+WHERE records.version <= excluded.version
+"""
+
+# A purged record keeps the data it last had, as a tombstone does.
+_ON_PURGED_CONFLICT = """
+ON CONFLICT (source, entity, entity_id) DO UPDATE SET
+    deleted = excluded.deleted,
+    version = excluded.version,
+    last_event_id = excluded.last_event_id,
     synced_at = excluded.synced_at,
     snapshot_id = excluded.snapshot_id
 WHERE records.version <= excluded.version
@@ -561,6 +577,25 @@ def _rewrite_json(
 def _updated(data: dict[str, Any]) -> str | None:
     value = data.get("updated_date")
     return value if isinstance(value, str) else None
+
+
+def _ledgered(conn: Connection, source: str, event_ids: Sequence[str]) -> set[str]:
+    if conn.dialect.name == "postgresql":
+        # One array parameter: the statement text stays the same for any page
+        # size, and its generic plan keeps using the (source, event_id) key
+        # where a 500-item IN list drifted to a scan of the whole source.
+        rows = conn.exec_driver_sql(
+            "SELECT event_id FROM events WHERE source = %s AND event_id = ANY(%s)",
+            (source, list(event_ids)),
+        )
+        return {row[0] for row in rows}
+    seen: set[str] = set()
+    for chunk in _chunks(event_ids):
+        where = f"source = ? AND event_id IN ({placeholders(len(chunk))})"
+        seen.update(
+            row[0] for row in select_rows(conn, "events", "event_id", where, (source, *chunk))
+        )
+    return seen
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

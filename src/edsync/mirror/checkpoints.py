@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+import orjson
 from sqlalchemy import Connection, Engine
 
 from edsync.mirror.sql import adapt
@@ -132,23 +133,67 @@ ON CONFLICT (source) DO UPDATE SET
     cursor = excluded.cursor,
     position = excluded.position,
     updated_at = excluded.updated_at,
-    gap = NULL
+    gap = NULL,
+    snapshot = NULL
 """
 
 
 def write_resume(conn: Connection, source: str, cursor: Cursor, now: str) -> None:
-    """After a snapshot: stream from the id noted before it; the gap is closed."""
+    """After a snapshot: stream from the id noted before it; the gap is closed and
+    the snapshot's progress forgotten."""
     conn.exec_driver_sql(adapt(conn, _RESUME), (source, cursor.value, cursor.position, now))
 
 
 def reset(engine: Engine, source: str) -> None:
-    """Forget the cursor (``backfill --reset``); the ledger keeps deduplicating."""
+    """Forget the cursor and any snapshot under way (``backfill --reset``); the
+    ledger keeps deduplicating."""
     with engine.begin() as conn:
         conn.exec_driver_sql(
             adapt(
                 conn,
-                "UPDATE checkpoints SET cursor = NULL, position = NULL, gap = NULL "
-                "WHERE source = ?",
+                "UPDATE checkpoints SET cursor = NULL, position = NULL, gap = NULL, "
+                "snapshot = NULL WHERE source = ?",
             ),
             (source,),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotProgress:
+    """A snapshot under way: committed with each of its pages, so a run cut short
+    resumes it. ``head`` and ``cursor_*`` are where the stream resumes after it;
+    ``resume`` is the source's own token for the next page to read."""
+
+    id: str
+    reason: str
+    cursor_value: str
+    cursor_position: int
+    resume: str | None = None
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.cursor_value, self.cursor_position)
+
+
+def read_snapshot(engine: Engine, source: str) -> SnapshotProgress | None:
+    with engine.connect() as conn:
+        value = conn.exec_driver_sql(
+            adapt(conn, "SELECT snapshot FROM checkpoints WHERE source = ?"), (source,)
+        ).scalar()
+    if not value:
+        return None
+    return SnapshotProgress(**orjson.loads(value))
+
+
+_SNAPSHOT = """
+INSERT INTO checkpoints (source, updated_at, events_total, consecutive_failures, snapshot)
+VALUES (?, ?, 0, 0, ?)
+ON CONFLICT (source) DO UPDATE SET updated_at = excluded.updated_at, snapshot = excluded.snapshot
+"""
+
+
+def write_snapshot(conn: Connection, source: str, progress: SnapshotProgress) -> None:
+    """In the transaction of the snapshot page it follows."""
+    conn.exec_driver_sql(
+        adapt(conn, _SNAPSHOT), (source, now_iso(), orjson.dumps(asdict(progress)).decode())
+    )

@@ -71,6 +71,22 @@ def _prepare_sqlite_file(path: Path) -> None:
     os.close(fd)
 
 
+SQLITE_PRAGMAS = (
+    # Readers (status, queries) never block the writer, and the writer never fsyncs
+    # on commit: a crash loses at most the last commits, which the committed
+    # cursor then re-reads, never a torn page.
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    # Checkpoint the WAL every ~40 MB instead of every 4 MB: a backfill commits a
+    # page every few milliseconds and would otherwise checkpoint on most commits.
+    "wal_autocheckpoint=10000",
+    # 32 MB of page cache (the default is 2 MB): the indexes of a big mirror stay hot.
+    "cache_size=-8192",
+    "temp_store=MEMORY",
+)
+"""The one place SQLite is tuned for a write-heavy mirror."""
+
+
 def _sqlite_transactions(engine: Engine) -> None:
     """Let SQLAlchemy own BEGIN so a page's reads and writes are one transaction.
 
@@ -83,8 +99,8 @@ def _sqlite_transactions(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -132,14 +148,32 @@ def upgrade(engine: Engine) -> None:
         raise RetriableError(f"mirror: cannot migrate: {exc.orig}") from None
 
 
+SCHEMA_HEAD = "0005"
+"""The newest migration's revision (a test holds it equal to Alembic's head): a
+current mirror is recognised without importing Alembic, which would cost a
+caught-up ``backfill`` more than all its other work."""
+
+
+def _stamped_revision(engine: Engine) -> str | None:
+    from sqlalchemy import inspect
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return str(value) if value is not None else None
+
+
 def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
     """Upgrade the schema, or refuse to run on one that is not current."""
     try:
+        if _stamped_revision(engine) == SCHEMA_HEAD:
+            return  # nothing to do, and no write lock taken
         current = current_revision(engine)
     except OperationalError as exc:
         raise RetriableError(f"mirror: cannot read the schema version: {exc.orig}") from None
     if current == head_revision():
-        return  # nothing to do, and no write lock taken
+        return
     if auto_migrate:
         upgrade(engine)
         return

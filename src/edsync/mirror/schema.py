@@ -97,6 +97,7 @@ checkpoints = Table(
     Column("last_success_at", Timestamp),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("lag", BigInteger),
+    Column("snapshot", Text),  # a running snapshot's progress (JSON), for resuming it
 )
 
 signals = Table(

@@ -7,6 +7,7 @@ the same ``ON CONFLICT`` dialect.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -29,6 +30,36 @@ def placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
+MAX_PARAMETERS = 30_000
+"""Bound parameters per statement: under SQLite's 32 766 and psycopg's 65 535."""
+
+
+@lru_cache(maxsize=64)
+def _values_statement(head: str, tail: str, width: int, rows: int, paramstyle: str) -> str:
+    group = f"({placeholders(width)})"
+    return _convert(f"{head} VALUES {','.join([group] * rows)} {tail}", paramstyle)
+
+
+def insert_rows(
+    conn: Connection, head: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
+) -> None:
+    """``head VALUES (…), (…), … tail`` for every row, in as few statements as fit.
+
+    One multi-row statement costs one trip into the database (and one release
+    of the GIL) where ``executemany`` costs one per row. The rows must not
+    conflict with each other: an upsert may touch a key only once.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    step = max(1, MAX_PARAMETERS // width)
+    paramstyle = conn.dialect.paramstyle
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        statement = _values_statement(head, tail, width, len(chunk), paramstyle)
+        conn.exec_driver_sql(statement, tuple([value for row in chunk for value in row]))
+
+
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -39,3 +70,28 @@ def loads(value: Any, conn: Connection) -> Any:
     if conn.dialect.name == "sqlite" and isinstance(value, str | bytes):
         return orjson.loads(value)
     return value
+
+
+def select_rows(
+    conn: Connection, table: str, columns: str | Sequence[str], where: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """``SELECT columns FROM table WHERE where``, JSON columns (``name:json``) parsed.
+
+    On SQLite the rows come back as one JSON array built inside the database:
+    one step of the statement instead of one per row, so a thread fetching the
+    next page is not handed the GIL (and made to give it back) on every row.
+    """
+    names = (columns,) if isinstance(columns, str) else tuple(columns)
+    if conn.dialect.name != "sqlite":
+        plain = ", ".join(name.removesuffix(":json") for name in names)
+        rows = conn.exec_driver_sql(
+            adapt(conn, f"SELECT {plain} FROM {table} WHERE {where}"), tuple(params)
+        )
+        return [tuple(row) for row in rows]
+    items = ", ".join(
+        f"json({name.removesuffix(':json')})" if name.endswith(":json") else name for name in names
+    )
+    packed = conn.exec_driver_sql(
+        f"SELECT json_group_array(json_array({items})) FROM {table} WHERE {where}", tuple(params)
+    ).scalar()
+    return [tuple(row) for row in orjson.loads(packed or "[]")]

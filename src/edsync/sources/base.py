@@ -11,10 +11,15 @@ from edsync.normalize import Change, Cursor, RawEvent
 
 @dataclass(frozen=True, slots=True)
 class RawPage:
-    """One page as fetched, and the cursor to store once it is applied."""
+    """One page as fetched, and the cursor to store once it is applied.
+
+    ``fetch_seconds`` / ``parse_seconds``: time on the wire and parsing it.
+    """
 
     events: list[RawEvent]
     cursor: Cursor
+    fetch_seconds: float = 0.0
+    parse_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +31,21 @@ class SnapshotObject:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPage:
-    """Current objects of one entity kind, as a list endpoint pages them."""
+    """Current objects of one entity kind, as a list endpoint pages them.
+
+    ``resume``: the token to pass to ``snapshot`` to go on after this page (a
+    run cut short resumes there). ``deleted``: the objects are gone upstream
+    (purged): tombstones, not current state.
+    """
 
     entity: str
     objects: list[SnapshotObject]
+    resume: str | None = None
+    deleted: bool = False
+
+
+SNAPSHOT_DONE = "done"
+"""The resume token after a snapshot's last page: nothing is left to read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +90,14 @@ class Source(Protocol):
         """The newest event id upstream now: where to stream from after a snapshot."""
         ...
 
-    def snapshot(self) -> Iterator[SnapshotPage]:
-        """Every current object, kind by kind; ``snapshot_entities`` lists the kinds."""
+    def after_snapshot(self, head: str | None, base: int) -> Cursor:
+        """The cursor to stream from after a snapshot noted at ``head``; ``base`` is
+        the position the feed had reached before it."""
+        ...
+
+    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
+        """Every current object, kind by kind (``snapshot_entities`` lists them),
+        from the start or from a page's ``resume`` token."""
         ...
 
     @property

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from edsync.config import Duration, Secret, SourceSettings
-from edsync.errors import ConfigError, FatalError, InvalidEventError, MalformedPageError
+from edsync.errors import ConfigError, GapError, InvalidEventError, MalformedPageError
 from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
 from edsync.sources.base import Bounds, RawPage, SnapshotPage
 from edsync.sources.http import HttpClient, Reply
@@ -33,6 +33,7 @@ class Settings(SourceSettings):
     expand: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     snapshot: bool = False
+    resync: str = "auto"
 
     def check(self) -> tuple[str, str] | None:
         if not 1 <= self.page_size <= SERVER_MAX_PAGE:
@@ -41,8 +42,8 @@ class Settings(SourceSettings):
             return "max_requests_per_minute", "must be 0 (no pacing) or more"
         if not self.api_prefix.startswith("/"):
             return "api_prefix", "must start with '/', e.g. '/api' or '/api/v9'"
-        if self.snapshot:
-            return "snapshot", "bootstrap from the list endpoints is not available yet"
+        if self.resync not in ("auto", "manual"):
+            return "resync", 'must be "auto" or "manual"'
         return None
 
 
@@ -118,7 +119,7 @@ EVENT_KINDS: dict[str, EventKind] = {
 
 _STATUS_PREFIXES = {name[: -len(" ?")]: name for name in EVENT_KINDS if name.endswith(": ?")}
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply's docs use curly quotes too
-_TRAILING_ID = re.compile(r"(\d+)/?$")
+_TRAILING_ID = re.compile(r"(\d+)/?$", re.ASCII)
 _EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit a 64-bit position
 _NOT_DATA = frozenset({"logged", "event", "bind"})
 
@@ -149,6 +150,9 @@ def pattern_problem(pattern: str) -> str | None:
 def ref_id(value: object) -> str | None:
     """The id of a link (``/api/applications/321`` → ``321``) or expanded object."""
     if isinstance(value, str):
+        tail = value[value.rfind("/", 0, len(value) - 1) + 1 :].removesuffix("/")
+        if tail.isascii() and tail.isdigit():
+            return tail  # the common case, without the regex
         match = _TRAILING_ID.search(value)
         return match.group(1) if match else None
     if isinstance(value, dict):
@@ -162,7 +166,7 @@ def ref_id(value: object) -> str | None:
 
 def _record_data(body: Mapping[str, Any], subject: object) -> dict[str, Any]:
     if isinstance(subject, dict):
-        return dict(subject)
+        return subject  # the page is ours alone; the apply engine copies before changing it
     # Without expansion the record keeps the event's links; other expanded
     # objects are reduced to their id so personal data is not copied around.
     return {
@@ -175,9 +179,7 @@ def _record_data(body: Mapping[str, Any], subject: object) -> dict[str, Any]:
 class DreamApplySource:
     person_entity = "applicant"
     retention = JOURNAL_RETENTION
-    resync = "manual"  # until the list-endpoint bootstrap exists, a gap needs a human
-    can_snapshot = False
-    snapshot_entities: tuple[str, ...] = ()
+    snapshot_entities: tuple[str, ...] = ("applicant", "application", "offer")
 
     def __init__(self, settings: Settings, http: HttpClient | None = None) -> None:
         self.name = settings.name
@@ -191,7 +193,11 @@ class DreamApplySource:
             ca_bundle=settings.ca_bundle,
             per_minute=settings.max_requests_per_minute,
         )
-        self.path = f"{settings.api_prefix.rstrip('/')}/journal"
+        self.prefix = settings.api_prefix.rstrip("/")
+        self.path = f"{self.prefix}/journal"
+        self.can_snapshot = settings.snapshot
+        # Without a snapshot to resync from, a gap can only be reset by a human.
+        self.resync = settings.resync if settings.snapshot else "manual"
         cap = SERVER_MAX_EXPANDED_PAGE if settings.expand else SERVER_MAX_PAGE
         self.limit = min(settings.page_size, cap)
         self._unknown_logged: set[str] = set()
@@ -219,10 +225,19 @@ class DreamApplySource:
         return bounds.since
 
     def head(self) -> str | None:
-        raise FatalError(f"source {self.name!r}: snapshot bootstrap is not available")
+        """The newest journal id (whatever ``events`` filters), or None if it is empty."""
+        params = {"order": "newest-first", "limit": "1"}
+        events = self.http.fetch("GET", self.path, params, partial(self._read_page, -1))
+        return max((e.event_id for e in events), key=int, default=None)
 
-    def snapshot(self) -> Iterator[SnapshotPage]:
-        raise FatalError(f"source {self.name!r}: snapshot bootstrap is not available")
+    def after_snapshot(self, head: str | None, base: int) -> Cursor:
+        position = max(int(head), base) if head is not None else base
+        return Cursor(str(position), position)
+
+    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
+        from edsync.sources.dreamapply_snapshot import Snapshot
+
+        return Snapshot(self.name, self.http, self.prefix).pages(resume)
 
     def probe(self) -> str:
         reply = self.http.once("HEAD", self.path, self._params(None, Bounds()))
@@ -246,10 +261,23 @@ class DreamApplySource:
             # The server caps `limit` silently: only an empty page means the end.
             if not events:
                 return
+            if cursor is not None and floor == cursor.position:
+                self._check_continuity(floor, events[0].position)
             last = events[-1].position
-            yield RawPage(events, Cursor(str(last), last))
+            spent = self.http.spent
+            yield RawPage(events, Cursor(str(last), last), spent.network, spent.read)
             floor = last
             start = str(last + 1)
+
+    def _check_continuity(self, cursor: int, first: int) -> None:
+        """Ids are sequential: unfiltered, the event after the cursor is cursor + 1.
+        A jump means the journal forgot events we never read (SPEC 2.1)."""
+        if self.settings.events or first == cursor + 1:
+            return
+        raise GapError(
+            f"source {self.name!r}: the journal jumped from id {cursor} to {first}: "
+            f"{first - cursor - 1} events are gone upstream unread"
+        )
 
     def _read_page(self, floor: int, reply: Reply) -> list[RawEvent]:
         return self._parse_page(reply.json(f"source {self.name!r}"), floor)

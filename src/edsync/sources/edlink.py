@@ -16,9 +16,15 @@ import orjson
 import structlog
 
 from edsync.config import Duration, HttpUrl, Secret, SourceSettings
-from edsync.errors import ConfigError, GapError, InvalidEventError, MalformedPageError
+from edsync.errors import (
+    ConfigError,
+    FatalError,
+    GapError,
+    InvalidEventError,
+    MalformedPageError,
+)
 from edsync.normalize import Change, Cursor, Op, RawEvent, utc_timestamp
-from edsync.sources.base import Bounds, RawPage, SnapshotObject, SnapshotPage
+from edsync.sources.base import SNAPSHOT_DONE, Bounds, RawPage, SnapshotObject, SnapshotPage
 from edsync.sources.http import HttpClient, Reply
 
 log = structlog.get_logger("edsync.edlink")
@@ -145,7 +151,8 @@ class EdlinkSource:
             if not events:
                 return
             after = events[-1].event_id
-            yield RawPage(events, Cursor(after, position))
+            spent = self.http.spent
+            yield RawPage(events, Cursor(after, position), spent.network, spent.read)
             next_url = body.get("$next") if isinstance(body, dict) else None
             if not isinstance(next_url, str) or not next_url:
                 return
@@ -168,17 +175,27 @@ class EdlinkSource:
 
     # -- the snapshot -----------------------------------------------------------
 
-    def snapshot(self) -> Iterator[SnapshotPage]:
-        for entity, collection in COLLECTIONS:
+    def after_snapshot(self, head: str | None, base: int) -> Cursor:
+        # Positions are receipt order: the stream goes on numbering from base.
+        return Cursor(head or "", base)
+
+    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
+        """The lists in order; ``resume`` (an entity) restarts that entity's list,
+        since a ``$next`` link expires and cannot be kept."""
+        kinds = [entity for entity, _ in COLLECTIONS]
+        start = 0 if resume is None else _resume_index(kinds, resume)
+        for index, (entity, collection) in enumerate(COLLECTIONS[start:], start):
+            following = kinds[index + 1] if index + 1 < len(kinds) else SNAPSHOT_DONE
             url = f"/api/v2/graph/{collection}"
             params: dict[str, str] | None = {"$first": str(self.settings.page_size)}
             while True:
                 reply, body = self.http.fetch("GET", url, params, self._envelope)
                 objects = [self._object(entity, item) for item in self._data(reply, body)]
-                yield SnapshotPage(entity, objects)
                 next_url = body.get("$next") if isinstance(body, dict) else None
                 if not isinstance(next_url, str) or not next_url or not objects:
+                    yield SnapshotPage(entity, objects, resume=following)
                     break
+                yield SnapshotPage(entity, objects, resume=entity)
                 url, params = next_url, None
 
     def _object(self, entity: str, item: object) -> SnapshotObject:
@@ -240,6 +257,14 @@ def pattern_problem(pattern: str) -> str | None:
     if entity and op in OPS:
         return None
     return f"{pattern!r} is not an Edlink event type like 'person.created'"
+
+
+def _resume_index(kinds: list[str], resume: str) -> int:
+    if resume == SNAPSHOT_DONE:
+        return len(kinds)
+    if resume not in kinds:
+        raise FatalError(f"cannot resume an Edlink snapshot at {resume!r}")
+    return kinds.index(resume)
 
 
 def _person_of(entity: str, entity_id: str, data: dict[str, Any]) -> str | None:

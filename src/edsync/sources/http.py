@@ -77,6 +77,15 @@ class Backoff:
     jitter: float = 1.0
 
 
+@dataclass(slots=True)
+class Spent:
+    """Seconds the last ``fetch`` spent on the wire and reading the reply, over
+    all its attempts: the benchmark's stage breakdown."""
+
+    network: float = 0.0
+    read: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
@@ -120,6 +129,7 @@ class HttpClient:
         self.max_body = max_body
         self.secrets = _credentials(headers or {}, auth)
         self.pacer = Pacer(per_minute)
+        self.spent = Spent()
         verify: ssl.SSLContext | bool = True
         if ca_bundle:
             # Adds the CA to the system ones; verification is never turned off.
@@ -169,6 +179,8 @@ class HttpClient:
         """``request``, then ``read`` the reply, retried as one: a page that
         cannot be read (truncated JSON, not the expected envelope) is retried
         like a 5xx (SPEC 5.3), not only the exchange that brought it."""
+        spent = self.spent = Spent()
+        clock = time.perf_counter
         for attempt in stamina.retry_context(
             on=_retry_hook,
             attempts=None,
@@ -178,7 +190,14 @@ class HttpClient:
             wait_jitter=self.backoff.jitter,
         ):
             with attempt:
-                return read(self.once(method, path, params, expect=expect))
+                started = clock()
+                reply = self.once(method, path, params, expect=expect)
+                received = clock()
+                spent.network += received - started
+                try:
+                    return read(reply)
+                finally:
+                    spent.read += clock() - received
         raise AssertionError("unreachable")  # pragma: no cover
 
     def once(
