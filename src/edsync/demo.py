@@ -21,6 +21,10 @@ DEMO_HUB_KEY = "sim-hub-key"
 DEMO_TOKEN = "sim-edlink-token"  # noqa: S105 - the simulator's public token
 
 
+DEMO_RATE = 300
+"""Journal events the demo's simulator adds a second while the demo runs."""
+
+
 def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
     from edsync.sinks import learninghub
     from edsync.sources import edlink as edlink_source
@@ -34,6 +38,7 @@ def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
         max_requests_per_minute=0,
         interval=Duration(60.0),
         expand=["applicant", "application", "offer"],
+        snapshot=True,
     )
     sources: dict[str, SourceSettings] = {"dreamapply": source}
     if edlink:
@@ -76,13 +81,17 @@ def run_demo(events: int, db: Path) -> int:
     from edsync.simulator import Simulator
     from edsync.ui import RichProgress
 
-    with Simulator(events=events, seed=0, api_key=DEMO_KEY) as sim:
+    # The simulated institution keeps working while the demo runs: what changes
+    # during the snapshot arrives through the journal afterwards (and fires rules).
+    with Simulator(events=events, seed=0, api_key=DEMO_KEY, rate=DEMO_RATE) as sim:
         config = demo_config(sim.url, db)
         logs.configure(config.log)
         engine = create_mirror_engine(config.mirror)
         ensure_schema(engine, auto_migrate=True)
         print(
-            f"Simulated DreamApply ({events} journal events) and Edlink at {sim.url}.",
+            f"Simulated DreamApply ({events} journal events, {DEMO_RATE} more a second) and "
+            f"Edlink at {sim.url}. Both mirrors start from a snapshot of the list "
+            "endpoints, then follow the change feeds.",
             file=sys.stderr,
         )
         with RichProgress() as progress:
