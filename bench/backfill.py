@@ -44,11 +44,13 @@ KEY = DEFAULT_API_KEY  # what `edsync simulate` accepts
 
 
 def start_simulator(events: int) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edsync", "simulate", "--port", "0", "--events", str(events)],
-        stdout=subprocess.PIPE,
-        text=True,
+    # `edsync simulate`, but with a journal that forgets nothing: a million
+    # events span more than the six months DreamApply's journal keeps.
+    serve = (
+        "import sys; from edsync.simulator.server import serve_forever; "
+        f"sys.exit(serve_forever(0, {events}, 0, 0.0, journal_window=None))"
     )
+    proc = subprocess.Popen([sys.executable, "-c", serve], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the simulator announces its URL once it listens
     url = next(word for word in line.split() if word.startswith("http://")).rstrip(",")

@@ -124,6 +124,7 @@ class Applier:
         self.source = source
         self.person_entity = person_entity
         self.rules = [rule for rule in rules if rule.source == source]
+        self._pages = 0
 
     def apply(self, changes: Sequence[Change], cursor: Cursor, *, known: int = 0) -> PageResult:
         """Ledger, records, erasures and checkpoint of one page, atomically.
@@ -135,6 +136,9 @@ class Applier:
         # attempt starts again from the same page.
         with self._transaction() as conn:
             result = self._apply(conn, changes, cursor)
+        self._pages += 1
+        if self._pages % ANALYZE_EVERY == 0 and self.engine.dialect.name == "postgresql":
+            analyze_grown_tables(self.engine)
         if known:
             result = replace(
                 result, received=result.received + known, duplicates=result.duplicates + known
@@ -288,9 +292,9 @@ class Applier:
     ) -> dict[Key, RecordState]:
         states: dict[Key, RecordState] = {}
         for chunk in _chunks(sorted(ids)):
-            where = f"source = ? AND entity = ? AND entity_id IN ({placeholders(len(chunk))})"
+            where, params = _key_in(conn, "source = ? AND entity = ?", "entity_id", chunk)
             rows = select_rows(
-                conn, "records", _RECORD_COLUMNS, where, (self.source, entity, *chunk)
+                conn, "records", _RECORD_COLUMNS, where, (self.source, entity, *params)
             )
             for entity_id, data, deleted, version, person_id in rows:
                 states[(entity, entity_id)] = RecordState(
@@ -523,6 +527,33 @@ WHERE source = ? AND entity = ? AND deleted = ? AND (snapshot_id IS NULL OR snap
 """
 
 
+ANALYZE_EVERY = 8
+"""Pages between checks that PostgreSQL's statistics still describe the tables."""
+
+
+def analyze_grown_tables(engine: Engine) -> None:
+    """ANALYZE the mirror's tables that have more than doubled since last analyzed.
+
+    A backfill into a new mirror outgrows its statistics within seconds, long
+    before autovacuum looks (once a minute); planned on "empty" statistics,
+    each per-page lookup scanned a whole source and the backfill went
+    quadratic. Outside the page transaction; ANALYZE samples, so it stays
+    cheap however large the table.
+    """
+    with engine.connect() as conn:
+        grown = (
+            conn.exec_driver_sql(
+                "SELECT relname FROM pg_stat_user_tables WHERE relname IN ('events', 'records') "
+                "AND n_mod_since_analyze > GREATEST(n_live_tup, 1000)"
+            )
+            .scalars()
+            .all()
+        )
+        for table in grown:
+            conn.exec_driver_sql(f"ANALYZE {table}")
+        conn.commit()
+
+
 def erase_person(conn: Connection, source: str, person_entity: str | None, person_id: str) -> None:
     """Scrub every ledger payload, signal and record that names the person (SPEC 5.4)."""
     who = {"source": source, "person_id": person_id}
@@ -580,22 +611,24 @@ def _updated(data: dict[str, Any]) -> str | None:
 
 
 def _ledgered(conn: Connection, source: str, event_ids: Sequence[str]) -> set[str]:
-    if conn.dialect.name == "postgresql":
-        # One array parameter: the statement text stays the same for any page
-        # size, and its generic plan keeps using the (source, event_id) key
-        # where a 500-item IN list drifted to a scan of the whole source.
-        rows = conn.exec_driver_sql(
-            "SELECT event_id FROM events WHERE source = %s AND event_id = ANY(%s)",
-            (source, list(event_ids)),
-        )
-        return {row[0] for row in rows}
     seen: set[str] = set()
     for chunk in _chunks(event_ids):
-        where = f"source = ? AND event_id IN ({placeholders(len(chunk))})"
+        where, params = _key_in(conn, "source = ?", "event_id", chunk)
         seen.update(
-            row[0] for row in select_rows(conn, "events", "event_id", where, (source, *chunk))
+            row[0] for row in select_rows(conn, "events", "event_id", where, (source, *params))
         )
     return seen
+
+
+def _key_in(
+    conn: Connection, prefix: str, column: str, values: Sequence[str]
+) -> tuple[str, tuple[Any, ...]]:
+    """``prefix AND column IN values``: one array parameter on PostgreSQL, where
+    the generic plan of a long IN list drifted to scanning the whole source
+    (a quadratic backfill) instead of using the key."""
+    if conn.dialect.name == "postgresql":
+        return f"{prefix} AND {column} = ANY(?)", (list(values),)
+    return f"{prefix} AND {column} IN ({placeholders(len(values))})", tuple(values)
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
