@@ -150,8 +150,8 @@ def pattern_problem(pattern: str) -> str | None:
 def ref_id(value: object) -> str | None:
     """The id of a link (``/api/applications/321`` → ``321``) or expanded object."""
     if isinstance(value, str):
-        tail = value[value.rfind("/", 0, len(value) - 1) + 1 :].removesuffix("/")
-        if tail.isascii() and tail.isdigit():
+        tail = value.rpartition("/")[2]
+        if tail.isdigit() and tail.isascii():
             return tail  # the common case, without the regex
         match = _TRAILING_ID.search(value)
         return match.group(1) if match else None
