@@ -131,72 +131,73 @@ def drain(
         clock=clock,
         prefetch=prefetch,
     )
-    cursor = _starting_cursor(engine, source, run.applier, run.progress)
-    run.result.cursor = cursor
     try:
-        run.stream(cursor)
-    except GapError as exc:
-        # Resolve at most once per drain: a second gap right after a fresh
-        # snapshot is not something to loop on.
-        cursor = _resolve_gap(engine, source, run.applier, str(exc), run.progress)
+        cursor = _starting_cursor(run)
         run.result.cursor = cursor
-        run.stream(cursor)
+        try:
+            run.stream(cursor)
+        except GapError as exc:
+            # Resolve at most once per drain: a second gap right after a fresh
+            # snapshot is not something to loop on.
+            cursor = _resolve_gap(run, str(exc))
+            run.result.cursor = cursor
+            run.stream(cursor)
+    except _SnapshotStopped:
+        run.result.stopped = True  # its progress is committed: the next run resumes it
+        return run.result
     checkpoints.record_success(engine, source.name, run.result.lag)
     return run.result
 
 
-def _starting_cursor(
-    engine: Engine, source: Source, applier: Applier, progress: Progress
-) -> Cursor | None:
+class _SnapshotStopped(Exception):
+    """A stop request arrived between two snapshot pages (never leaves ``drain``)."""
+
+
+def _starting_cursor(run: _Run) -> Cursor | None:
     """The committed cursor, after a bootstrap or gap resync if one is due."""
+    source, engine = run.source, run.applier.engine
     checkpoint = checkpoints.load(engine, source.name)
     cursor = checkpoint.cursor if checkpoint else None
     if cursor is None and source.can_snapshot:
-        return bootstrap(
-            source, applier, "no checkpoint yet: a new mirror starts complete", progress
-        )
+        return bootstrap(run, "no checkpoint yet: a new mirror starts complete")
     if checkpoint is None or cursor is None:
         return cursor
     if checkpoint.gap is not None:
-        return _resolve_gap(engine, source, applier, checkpoint.gap, progress)
+        return _resolve_gap(run, checkpoint.gap)
     age = checkpoint.age(dt.datetime.now(dt.UTC))
     if source.retention is not None and age is not None and age > source.retention:
         days = age / 86400
         return _resolve_gap(
-            engine,
-            source,
-            applier,
+            run,
             f"checkpoint is {days:.1f} days old, past the feed's retention of "
             f"{source.retention / 86400:.0f} days: events may have been purged unseen",
-            progress,
         )
     return cursor
 
 
-def _resolve_gap(
-    engine: Engine, source: Source, applier: Applier, reason: str, progress: Progress
-) -> Cursor:
+def _resolve_gap(run: _Run, reason: str) -> Cursor:
     """Never skip silently: record the gap, then resync or stop (SPEC 2.2)."""
-    checkpoints.record_gap(engine, source.name, reason)
+    source = run.source
+    checkpoints.record_gap(run.applier.engine, source.name, reason)
     log.warning("gap_detected", source=source.name, gap=reason, resync=source.resync)
     if source.can_snapshot and source.resync == "auto":
-        return bootstrap(source, applier, f"resync after a gap: {reason}", progress)
+        return bootstrap(run, f"resync after a gap: {reason}")
     raise GapError(
         f"source {source.name!r} has a gap: {reason}. It stays stopped until "
         f"`edsync backfill --source {source.name} --reset`"
     )
 
 
-def bootstrap(
-    source: Source, applier: Applier, reason: str, progress: Progress | None = None
-) -> Cursor:
+def bootstrap(run: _Run, reason: str) -> Cursor:
     """Note the stream head, snapshot every list endpoint, then resume after the head.
 
     Changes made while the snapshot runs are in the stream after the noted
     head, so they are applied afterwards and none is lost; records the
     snapshot lacks are marked deleted. Each page commits with the snapshot's
-    progress, so a snapshot cut short resumes where it stopped.
+    progress, so a snapshot cut short (a crash, or a stop request honoured
+    between pages) resumes where it stopped.
     """
+    source, applier = run.source, run.applier
     engine = applier.engine
     state = checkpoints.read_snapshot(engine, source.name)
     if state is None:
@@ -207,8 +208,12 @@ def bootstrap(
     seen = 0
     for page in source.snapshot(state.resume):
         state = replace(state, resume=page.resume)
-        seen += applier.apply_snapshot(page, state)
-        (progress or Progress()).snapshot(source.name, page.entity, len(page.objects))
+        with run.gate:
+            seen += applier.apply_snapshot(page, state)
+        run.progress.snapshot(source.name, page.entity, len(page.objects))
+        if run.stop is not None and run.stop.is_set():
+            log.info("snapshot_paused", source=source.name, at=state.resume)
+            raise _SnapshotStopped
     missing = applier.finish_snapshot(source.snapshot_entities, state.id, state.cursor)
     log.info(
         "snapshot_done",

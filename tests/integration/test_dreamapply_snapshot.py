@@ -228,3 +228,47 @@ def test_a_jump_with_manual_resync_stops_the_source_and_says_why(
     assert main(["status", "-c", str(path), "--json"]) == 0
     status = capsys.readouterr().out
     assert "jumped from id 3000" in status
+
+
+def test_sigterm_pauses_a_snapshot_at_a_page_and_exits_0(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+) -> None:
+    sim = make_simulator(events=10_000, journal_window=2 * DAY)
+    reached, release = threading.Event(), threading.Event()
+    offers = 0
+
+    def hold_mid_snapshot(request: Any) -> None:
+        nonlocal offers
+        if request.path.endswith("/offers"):
+            offers += 1
+            if offers == 150:
+                reached.set()
+                release.wait(timeout=30)
+
+    sim.on_request = hold_mid_snapshot
+    path = write_config(sim.url, extra=SNAPSHOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edsync", "backfill", "-c", str(path)],
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    try:
+        assert reached.wait(timeout=60)
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        release.set()
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert b'"snapshot_paused"' in stderr
+    engine = open_mirror(path)
+    try:
+        progress = checkpoints.read_snapshot(engine, "dreamapply")
+        assert progress is not None
+        assert progress.resume is not None
+        assert progress.resume.startswith("application:")
+        checkpoint = checkpoints.load(engine, "dreamapply")
+        assert checkpoint is not None
+        assert checkpoint.cursor is None  # not streaming yet: the snapshot is unfinished
+    finally:
+        engine.dispose()

@@ -45,6 +45,7 @@ BAD_CONFIGS = [
     ("wrong-type", GOOD_SOURCE + 'page_size = "big"\n', "sources.da.page_size", "integer"),
     ("bool-not-int", GOOD_SOURCE + "page_size = true\n", "sources.da.page_size", "integer"),
     ("out-of-range", GOOD_SOURCE + "page_size = 5000\n", "sources.da.page_size", "1024"),
+    ("bad-resync", GOOD_SOURCE + 'resync = "sometimes"\n', "sources.da.resync", "manual"),
     (
         "missing-secret",
         GOOD_SOURCE.replace("DA_KEY", "EDSYNC_TEST_UNSET"),
