@@ -205,7 +205,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from edsync.ui import print_table
 
     columns = ["source", "kind", "cursor", "lag", "events_total", "records", "quarantined"]
-    columns += ["last_success", "consecutive_failures", "last_error", "gap"]
+    columns += ["last_success", "consecutive_failures", "last_error", "gap", "snapshot"]
     print_table("sources", columns, [[s[c] for c in columns] for s in report["sources"]])
     if report["sinks"]:
         sink_columns = ["sink", "pending", "failed", "delivered"]

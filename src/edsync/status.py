@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine
 
 from edsync.config import Config
@@ -16,13 +17,21 @@ def _text(value: object) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
+def _snapshot(progress: str | None) -> str | None:
+    """A snapshot under way: how far it has got, in the source's own terms."""
+    if not progress:
+        return None
+    resume = orjson.loads(progress).get("resume")
+    return f"under way, read up to {resume}" if resume else "under way, just started"
+
+
 def collect(config: Config, engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         rows = {
             row[0]: row
             for row in conn.exec_driver_sql(
                 "SELECT source, cursor, position, events_total, last_success_at, "
-                "consecutive_failures, last_error, gap, updated_at, lag FROM checkpoints"
+                "consecutive_failures, last_error, gap, updated_at, lag, snapshot FROM checkpoints"
             )
         }
         quarantined: dict[str, int] = dict(
@@ -56,6 +65,7 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
                 "consecutive_failures": int(row[5]) if row else 0,
                 "last_error": row[6] if row else None,
                 "gap": row[7] if row else None,
+                "snapshot": _snapshot(row[10]) if row else None,
             }
         )
     for sink in config.sinks:

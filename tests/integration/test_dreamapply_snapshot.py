@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from sqlalchemy import Engine
 
 from edsync.cli import main
@@ -233,6 +234,7 @@ def test_a_jump_with_manual_resync_stops_the_source_and_says_why(
 def test_sigterm_pauses_a_snapshot_at_a_page_and_exits_0(
     make_simulator: Callable[..., Any],
     write_config: Callable[..., Path],
+    capsys: Any,
 ) -> None:
     sim = make_simulator(events=10_000, journal_window=2 * DAY)
     reached, release = threading.Event(), threading.Event()
@@ -272,3 +274,6 @@ def test_sigterm_pauses_a_snapshot_at_a_page_and_exits_0(
         assert checkpoint.cursor is None  # not streaming yet: the snapshot is unfinished
     finally:
         engine.dispose()
+    assert main(["status", "-c", str(path), "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["sources"][0]["snapshot"] == f"under way, read up to {progress.resume}"
