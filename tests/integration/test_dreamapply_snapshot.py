@@ -82,6 +82,31 @@ def assert_current(engine: Engine, sim: Any, *, exact_data: bool) -> None:
             assert key[0] == "application", f"purged {key} missing from the mirror"
 
 
+class HeldRequest:
+    """Holds the simulator's answer to the nth offers request until released:
+    a snapshot caught half-way, at a moment the test chooses."""
+
+    def __init__(self, sim: Any, nth_offers: int) -> None:
+        self.reached, self.release = threading.Event(), threading.Event()
+        self.nth, self.offers = nth_offers, 0
+        sim.on_request = self
+
+    def __call__(self, request: Any) -> None:
+        if request.path.endswith("/offers"):
+            self.offers += 1
+            if self.offers == self.nth:
+                self.reached.set()
+                self.release.wait(timeout=30)
+
+
+def start_backfill(path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edsync", "backfill", "-c", str(path)],
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+
+
 def test_a_new_mirror_holds_what_exists_not_what_the_journal_remembers(
     make_simulator: Callable[..., Any],
     write_config: Callable[..., Path],
@@ -141,30 +166,15 @@ def test_a_snapshot_killed_half_way_resumes_where_it_stopped(
     write_config: Callable[..., Path],
 ) -> None:
     sim = make_simulator(events=10_000, journal_window=2 * DAY)
-    reached, release = threading.Event(), threading.Event()
-    offers = 0
-
-    def block_mid_snapshot(request: Any) -> None:
-        nonlocal offers
-        if request.path.endswith("/offers"):
-            offers += 1
-            if offers == 250:
-                reached.set()
-                release.wait(timeout=30)
-
-    sim.on_request = block_mid_snapshot
+    held = HeldRequest(sim, nth_offers=250)
     path = write_config(sim.url, extra=SNAPSHOT)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edsync", "backfill", "-c", str(path)],
-        stderr=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
+    proc = start_backfill(path)
     try:
-        assert reached.wait(timeout=60)
+        assert held.reached.wait(timeout=60)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
     finally:
-        release.set()
+        held.release.set()
     engine = open_mirror(path)
     try:
         progress = checkpoints.read_snapshot(engine, "dreamapply")
@@ -237,29 +247,14 @@ def test_sigterm_pauses_a_snapshot_at_a_page_and_exits_0(
     capsys: Any,
 ) -> None:
     sim = make_simulator(events=10_000, journal_window=2 * DAY)
-    reached, release = threading.Event(), threading.Event()
-    offers = 0
-
-    def hold_mid_snapshot(request: Any) -> None:
-        nonlocal offers
-        if request.path.endswith("/offers"):
-            offers += 1
-            if offers == 150:
-                reached.set()
-                release.wait(timeout=30)
-
-    sim.on_request = hold_mid_snapshot
+    held = HeldRequest(sim, nth_offers=150)
     path = write_config(sim.url, extra=SNAPSHOT)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edsync", "backfill", "-c", str(path)],
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+    proc = start_backfill(path)
     try:
-        assert reached.wait(timeout=60)
+        assert held.reached.wait(timeout=60)
         proc.send_signal(signal.SIGTERM)
     finally:
-        release.set()
+        held.release.set()
     _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert b'"snapshot_paused"' in stderr
