@@ -29,7 +29,7 @@ from edsync.sources.base import Bounds, RawPage, Source
 log = structlog.get_logger("edsync.sync")
 
 PREFETCH_PAGES = 2
-"""Pages fetched and normalized ahead of the one being applied."""
+"""Pages fetched and parsed ahead of the one being applied."""
 
 
 class Progress:
