@@ -206,8 +206,8 @@ class AppendingDuringSnapshot(EdlinkSource):
         super().__init__(inner.settings, inner.http)
         self.sim, self.count, self.appended = sim, count, 0
 
-    def snapshot(self) -> Iterator[SnapshotPage]:
-        for page in super().snapshot():
+    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
+        for page in super().snapshot(resume):
             if page.entity == "person" and not self.appended:
                 self.sim.edlink.append(self.count)
                 self.appended = self.count
@@ -285,3 +285,22 @@ def test_manual_resync_stops_the_source_and_the_other_keeps_running(
     assert checkpoint is not None
     assert checkpoint.gap is None
     assert_mirror_matches_graph(engine, sim, every_deleted=False, after_gap=True)
+
+
+def test_a_snapshot_resumes_at_the_list_it_was_reading(
+    make_simulator: Callable[..., Any], edlink_config: Callable[..., Path]
+) -> None:
+    # A `$next` link expires, so a resumed snapshot restarts the list it was in.
+    sim = make_simulator(events=0, edlink_people=40)
+    source = sources.create(load_config(edlink_config(sim.url)).sources["edlink"])
+    try:
+        whole = list(source.snapshot())
+        tokens = [page.resume for page in whole]
+        assert tokens[-1] == "done"
+        resumed = list(source.snapshot("person"))
+        assert resumed[0].entity == "person"
+        first_person = next(i for i, page in enumerate(whole) if page.entity == "person")
+        assert [p.entity for p in resumed] == [p.entity for p in whole[first_person:]]
+        assert list(source.snapshot("done")) == []
+    finally:
+        source.close()
