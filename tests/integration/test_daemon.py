@@ -140,7 +140,11 @@ def test_sd_notify_ready_watchdog_stopping(
         received: list[str] = []
 
         def receive_until(state: str) -> None:
+            # WATCHDOG=1 keeps coming while the daemon lives: bound the wait, so a
+            # daemon that never sends `state` fails here instead of hanging.
+            deadline = time.monotonic() + 30
             while not any(state in message.splitlines() for message in received):
+                assert time.monotonic() < deadline, f"no {state} in {received[-5:]}"
                 received.append(sock.recv(4096).decode())
 
         receive_until("READY=1")

@@ -49,10 +49,6 @@ def create_mirror_engine(settings: MirrorSettings, config_path: str = "") -> Eng
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
             pool_pre_ping=True,
-            # No server-side prepared statements: a generic plan made while a new
-            # mirror's tables were small (never analyzed) kept scanning a whole
-            # source per lookup as they grew, and a backfill went quadratic.
-            connect_args={"prepare_threshold": None},
         )
     except ModuleNotFoundError as exc:
         raise ConfigError(

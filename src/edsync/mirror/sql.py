@@ -43,15 +43,22 @@ def _values_statement(head: str, tail: str, width: int, rows: int, paramstyle: s
 def insert_rows(
     conn: Connection, head: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
 ) -> None:
-    """``head VALUES (…), (…), … tail`` for every row, in as few statements as fit.
+    """``head VALUES (…) tail`` for every row: batched for the driver at hand.
 
-    One multi-row statement costs one trip into the database (and one release
-    of the GIL) where ``executemany`` costs one per row. The rows must not
-    conflict with each other: an upsert may touch a key only once.
+    On SQLite, multi-row statements: one step into the database (and one
+    release of the GIL) where ``executemany`` takes one per row. On
+    PostgreSQL, psycopg's ``executemany``: one prepared statement, pipelined,
+    where a fresh 10 000-parameter statement would be parsed and planned for
+    every page. The rows must not conflict with each other: an upsert may
+    touch a key only once.
     """
     if not rows:
         return
     width = len(rows[0])
+    if conn.dialect.name != "sqlite":
+        statement = _values_statement(head, tail, width, 1, conn.dialect.paramstyle)
+        conn.exec_driver_sql(statement, list(rows))
+        return
     step = max(1, MAX_PARAMETERS // width)
     paramstyle = conn.dialect.paramstyle
     for start in range(0, len(rows), step):
