@@ -301,6 +301,7 @@ class _Run:
         changes, cursor, bad = _cut(page, self.on_invalid, self.source)
         normalized = clock()
         stages.normalize += normalized - started
+        # Nothing to apply, unless the page was all replays: its cursor still moves.
         if not changes and (bad is not None or not known):
             return bad
         with self.gate:

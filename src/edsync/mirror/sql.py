@@ -31,7 +31,7 @@ def placeholders(count: int) -> str:
 
 
 MAX_PARAMETERS = 30_000
-"""Bound parameters per statement: under SQLite's 32 766 and psycopg's 65 535."""
+"""Bound parameters per multi-row statement: under SQLite's limit of 32 766."""
 
 
 @lru_cache(maxsize=64)

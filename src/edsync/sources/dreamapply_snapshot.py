@@ -175,9 +175,10 @@ def _purged_object(source: str, item: dict[str, Any]) -> tuple[str, SnapshotObje
     if not isinstance(entity, str) or id_ is None:
         raise MalformedPageError(f"source {source!r}: a purged resource without type or id")
     data: dict[str, Any] = {"id": int(id_) if id_.isdigit() else id_, "purged": True}
-    for key in ("purged", "reason"):
-        if key in item:
-            data[key if key != "purged" else "purged_at"] = item[key]
+    if "purged" in item:
+        data["purged_at"] = item["purged"]
+    if "reason" in item:
+        data["reason"] = item["reason"]
     if item.get("reason") == "forgotten":
         data["forgotten"] = True
     return entity, SnapshotObject(id_, data, id_ if entity == "applicant" else None)
