@@ -9,11 +9,14 @@ normalizing, the ledger, version-guarded upserts, the checkpoint, and the
 process's start-up. Its stage breakdown comes from its own ``source_drained``
 log line; its peak RSS from the kernel (``wait4``).
 
-The bare loop ("ceiling") applies the same events with hand-written stdlib
-``sqlite3`` executemany statements into the same schema: each page is fetched
-first, untimed, then only the row building and SQL are timed. The ratio is
-edsync's time over the ceiling's: at or under 1.0, edsync is as fast as a
-loop that does no HTTP and none of edsync's bookkeeping.
+The bare loop (the issue's yardstick) applies the same events with
+hand-written stdlib ``sqlite3`` executemany statements into the same schema,
+on the stdlib's defaults (rollback journal, ``synchronous=FULL``): each page
+is fetched and parsed first, untimed, then only the row building and SQL are
+timed. The ratio is edsync's events/s over the bare loop's: at or over 1.0,
+edsync is as fast as a loop that does no HTTP and none of edsync's
+bookkeeping. The same loop is also run with edsync's SQLite settings (WAL,
+``synchronous=NORMAL``), a stricter yardstick, and printed beside it.
 
 A second run with ``--reset`` replays every event (all already ledgered).
 """
@@ -125,14 +128,21 @@ def pages(url: str, expand: list[str]) -> Iterator[list[tuple[int, dict[str, Any
             since = events[-1][0] + 1
 
 
-def run_ceiling(url: str, expand: list[str], db: Path) -> tuple[float, int]:
-    """The same pages with bare sqlite3: ledger insert, record upsert, checkpoint."""
+def run_ceiling(url: str, expand: list[str], db: Path, *, tuned: bool) -> tuple[float, int]:
+    """The same pages with bare sqlite3: ledger insert, record upsert, checkpoint.
+
+    ``tuned``: with edsync's WAL and ``synchronous=NORMAL``; otherwise on the
+    stdlib's defaults, as the issue's bare loop."""
     engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{db}"))
     ensure_schema(engine, auto_migrate=True)
     engine.dispose()
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    if tuned:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    else:
+        # edsync's engine left the file in WAL mode (it persists): back to the default.
+        conn.execute("PRAGMA journal_mode=DELETE")
     elapsed, count = 0.0, 0
     now = "2026-01-01T00:00:00+00:00"
     for chunk in pages(url, expand):
@@ -221,17 +231,23 @@ def main() -> int:
             write_config(config, url, args.mirror or f"sqlite:///{tmp}/edsync.db", expand)
             first = run_edsync(config)
             replay = None if args.no_replay else run_edsync(config, "--reset")
-            ceiling, n = run_ceiling(url, expand, Path(tmp) / "ceiling.db")
+            bare, n = run_ceiling(url, expand, Path(tmp) / "bare.db", tuned=False)
+            tuned, _ = run_ceiling(url, expand, Path(tmp) / "tuned.db", tuned=True)
     finally:
         proc.terminate()
         proc.wait()
-    report(args, first, replay, ceiling, n)
+    report(args, first, replay, (bare, tuned), n)
     return 0
 
 
 def report(
-    args: argparse.Namespace, first: Run, replay: Run | None, ceiling: float, n: int
+    args: argparse.Namespace,
+    first: Run,
+    replay: Run | None,
+    loops: tuple[float, float],
+    n: int,
 ) -> None:
+    bare, tuned = loops
     page = 512 if args.expand else 1024
     print(f"events           {n:>12,}   (expand={args.expand or 'none'}, page={page})")
     print(f"mirror           {args.mirror or 'SQLite (temporary file)'}")
@@ -248,10 +264,16 @@ def report(
             f"({first.seconds / replay.seconds:.1f}x faster than the first apply)"
         )
     print(
-        f"sqlite3 ceiling  {ceiling:>12.2f} s  {n / ceiling:>12,.0f} events/s  "
-        "(executemany on pre-fetched pages, no HTTP)"
+        f"bare loop        {bare:>12.2f} s  {n / bare:>12,.0f} events/s  "
+        "(stdlib sqlite3 executemany, its defaults, on pre-fetched pages, no HTTP)"
     )
-    print(f"ratio            {first.seconds / ceiling:>12.2f} x  (edsync time / ceiling time)")
+    print(
+        f"  tuned          {tuned:>12.2f} s  {n / tuned:>12,.0f} events/s  (the same, WAL + NORMAL)"
+    )
+    print(
+        f"ratio            {bare / first.seconds:>12.2f}    (edsync events/s / bare loop's; "
+        f"target >= 1.0; {tuned / first.seconds:.2f} against the tuned loop)"
+    )
 
 
 if __name__ == "__main__":
