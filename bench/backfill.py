@@ -222,22 +222,40 @@ def main() -> int:
         "--mirror", help="a mirror URL for edsync (an empty PostgreSQL database); default SQLite"
     )
     parser.add_argument("--no-replay", action="store_true", help="skip the --reset replay run")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="repeat the measurement (SQLite only), new files each"
+    )
     args = parser.parse_args()
+    if args.runs > 1 and args.mirror:
+        parser.error("--runs needs the default SQLite mirror: each run starts from an empty one")
     expand = [e for e in args.expand.split(",") if e]
+    ratios = []
     proc, url = start_simulator(args.events)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            config = Path(tmp) / "edsync.toml"
-            write_config(config, url, args.mirror or f"sqlite:///{tmp}/edsync.db", expand)
-            first = run_edsync(config)
-            replay = None if args.no_replay else run_edsync(config, "--reset")
-            bare, n = run_ceiling(url, expand, Path(tmp) / "bare.db", tuned=False)
-            tuned, _ = run_ceiling(url, expand, Path(tmp) / "tuned.db", tuned=True)
+        for run in range(1, args.runs + 1):
+            if args.runs > 1:
+                print(f"-- run {run} of {args.runs}")
+            ratios.append(measure(args, url, expand))
     finally:
         proc.terminate()
         proc.wait()
-    report(args, first, replay, (bare, tuned), n)
+    if args.runs > 1:
+        figures = ", ".join(f"{bare:.2f} / {tuned:.2f}" for bare, tuned in ratios)
+        print(f"ratios (against the bare loop / the tuned loop): {figures}")
     return 0
+
+
+def measure(args: argparse.Namespace, url: str, expand: list[str]) -> tuple[float, float]:
+    """One run: edsync, its replay, then both loops; prints the figures, returns the ratios."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "edsync.toml"
+        write_config(config, url, args.mirror or f"sqlite:///{tmp}/edsync.db", expand)
+        first = run_edsync(config)
+        replay = None if args.no_replay else run_edsync(config, "--reset")
+        bare, n = run_ceiling(url, expand, Path(tmp) / "bare.db", tuned=False)
+        tuned, _ = run_ceiling(url, expand, Path(tmp) / "tuned.db", tuned=True)
+    report(args, first, replay, (bare, tuned), n)
+    return bare / first.seconds, tuned / first.seconds
 
 
 def report(
