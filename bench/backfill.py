@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 import orjson
+from _compiled import compile_edsync
 
 from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine, ensure_schema
@@ -226,6 +227,7 @@ def main() -> int:
         "--runs", type=int, default=1, help="repeat the measurement (SQLite only), new files each"
     )
     args = parser.parse_args()
+    compile_edsync()
     if args.runs > 1 and args.mirror:
         parser.error("--runs needs the default SQLite mirror: each run starts from an empty one")
     expand = [e for e in args.expand.split(",") if e]

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _compiled import compile_edsync
+
 from edsync.simulator.server import DEFAULT_API_KEY, Simulator
 
 
@@ -39,6 +41,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    compile_edsync()
     with Simulator(events=args.events) as sim, tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "edsync.toml"
         config.write_text(
