@@ -129,7 +129,7 @@ def pages(url: str, expand: list[str]) -> Iterator[list[tuple[int, dict[str, Any
             since = events[-1][0] + 1
 
 
-def run_ceiling(url: str, expand: list[str], db: Path, *, tuned: bool) -> tuple[float, int]:
+def run_loop(url: str, expand: list[str], db: Path, *, tuned: bool) -> tuple[float, int]:
     """The same pages with bare sqlite3: ledger insert, record upsert, checkpoint.
 
     ``tuned``: with edsync's WAL and ``synchronous=NORMAL``; otherwise on the
@@ -254,8 +254,8 @@ def measure(args: argparse.Namespace, url: str, expand: list[str]) -> tuple[floa
         write_config(config, url, args.mirror or f"sqlite:///{tmp}/edsync.db", expand)
         first = run_edsync(config)
         replay = None if args.no_replay else run_edsync(config, "--reset")
-        bare, n = run_ceiling(url, expand, Path(tmp) / "bare.db", tuned=False)
-        tuned, _ = run_ceiling(url, expand, Path(tmp) / "tuned.db", tuned=True)
+        bare, n = run_loop(url, expand, Path(tmp) / "bare.db", tuned=False)
+        tuned, _ = run_loop(url, expand, Path(tmp) / "tuned.db", tuned=True)
     report(args, first, replay, (bare, tuned), n)
     return bare / first.seconds, tuned / first.seconds
 
