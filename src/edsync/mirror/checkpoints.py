@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import orjson
 from sqlalchemy import Connection, Engine
 
-from edsync.mirror.sql import adapt
+from edsync.mirror.sql import adapt, execute
 from edsync.normalize import Cursor
 
 
@@ -38,16 +38,18 @@ def now_iso() -> str:
 def read(conn: Connection, source: str, *, for_update: bool = False) -> Checkpoint | None:
     """``for_update``: lock the row (PostgreSQL) so writers of one source take turns."""
     lock = " FOR UPDATE" if for_update and conn.dialect.name == "postgresql" else ""
-    row = conn.exec_driver_sql(
+    rows = execute(
+        conn,
         adapt(
             conn,
             "SELECT cursor, position, events_total, last_error, gap, consecutive_failures, "
             f"last_success_at FROM checkpoints WHERE source = ?{lock}",
         ),
         (source,),
-    ).first()
-    if row is None:
+    )
+    if not rows:
         return None
+    row = rows[0]
     cursor = Cursor(row[0], int(row[1])) if row[0] is not None else None
     last_success = row[6].isoformat() if isinstance(row[6], dt.datetime) else row[6]
     return Checkpoint(source, cursor, int(row[2]), row[3], row[4], int(row[5]), last_success)
@@ -74,9 +76,7 @@ ON CONFLICT (source) DO UPDATE SET
 
 def write_advance(conn: Connection, source: str, cursor: Cursor, added: int, now: str) -> None:
     """Inside the page transaction: the new cursor and the ledger rows it added."""
-    conn.exec_driver_sql(
-        adapt(conn, _ADVANCE), (source, cursor.value, cursor.position, now, added, now)
-    )
+    execute(conn, adapt(conn, _ADVANCE), (source, cursor.value, cursor.position, now, added, now))
 
 
 _FAILURE = """

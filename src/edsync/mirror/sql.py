@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 
 @lru_cache(maxsize=256)
@@ -28,6 +29,59 @@ def adapt(conn: Connection, statement: str) -> str:
 
 def placeholders(count: int) -> str:
     return ",".join("?" * count)
+
+
+def execute(
+    conn: Connection, statement: str, params: Sequence[Any], *, many: bool = False
+) -> list[tuple[Any, ...]]:
+    """Run ``statement`` (already adapted) on the DBAPI cursor under ``conn``
+    and return its rows (none for a write).
+
+    This skips SQLAlchemy's per-statement work (an execution context, a result
+    object, a pass over every parameter): a backfill's apply measured 14 %
+    faster without it. It is still ``conn``'s transaction, and driver errors
+    come out wrapped as SQLAlchemy wraps them, so callers handle one family.
+    """
+    cursor = conn.connection.cursor()
+    try:
+        if many:
+            cursor.executemany(statement, params)
+            return []
+        cursor.execute(statement, params)
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, exc, statement, params, cursor, many=many) from exc
+    finally:
+        cursor.close()
+
+
+def _wrapped(
+    conn: Connection,
+    exc: Any,  # the driver's Error, whose class SQLAlchemy types per dialect
+    statement: str,
+    params: Sequence[Any],
+    cursor: Any,
+    *,
+    many: bool,
+) -> BaseException:
+    """The driver's error as SQLAlchemy would raise it; a lost connection is
+    invalidated so the pool does not hand it out again."""
+    lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+    if lost:
+        conn.invalidate(exc)
+    error = DBAPIError.instance(
+        statement,
+        params,
+        exc,
+        conn.dialect.loaded_dbapi.Error,
+        hide_parameters=conn.engine.hide_parameters,
+        connection_invalidated=lost,
+        dialect=conn.dialect,
+        ismulti=many,
+    )
+    # Typed to allow a DontWrapMixin too, which only applies to non-driver errors.
+    assert isinstance(error, BaseException)
+    return error
 
 
 MAX_PARAMETERS = 30_000
@@ -57,14 +111,14 @@ def insert_rows(
     width = len(rows[0])
     if conn.dialect.name != "sqlite":
         statement = _values_statement(head, tail, width, 1, conn.dialect.paramstyle)
-        conn.exec_driver_sql(statement, list(rows))
+        execute(conn, statement, rows, many=True)
         return
     step = max(1, MAX_PARAMETERS // width)
     paramstyle = conn.dialect.paramstyle
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
         statement = _values_statement(head, tail, width, len(chunk), paramstyle)
-        conn.exec_driver_sql(statement, tuple([value for row in chunk for value in row]))
+        execute(conn, statement, [value for row in chunk for value in row])
 
 
 def dumps(value: Any) -> str:
@@ -91,14 +145,11 @@ def select_rows(
     names = (columns,) if isinstance(columns, str) else tuple(columns)
     if conn.dialect.name != "sqlite":
         plain = ", ".join(name.removesuffix(":json") for name in names)
-        rows = conn.exec_driver_sql(
-            adapt(conn, f"SELECT {plain} FROM {table} WHERE {where}"), tuple(params)
-        )
-        return [tuple(row) for row in rows]
+        return execute(conn, adapt(conn, f"SELECT {plain} FROM {table} WHERE {where}"), params)
     items = ", ".join(
         f"json({name.removesuffix(':json')})" if name.endswith(":json") else name for name in names
     )
-    packed = conn.exec_driver_sql(
-        f"SELECT json_group_array(json_array({items})) FROM {table} WHERE {where}", tuple(params)
-    ).scalar()
+    ((packed,),) = execute(
+        conn, f"SELECT json_group_array(json_array({items})) FROM {table} WHERE {where}", params
+    )
     return [tuple(row) for row in orjson.loads(packed or "[]")]
