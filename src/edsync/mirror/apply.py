@@ -19,7 +19,15 @@ from sqlalchemy import Connection, Engine
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.db import WRITE
-from edsync.mirror.sql import adapt, dumps, insert_rows, loads, placeholders, select_rows
+from edsync.mirror.sql import (
+    adapt,
+    dumps,
+    execute,
+    insert_rows,
+    loads,
+    placeholders,
+    select_rows,
+)
 from edsync.normalize import Change, Cursor, advance, scrub
 from edsync.rules import Rule, signal_id
 from edsync.sources.base import SnapshotPage
@@ -586,13 +594,14 @@ def _rewrite_json(
     """Read the person's rows of ``table`` and write back ``transform``'s result:
     the new JSON value, then any values ``extra`` SET clauses take."""
     keys = _KEYS[table]
-    rows = conn.exec_driver_sql(
+    rows = execute(
+        conn,
         adapt(
             conn,
             f"SELECT {', '.join(keys)}, {column} FROM {table} WHERE source = ? AND person_id = ?",
         ),
         (source, person_id),
-    ).all()
+    )
     if not rows:
         return
     sets = f"{column} = ?" + (f", {extra}" if extra else "")
@@ -602,7 +611,7 @@ def _rewrite_json(
         key, value = tuple(row[:-1]), loads(row[-1], conn)
         new, *more = transform(key, value)
         params.append((dumps(new), *more, *key))
-    conn.exec_driver_sql(adapt(conn, f"UPDATE {table} SET {sets} WHERE {where}"), params)
+    execute(conn, adapt(conn, f"UPDATE {table} SET {sets} WHERE {where}"), params, many=True)
 
 
 def _updated(data: dict[str, Any]) -> str | None:
