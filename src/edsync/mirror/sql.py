@@ -41,6 +41,8 @@ def execute(
     object, a pass over every parameter): a backfill's apply measured 14 %
     faster without it. It is still ``conn``'s transaction, and driver errors
     come out wrapped as SQLAlchemy wraps them, so callers handle one family.
+    A write must run inside a transaction SQLAlchemy began (``engine.begin()``):
+    the raw cursor does not begin one by itself.
     """
     cursor = conn.connection.cursor()
     try:
