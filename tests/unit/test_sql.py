@@ -53,3 +53,23 @@ def test_driver_errors_come_out_as_sqlalchemy_raises_them(engine: Engine) -> Non
         with pytest.raises(DBAPIError) as bad:
             execute(conn, "SELEKT 1", ())
         assert isinstance(bad.value.orig, dbapi.Error)
+
+
+@pytest.mark.postgresql_only
+def test_a_lost_connection_says_so_and_the_next_checkout_works(engine: Engine) -> None:
+    """The server ends the session mid-transaction (a restart, a failover):
+    the error says so, and the next checkout gets a working connection."""
+    pids: list[int] = []
+
+    def query_after_the_server_ends_the_session() -> None:
+        with engine.begin() as conn:  # as the applier's page transaction
+            pids.append(execute(conn, "SELECT pg_backend_pid()", ())[0][0])
+            with engine.connect() as other:
+                other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pids[0],))
+            execute(conn, adapt(conn, "SELECT source FROM checkpoints"), ())
+
+    with pytest.raises(DBAPIError) as lost:
+        query_after_the_server_ends_the_session()
+    assert lost.value.connection_invalidated
+    with engine.connect() as conn:
+        assert execute(conn, "SELECT pg_backend_pid()", ())[0][0] != pids[0]
