@@ -107,6 +107,27 @@ def start_backfill(path: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def signal_mid_snapshot(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    *,
+    nth_offers: int,
+    signum: int,
+) -> tuple[Any, subprocess.Popen[bytes], Path]:
+    """A backfill snapshotting a 10 000-event history, sent ``signum`` while
+    its ``nth_offers`` offers request is held: the simulator, the process, the config."""
+    sim = make_simulator(events=10_000, journal_window=2 * DAY)
+    held = HeldRequest(sim, nth_offers=nth_offers)
+    path = write_config(sim.url, extra=SNAPSHOT)
+    proc = start_backfill(path)
+    try:
+        assert held.reached.wait(timeout=60)
+        proc.send_signal(signum)
+    finally:
+        held.release.set()
+    return sim, proc, path
+
+
 def test_a_new_mirror_holds_what_exists_not_what_the_journal_remembers(
     make_simulator: Callable[..., Any],
     write_config: Callable[..., Path],
@@ -165,16 +186,10 @@ def test_a_snapshot_killed_half_way_resumes_where_it_stopped(
     make_simulator: Callable[..., Any],
     write_config: Callable[..., Path],
 ) -> None:
-    sim = make_simulator(events=10_000, journal_window=2 * DAY)
-    held = HeldRequest(sim, nth_offers=250)
-    path = write_config(sim.url, extra=SNAPSHOT)
-    proc = start_backfill(path)
-    try:
-        assert held.reached.wait(timeout=60)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate()
-    finally:
-        held.release.set()
+    sim, proc, path = signal_mid_snapshot(
+        make_simulator, write_config, nth_offers=250, signum=signal.SIGKILL
+    )
+    proc.communicate()
     engine = open_mirror(path)
     try:
         progress = checkpoints.read_snapshot(engine, "dreamapply")
@@ -246,15 +261,9 @@ def test_sigterm_pauses_a_snapshot_at_a_page_and_exits_0(
     write_config: Callable[..., Path],
     capsys: Any,
 ) -> None:
-    sim = make_simulator(events=10_000, journal_window=2 * DAY)
-    held = HeldRequest(sim, nth_offers=150)
-    path = write_config(sim.url, extra=SNAPSHOT)
-    proc = start_backfill(path)
-    try:
-        assert held.reached.wait(timeout=60)
-        proc.send_signal(signal.SIGTERM)
-    finally:
-        held.release.set()
+    _, proc, path = signal_mid_snapshot(
+        make_simulator, write_config, nth_offers=150, signum=signal.SIGTERM
+    )
     _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert b'"snapshot_paused"' in stderr
