@@ -187,6 +187,29 @@ def test_second_backfill_changes_nothing(mirrored: dict[str, Any]) -> None:
     assert mirror_snapshot(mirrored["engine"]) == before
 
 
+# Libraries edsync imports only when a command needs them.
+OPTIONAL = ("rich", "alembic", "prometheus_client", "psycopg", "apscheduler")
+
+
+def test_caught_up_backfill_imports_no_optional_library(mirrored: dict[str, Any]) -> None:
+    """A timer-started run with nothing to do pays for no library it does not use."""
+    probe = (
+        "import sys\nfrom edsync.cli import main\ncode = main(sys.argv[1:])\n"
+        f"print(code, *[name for name in {OPTIONAL!r} if name in sys.modules])"
+    )
+    reply = subprocess.run(
+        [sys.executable, "-c", probe, "backfill", "-c", str(mirrored["config"])],
+        env={**os.environ, "EDSYNC_TEST_DA_KEY": DREAMAPPLY_KEY},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, *imported = reply.stdout.split()
+    assert code == "0"
+    driver = {"psycopg"} if mirrored["engine"].dialect.name == "postgresql" else set()
+    assert set(imported) == driver
+
+
 def run_until_killed(config: Path, pages_before_kill: int) -> None:
     """Start a real `edsync backfill`, SIGKILL it after it logged N committed pages."""
     env = {**os.environ, "DREAMAPPLY_API_KEY": DREAMAPPLY_KEY}
