@@ -83,7 +83,8 @@ SQLITE_PRAGMAS = (
     # Checkpoint the WAL every ~40 MB instead of every 4 MB: a backfill commits a
     # page every few milliseconds and would otherwise checkpoint on most commits.
     "wal_autocheckpoint=10000",
-    # 32 MB of page cache (the default is 2 MB): the indexes of a big mirror stay hot.
+    # 8 MB of page cache (negative: KiB; the default is 2 MB): a page's index pages
+    # stay hot. 32 MB measured no faster on a 100 000-event backfill, and costs RSS.
     "cache_size=-8192",
     "temp_store=MEMORY",
 )
