@@ -93,10 +93,6 @@ class SourceState:
     cursor: str | None = None
     lag: int | None = None
     standby: bool = False
-    # A backoff's end. Moving the job's next run time alone is not enough:
-    # APScheduler writes the interval's next run time after submitting a job,
-    # so a poll that fails fast can have its backoff overwritten.
-    not_before: dt.datetime | None = None
 
 
 class _MetricsProgress(Progress):
@@ -308,9 +304,6 @@ class Daemon:
     def poll(self, name: str) -> None:
         if self.stop.is_set() or name not in self.config.sources:
             return
-        state = self.state.get(name)
-        if state is not None and state.not_before is not None and _now() < state.not_before:
-            return  # backing off; this tick is not a poll
         with self._running_changed:
             self._running.add(name)
         try:
@@ -353,7 +346,6 @@ class Daemon:
         state = self.state.setdefault(name, SourceState())
         state.failures = 0
         state.standby = False
-        state.not_before = None
         state.cursor = result.cursor.value if result.cursor else state.cursor
         state.lag = result.lag
         self.health.succeeded(name)
@@ -391,10 +383,9 @@ class Daemon:
         interval = self.config.sources[name].interval
         delay = next_delay(exc, interval, state.failures)
         if delay > interval and not self.stop.is_set():
-            state.not_before = _now() + dt.timedelta(seconds=delay)
             job = self.scheduler.get_job(f"source:{name}")
             if job is not None:
-                job.modify(next_run_time=state.not_before)
+                job.modify(next_run_time=_now() + dt.timedelta(seconds=delay))
         log.error(
             "poll_failed",
             source=name,

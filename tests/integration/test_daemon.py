@@ -208,7 +208,9 @@ def test_metrics_move_after_a_poll_and_healthz_turns_red(
     start_daemon: Callable[..., DaemonProcess],
 ) -> None:
     sim = make_simulator(events=300)
-    extra = FAST + '[metrics]\nlisten = "127.0.0.1:0"\nunhealthy_after = "500ms"\n'
+    # A 2 s interval: after the second 401 the auth backoff holds the next
+    # poll off for 4 s, time for the scrapes below on a loaded machine too.
+    extra = 'interval = "2s"\n[metrics]\nlisten = "127.0.0.1:0"\nunhealthy_after = "500ms"\n'
     path = write_config(sim.url, extra=extra)
     daemon = start_daemon(path)
     address = daemon.wait_event("metrics_listening")["address"]
