@@ -345,8 +345,8 @@ def _import_structlog_without_rich() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    _import_structlog_without_rich()
     args = _parser().parse_args(argv)
+    _import_structlog_without_rich()  # after parsing: --help and usage errors need no logging
     try:
         try:
             code: int = args.func(args)
