@@ -8,12 +8,23 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from edsync.mirror.sql import adapt, execute
+from edsync.mirror.sql import Into, adapt, dumps, execute, insert_rows, loads
 
 _INSERT = (
     "INSERT INTO checkpoints (source, updated_at, events_total, consecutive_failures) "
     "VALUES (?, ?, 0, 0)"
 )
+
+
+_EVENT = Into(
+    "events",
+    ("source", "event_id", "position", "type", "entity", "op", "payload", "status", "applied_at"),
+)
+_NOW = "2026-01-01T00:00:00+00:00"
+
+
+def _event(event_id: str, payload: str, op: str | None = "updated") -> tuple[object, ...]:
+    return ("da", event_id, 2**62 + int(event_id), "t", "offer", op, payload, "applied", _NOW)
 
 
 @pytest.fixture
@@ -73,3 +84,45 @@ def test_a_lost_connection_says_so_and_the_next_checkout_works(engine: Engine) -
     assert lost.value.connection_invalidated
     with engine.connect() as conn:
         assert execute(conn, "SELECT pg_backend_pid()", ())[0][0] != pids[0]
+
+
+def test_insert_rows_writes_every_value_as_given_in_row_order(engine: Engine) -> None:
+    """Strings with quotes, backslashes and non-ASCII text, JSON text, NULLs,
+    64-bit integers: stored as they were, ids handed out in row order."""
+    values = [{"name": 'O\'Neil \\ "Jo" Ž 😀'}, [1, None, True], "a string"]
+    rows = [_event(str(n), dumps(v), None if n == 1 else "updated") for n, v in enumerate(values)]
+    with engine.begin() as conn:
+        insert_rows(conn, _EVENT, rows)
+    with engine.connect() as conn:
+        stored = execute(
+            conn, "SELECT event_id, position, op, payload, applied_at FROM events ORDER BY id", ()
+        )
+        assert [row[0] for row in stored] == ["0", "1", "2"]
+        assert [row[1] for row in stored] == [2**62, 2**62 + 1, 2**62 + 2]
+        assert [row[2] for row in stored] == ["updated", None, "updated"]
+        assert [loads(row[3], conn) for row in stored] == values
+        assert all(str(row[4]).startswith("2026-01-01") for row in stored)
+
+
+def test_insert_rows_applies_the_conflict_clause(engine: Engine) -> None:
+    with engine.begin() as conn:
+        insert_rows(conn, _EVENT, [_event("1", "1"), _event("2", "2")])
+        insert_rows(
+            conn,
+            _EVENT,
+            [_event("2", "20"), _event("3", "3")],
+            "ON CONFLICT (source, event_id) DO NOTHING",
+        )
+    with engine.connect() as conn:
+        stored = execute(conn, "SELECT event_id, payload FROM events ORDER BY id", ())
+        assert [(row[0], loads(row[1], conn)) for row in stored] == [("1", 1), ("2", 2), ("3", 3)]
+
+
+@pytest.mark.postgresql_only
+def test_insert_rows_refuses_a_value_too_long_rather_than_cutting_it(engine: Engine) -> None:
+    """``event_id`` is VARCHAR(200): a longer id fails the statement, as a
+    plain INSERT does; it is never stored cut short."""
+    with pytest.raises(DBAPIError, match="too long"), engine.begin() as conn:
+        insert_rows(conn, _EVENT, [_event("1", "1"), ("da", "9" * 201, *_event("2", "2")[2:])])
+    with engine.connect() as conn:
+        assert execute(conn, "SELECT count(*) FROM events", ()) == [(0,)]

@@ -20,6 +20,7 @@ from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.db import WRITE
 from edsync.mirror.sql import (
+    Into,
     adapt,
     dumps,
     execute,
@@ -426,9 +427,24 @@ class Applier:
             erase_person(conn, self.source, self.person_entity, person_id)
 
 
-_INSERT_EVENT = """
-INSERT INTO events (source, event_id, position, type, entity, entity_id, op, occurred_at,
-                    payload, status, reason, person_id, applied_at)"""
+_INSERT_EVENT = Into(
+    "events",
+    (
+        "source",
+        "event_id",
+        "position",
+        "type",
+        "entity",
+        "entity_id",
+        "op",
+        "occurred_at",
+        "payload",
+        "status",
+        "reason",
+        "person_id",
+        "applied_at",
+    ),
+)
 
 _UPDATE_EVENT = """
 UPDATE events SET type = ?, entity = ?, entity_id = ?, op = ?, occurred_at = ?, payload = ?,
@@ -436,13 +452,27 @@ UPDATE events SET type = ?, entity = ?, entity_id = ?, op = ?, occurred_at = ?, 
 WHERE source = ? AND event_id = ?
 """
 
-_INSERT_SIGNAL = """
-INSERT INTO signals (id, rule, source, event_id, entity, entity_id, occurred_at, data,
-                     person_id, created_at)"""
+_INSERT_SIGNAL = Into(
+    "signals",
+    (
+        "id",
+        "rule",
+        "source",
+        "event_id",
+        "entity",
+        "entity_id",
+        "occurred_at",
+        "data",
+        "person_id",
+        "created_at",
+    ),
+)
 
 _SIGNAL_ONCE = "ON CONFLICT (rule, source, event_id) DO NOTHING"
 
-_INSERT_DELIVERY = "INSERT INTO deliveries (signal_id, sink, status, attempts, next_attempt_at)"
+_INSERT_DELIVERY = Into(
+    "deliveries", ("signal_id", "sink", "status", "attempts", "next_attempt_at")
+)
 _DELIVERY_ONCE = "ON CONFLICT (signal_id, sink) DO NOTHING"
 
 # What a forgotten person's signal keeps: which rule fired on which record.
@@ -482,9 +512,20 @@ def signal_data(rule: Rule, source: str, change: Change) -> dict[str, Any]:
     }
 
 
-_INSERT_RECORD = """
-INSERT INTO records (source, entity, entity_id, data, deleted, version, last_event_id,
-                     person_id, first_seen_at, changed_at, synced_at)"""
+_RECORD_ROW = (
+    "source",
+    "entity",
+    "entity_id",
+    "data",
+    "deleted",
+    "version",
+    "last_event_id",
+    "person_id",
+    "first_seen_at",
+    "changed_at",
+    "synced_at",
+)
+_INSERT_RECORD = Into("records", _RECORD_ROW)
 
 _ON_RECORD_CONFLICT = """
 ON CONFLICT (source, entity, entity_id) DO UPDATE SET
@@ -501,9 +542,7 @@ WHERE records.version < excluded.version
 
 SNAPSHOT_EVENT = "snapshot"  # last_event_id of a record a snapshot wrote
 
-_INSERT_SNAPSHOT = """
-INSERT INTO records (source, entity, entity_id, data, deleted, version, last_event_id,
-                     person_id, first_seen_at, changed_at, synced_at, snapshot_id)"""
+_INSERT_SNAPSHOT = Into("records", (*_RECORD_ROW, "snapshot_id"))
 
 _ON_SNAPSHOT_CONFLICT = """
 ON CONFLICT (source, entity, entity_id) DO UPDATE SET

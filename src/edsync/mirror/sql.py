@@ -8,12 +8,14 @@ the same ``ON CONFLICT`` dialect.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect, String
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import TypeEngine
 
 
 @lru_cache(maxsize=256)
@@ -90,36 +92,74 @@ MAX_PARAMETERS = 30_000
 """Bound parameters per multi-row statement: under SQLite's limit of 32 766."""
 
 
+@dataclass(frozen=True, slots=True)
+class Into:
+    """Where a batched insert goes: a table, and the columns each row fills, in order."""
+
+    table: str
+    columns: tuple[str, ...]
+
+    @property
+    def head(self) -> str:
+        return f"INSERT INTO {self.table} ({', '.join(self.columns)})"
+
+
 @lru_cache(maxsize=64)
-def _values_statement(head: str, tail: str, width: int, rows: int, paramstyle: str) -> str:
-    group = f"({placeholders(width)})"
-    return _convert(f"{head} VALUES {','.join([group] * rows)} {tail}", paramstyle)
+def _values_statement(into: Into, tail: str, rows: int, paramstyle: str) -> str:
+    group = f"({placeholders(len(into.columns))})"
+    return _convert(f"{into.head} VALUES {','.join([group] * rows)} {tail}", paramstyle)
+
+
+@lru_cache(maxsize=64)
+def _json_rows_statement(into: Into, tail: str, dialect: Dialect) -> str:
+    from edsync.mirror.schema import metadata
+
+    table = metadata.tables[into.table]
+    values = ", ".join(
+        f"(row->>{index})::{_cast(table.c[name].type, dialect)}"
+        for index, name in enumerate(into.columns)
+    )
+    return _convert(
+        f"{into.head} SELECT {values} FROM jsonb_array_elements(?::jsonb) "
+        f"WITH ORDINALITY AS page(row, n) ORDER BY n {tail}",
+        dialect.paramstyle,
+    )
+
+
+def _cast(column_type: TypeEngine[Any], dialect: Dialect) -> str:
+    # Text, never VARCHAR(n): a cast to VARCHAR(n) truncates silently, where
+    # storing into the column refuses a value too long, as executemany did.
+    if isinstance(column_type, String):
+        return "text"
+    return str(column_type.compile(dialect=dialect))
 
 
 def insert_rows(
-    conn: Connection, head: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
+    conn: Connection, into: Into, rows: Sequence[tuple[Any, ...]], tail: str = ""
 ) -> None:
-    """``head VALUES (…) tail`` for every row: batched for the driver at hand.
+    """Insert ``rows`` into ``into`` (then ``tail``, e.g. ``ON CONFLICT``) in a
+    few statements, however many rows.
 
-    On SQLite, multi-row statements: one step into the database (and one
-    release of the GIL) where ``executemany`` takes one per row. On
-    PostgreSQL, psycopg's ``executemany``: one prepared statement, pipelined,
-    where a fresh 10 000-parameter statement would be parsed and planned for
-    every page. The rows must not conflict with each other: an upsert may
-    touch a key only once.
+    On SQLite, multi-row ``VALUES`` statements: one step into the database
+    (and one release of the GIL) where ``executemany`` takes one per row. On
+    PostgreSQL, one statement with one parameter: the rows as a JSON array
+    (orjson writes it in C), cast column by column on the server. psycopg's
+    ``executemany`` binds, sends and reads back each row in Python, and its
+    array parameters escape every string in Python: both cost several times
+    the client CPU per row. The rows must not conflict with each other: an
+    upsert may touch a key only once.
     """
     if not rows:
         return
-    width = len(rows[0])
     if conn.dialect.name != "sqlite":
-        statement = _values_statement(head, tail, width, 1, conn.dialect.paramstyle)
-        execute(conn, statement, rows, many=True)
+        statement = _json_rows_statement(into, tail, conn.dialect)
+        execute(conn, statement, (orjson.dumps(rows).decode(),))
         return
-    step = max(1, MAX_PARAMETERS // width)
+    step = max(1, MAX_PARAMETERS // len(into.columns))
     paramstyle = conn.dialect.paramstyle
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
-        statement = _values_statement(head, tail, width, len(chunk), paramstyle)
+        statement = _values_statement(into, tail, len(chunk), paramstyle)
         execute(conn, statement, [value for row in chunk for value in row])
 
 
