@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
-from edsync.mirror.apply import Applier
+from edsync.mirror.apply import NUL_REASON, Applier
 from edsync.mirror.sql import adapt
 from edsync.normalize import Change, Cursor, CursorRegressionError, Op
 from tests.conftest import json_value, mirror_snapshot
@@ -148,6 +148,27 @@ def test_unknown_and_quarantined_events_reach_the_ledger_only(
     assert rows[0][:4] == ("1", "unknown", "applied", "unknown event name")
     assert rows[1][2:4] == ("quarantined", "event has no `event` name")
     assert json_value(engine.dialect.name, rows[1][4]) == "raw"
+
+
+def test_an_event_holding_nul_is_quarantined_with_its_payload_kept(
+    applier: Applier, engine: Engine
+) -> None:
+    """PostgreSQL cannot store U+0000: the event must not fail its page (and
+    stop the source) but reach the ledger quarantined, on both backends."""
+    nul = change(1, entity_id="9", data={"name": "a\x00b"}, payload={"name": "a\x00b"})
+    literal = change(2, payload={"note": "C:\\u0000"})  # the text of an escape, no NUL
+    result = applier.apply([nul, literal], cursor(2))
+    assert (result.applied, result.quarantined) == (1, 1)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT status, reason, payload FROM events ORDER BY position"
+        ).all()
+        records = conn.exec_driver_sql("SELECT entity_id FROM records").scalars().all()
+    assert rows[0][:2] == ("quarantined", NUL_REASON)
+    assert json_value(engine.dialect.name, rows[0][2]) == {"name": "a\ufffdb"}
+    assert rows[1][0] == "applied"
+    assert json_value(engine.dialect.name, rows[1][2]) == {"note": "C:\\u0000"}
+    assert records == ["1"]
 
 
 def test_forgotten_person_is_scrubbed_from_records_and_ledger(

@@ -111,6 +111,49 @@ def next_state(prev: RecordState | None, change: Change, *, is_person: bool = Fa
     return state
 
 
+_NUL_ESCAPE = "\\u0000"  # how orjson writes U+0000 inside a JSON string
+NUL_REASON = (
+    "holds U+0000 (NUL), which PostgreSQL cannot store in text or JSON; "
+    "its payload keeps U+FFFD in its place"
+)
+
+
+def without_nul(change: Change) -> Change:
+    """``change`` quarantined, with U+FFFD for U+0000 in every string, if any
+    string of it holds U+0000; otherwise ``change`` itself.
+
+    PostgreSQL refuses U+0000 in text and JSONB, so such an event would fail
+    its page on every attempt and stop the source. It reaches the ledger
+    quarantined instead, on every backend alike, and its record is left as
+    it was.
+    """
+    # Not the event id: it is the ledger's key, and must match the next fetch's.
+    fields = (change.type, change.entity_id, change.person_id)
+    payload = _replace_nul(change.payload)
+    if payload == change.payload and not any(f is not None and "\x00" in f for f in fields):
+        return change  # the escape was text, e.g. a literal backslash before "u0000"
+    type_, entity_id, person_id = (_replace_nul(f) for f in fields)
+    return replace(
+        change,
+        type=type_,
+        entity_id=entity_id,
+        person_id=person_id,
+        payload=payload,
+        data=None,
+        invalid=change.invalid or NUL_REASON,
+    )
+
+
+def _replace_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_replace_nul(key): _replace_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_nul(item) for item in value]
+    return value
+
+
 def scrubbed_record(data: dict[str, Any], *, is_person: bool) -> dict[str, Any]:
     """A record of a forgotten person: ids and links only. Records *about* them
     (offers, applications) keep their status, which says nothing without a name."""
@@ -312,6 +355,10 @@ class Applier:
         return states
 
     def _fold_one(self, fold: _Fold, change: Change, now: str) -> None:
+        payload_json = dumps(change.payload)
+        if _NUL_ESCAPE in payload_json:  # rare: the exact check only then
+            change = without_nul(change)
+            payload_json = dumps(change.payload)
         status, reason = APPLIED, None
         if change.invalid is not None:
             status, reason = QUARANTINED, change.invalid
@@ -333,10 +380,9 @@ class Applier:
                 if change.op == "forgotten" and change.entity == self.person_entity:
                     fold.forgotten.add(change.entity_id)  # type: ignore[arg-type]
         fold.counts[status] += 1
-        payload = change.payload
         forgotten = self._person_forgotten(fold, change.person_id)
         if forgotten:
-            payload = scrub(payload)
+            payload_json = dumps(scrub(change.payload))
         if status == APPLIED and self.rules:
             self._raise_signals(fold, change, now, forgotten=forgotten)
         fold.event_rows.append(
@@ -349,7 +395,7 @@ class Applier:
                 change.entity_id,
                 change.op,
                 change.occurred_at,
-                dumps(payload),
+                payload_json,
                 status,
                 reason,
                 change.person_id,
