@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from structlog.testing import capture_logs
 
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import NUL_REASON, Applier
 from edsync.mirror.sql import adapt
 from edsync.normalize import Change, Cursor, CursorRegressionError, Op
+from edsync.sources.base import SnapshotObject, SnapshotPage
 from tests.conftest import json_value, mirror_snapshot
 
 SOURCE = "da"
@@ -169,6 +171,35 @@ def test_an_event_holding_nul_is_quarantined_with_its_payload_kept(
     assert rows[1][0] == "applied"
     assert json_value(engine.dialect.name, rows[1][2]) == {"note": "C:\\u0000"}
     assert records == ["1"]
+
+
+def test_a_snapshot_object_holding_nul_is_kept_with_a_replacement_and_a_warning(
+    applier: Applier, engine: Engine
+) -> None:
+    """A snapshot object has no quarantine: failing its page would stop the
+    source, and leaving it out would mark its record deleted at the end."""
+    page = SnapshotPage(
+        "applicant",
+        [
+            SnapshotObject("7", {"name": "a\x00b", "tags": ["\x00"]}, "7"),
+            SnapshotObject("8", {"note": "C:\\u0000"}, "8"),  # the text of an escape
+        ],
+    )
+    progress = checkpoints.SnapshotProgress("s1", "bootstrap", "5", 5)
+    with capture_logs() as logs:
+        assert applier.apply_snapshot(page, progress) == 2
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT entity_id, data, deleted FROM records ORDER BY entity_id"
+        ).all()
+    name = engine.dialect.name
+    assert [(r[0], json_value(name, r[1]), bool(r[2])) for r in rows] == [
+        ("7", {"name": "a\ufffdb", "tags": ["\ufffd"]}, False),
+        ("8", {"note": "C:\\u0000"}, False),
+    ]
+    assert [(e["event"], e["entity_id"], e["reason"]) for e in logs] == [
+        ("snapshot_object_repaired", "7", NUL_REASON)
+    ]
 
 
 def test_forgotten_person_is_scrubbed_from_records_and_ledger(

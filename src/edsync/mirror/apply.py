@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, Engine
 
 from edsync.errors import RetriableError
@@ -31,7 +32,9 @@ from edsync.mirror.sql import (
 )
 from edsync.normalize import Change, Cursor, advance, scrub
 from edsync.rules import Rule, signal_id
-from edsync.sources.base import SnapshotPage
+from edsync.sources.base import SnapshotObject, SnapshotPage
+
+log = structlog.get_logger("edsync.mirror")
 
 APPLIED = "applied"
 STALE = "stale"
@@ -128,11 +131,10 @@ def without_nul(change: Change) -> Change:
     it was.
     """
     # Not the event id: it is the ledger's key, and must match the next fetch's.
-    fields = (change.type, change.entity_id, change.person_id)
-    payload = _replace_nul(change.payload)
-    if payload == change.payload and not any(f is not None and "\x00" in f for f in fields):
-        return change  # the escape was text, e.g. a literal backslash before "u0000"
-    type_, entity_id, person_id = (_replace_nul(f) for f in fields)
+    repair = _nul_repair(change.payload, (change.type, change.entity_id, change.person_id))
+    if repair is None:
+        return change
+    payload, (type_, entity_id, person_id) = repair
     return replace(
         change,
         type=type_,
@@ -142,6 +144,15 @@ def without_nul(change: Change) -> Change:
         data=None,
         invalid=change.invalid or NUL_REASON,
     )
+
+
+def _nul_repair(value: Any, fields: tuple[str | None, ...]) -> tuple[Any, tuple[Any, ...]] | None:
+    """``value`` and ``fields`` with U+FFFD for U+0000, or None if none holds U+0000
+    (a JSON text can hold the escape as text: a literal backslash before "u0000")."""
+    repaired = _replace_nul(value)
+    if repaired == value and not any(f is not None and "\x00" in f for f in fields):
+        return None
+    return repaired, tuple(_replace_nul(f) for f in fields)
 
 
 def _replace_nul(value: Any) -> Any:
@@ -209,12 +220,13 @@ class Applier:
         tombstones (a forgotten person's data is erased)."""
         now = checkpoints.now_iso()
         version = progress.cursor.position
+        objects = [self._nul_free(page.entity, obj) for obj in page.objects]
         rows = [
             (
                 self.source,
                 page.entity,
                 obj.entity_id,
-                dumps(obj.data),
+                data,
                 page.deleted,
                 version,
                 SNAPSHOT_EVENT,
@@ -224,18 +236,44 @@ class Applier:
                 now,
                 progress.id,
             )
-            for obj in page.objects
+            for obj, data in objects
         ]
         with self._transaction() as conn:
             if page.deleted:
                 insert_rows(conn, _INSERT_SNAPSHOT, rows, _ON_PURGED_CONFLICT)
-                for obj in page.objects:
+                for obj, _ in objects:
                     if obj.data.get("forgotten") and page.entity == self.person_entity:
                         erase_person(conn, self.source, self.person_entity, obj.entity_id)
             else:
                 insert_rows(conn, _INSERT_SNAPSHOT, rows, _ON_SNAPSHOT_CONFLICT)
             checkpoints.write_snapshot(conn, self.source, progress)
         return 0 if page.deleted else len(rows)
+
+    def _nul_free(self, entity: str, obj: SnapshotObject) -> tuple[SnapshotObject, str]:
+        """``obj`` and its data's JSON, with U+FFFD for U+0000 in every string.
+
+        PostgreSQL cannot store U+0000, and a snapshot object has no quarantine:
+        failing the page would stop the source for good, and leaving the object
+        out would mark its record deleted when the snapshot ends. So it is kept
+        with the one character PostgreSQL refuses replaced, on every backend
+        alike, and a warning names it.
+        """
+        data = dumps(obj.data)
+        fields = (obj.entity_id, obj.person_id)
+        if _NUL_ESCAPE not in data and not any(f is not None and "\x00" in f for f in fields):
+            return obj, data  # the common case: one substring test
+        repair = _nul_repair(obj.data, fields)
+        if repair is None:
+            return obj, data
+        repaired, (entity_id, person_id) = repair
+        log.warning(
+            "snapshot_object_repaired",
+            source=self.source,
+            entity=entity,
+            entity_id=entity_id,
+            reason=NUL_REASON,
+        )
+        return SnapshotObject(entity_id, repaired, person_id), dumps(repaired)
 
     def finish_snapshot(self, entities: Sequence[str], snapshot_id: str, cursor: Cursor) -> int:
         """Mark deleted what the snapshot lacked and resume at ``cursor``, atomically."""
