@@ -48,12 +48,15 @@ class Progress:
 @dataclass(slots=True)
 class Stages:
     """Seconds spent in each stage of a drain. Fetch and parse run in the
-    prefetch thread while pages are applied, so they overlap the rest."""
+    prefetch thread while pages are applied, so they overlap the rest. The
+    apply is the fold (Python, per event) and the SQL: the page's reads, its
+    statements with the record rows they are built from, and the commit."""
 
     fetch: float = 0.0
     parse: float = 0.0
     normalize: float = 0.0
     apply: float = 0.0
+    fold: float = 0.0
 
     def per_event(self, events: int) -> dict[str, float]:
         """Microseconds per event by stage: the benchmark's breakdown."""
@@ -63,6 +66,8 @@ class Stages:
             "parse": round(self.parse * scale, 2),
             "normalize": round(self.normalize * scale, 2),
             "apply": round(self.apply * scale, 2),
+            "fold": round(self.fold * scale, 2),
+            "sql": round((self.apply - self.fold) * scale, 2),
         }
 
 
@@ -308,6 +313,7 @@ class _Run:
             applied = self.applier.apply(changes, cursor, known=known)
         seconds = clock() - normalized
         stages.apply += seconds
+        stages.fold += applied.fold_seconds
         # A page of replayed events makes the next one likely replayed too.
         self.replaying = applied.duplicates > 0
         self.result.add(applied)

@@ -59,3 +59,20 @@ def test_a_replay_after_reset_changes_nothing_and_skips_every_event(
     assert replay.received == replay.duplicates == 2000
     assert replay.applied == 0
     assert mirror_digest(engine) == before
+
+
+def test_a_drain_breaks_its_time_down_by_stage(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    make_engine: Callable[..., Engine],
+) -> None:
+    """The benchmark's breakdown: the apply splits into the fold and the SQL."""
+    sim = make_simulator(events=500)
+    result = backfill(write_config(sim.url, extra=EXPAND), make_engine(), prefetch=2)
+    stages = result.stages
+    assert result.received == 500
+    assert min(stages.fetch, stages.parse, stages.normalize, stages.fold) > 0
+    assert 0 < stages.fold < stages.apply
+    per_event = stages.per_event(result.received)
+    assert list(per_event) == ["fetch", "parse", "normalize", "apply", "fold", "sql"]
+    assert per_event["sql"] == round((stages.apply - stages.fold) * 1e6 / 500, 2)
