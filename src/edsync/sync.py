@@ -49,8 +49,8 @@ class Progress:
 class Stages:
     """Seconds spent in each stage of a drain. Fetch and parse run in the
     prefetch thread while pages are applied, so they overlap the rest. The
-    apply is the fold (Python, per event) and the SQL: the page's reads, its
-    statements with the record rows they are built from, and the commit."""
+    apply is the fold (Python, per event) and the SQL: the page's reads, the
+    building of its records' rows, its statements and its commit."""
 
     fetch: float = 0.0
     parse: float = 0.0
