@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -171,6 +172,25 @@ def test_an_event_holding_nul_is_quarantined_with_its_payload_kept(
     assert rows[1][0] == "applied"
     assert json_value(engine.dialect.name, rows[1][2]) == {"note": "C:\\u0000"}
     assert records == ["1"]
+
+
+def test_over_long_ids_from_a_feed_are_stored_whole_on_every_backend(
+    applier: Applier, engine: Engine
+) -> None:
+    """PostgreSQL enforces a VARCHAR's length: a feed's over-long id or kind
+    must not fail its page (and stop the source) where SQLite keeps it."""
+    long_id, kind = "i" * 300, "k" * 150
+    event = replace(change(1, kind, long_id, person=long_id), event_id="e" * 300)
+    assert applier.apply([event], cursor(1)).applied == 1
+    with engine.connect() as conn:
+        ledger = conn.exec_driver_sql(
+            "SELECT event_id, entity, entity_id, person_id FROM events"
+        ).one()
+        stored = conn.exec_driver_sql(
+            "SELECT entity, entity_id, last_event_id, person_id FROM records"
+        ).one()
+    assert tuple(ledger) == ("e" * 300, kind, long_id, long_id)
+    assert tuple(stored) == (kind, long_id, "e" * 300, long_id)
 
 
 def test_a_snapshot_object_holding_nul_is_kept_with_a_replacement_and_a_warning(

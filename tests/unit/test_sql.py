@@ -120,9 +120,9 @@ def test_insert_rows_applies_the_conflict_clause(engine: Engine) -> None:
 
 @pytest.mark.postgresql_only
 def test_insert_rows_refuses_a_value_too_long_rather_than_cutting_it(engine: Engine) -> None:
-    """``event_id`` is VARCHAR(200): a longer id fails the statement, as a
+    """``source`` is VARCHAR(100): a longer name fails the statement, as a
     plain INSERT does; it is never stored cut short."""
     with pytest.raises(DBAPIError, match="too long"), engine.begin() as conn:
-        insert_rows(conn, _EVENT, [_event("1", "1"), ("da", "9" * 201, *_event("2", "2")[2:])])
+        insert_rows(conn, _EVENT, [_event("1", "1"), ("s" * 101, *_event("2", "2")[1:])])
     with engine.connect() as conn:
         assert execute(conn, "SELECT count(*) FROM events", ()) == [(0,)]

@@ -28,18 +28,23 @@ metadata = MetaData()
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 Timestamp = DateTime(timezone=True).with_variant(Text(), "sqlite")
+# Ids and kinds the feeds choose are text on PostgreSQL: it enforces a VARCHAR's
+# length, so one over-long value would fail its page on every attempt and stop
+# the source, where SQLite keeps it whatever the declared length.
+FeedId = String(200).with_variant(Text(), "postgresql")
+FeedName = String(100).with_variant(Text(), "postgresql")
 
 records = Table(
     "records",
     metadata,
     Column("source", String(100), primary_key=True),
-    Column("entity", String(100), primary_key=True),
-    Column("entity_id", String(200), primary_key=True),
+    Column("entity", FeedName, primary_key=True),
+    Column("entity_id", FeedId, primary_key=True),
     Column("data", Json, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("version", BigInteger, nullable=False),
-    Column("last_event_id", String(200), nullable=False),
-    Column("person_id", String(200)),
+    Column("last_event_id", FeedId, nullable=False),
+    Column("person_id", FeedId),
     Column("first_seen_at", Timestamp, nullable=False),
     Column("changed_at", Timestamp),
     Column("synced_at", Timestamp, nullable=False),
@@ -60,17 +65,17 @@ events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source", String(100), nullable=False),
-    Column("event_id", String(200), nullable=False),
+    Column("event_id", FeedId, nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("type", Text, nullable=False),
-    Column("entity", String(100), nullable=False),
-    Column("entity_id", String(200)),
+    Column("entity", FeedName, nullable=False),
+    Column("entity_id", FeedId),
     Column("op", String(20)),
     Column("occurred_at", Timestamp),
     Column("payload", Json, nullable=False),
     Column("status", String(20), nullable=False),
     Column("reason", Text),
-    Column("person_id", String(200)),
+    Column("person_id", FeedId),
     Column("applied_at", Timestamp, nullable=False),
     UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
     Index("ix_events_person", "source", "person_id"),
@@ -106,12 +111,12 @@ signals = Table(
     Column("id", String(64), primary_key=True),
     Column("rule", String(200), nullable=False),
     Column("source", String(100), nullable=False),
-    Column("event_id", String(200), nullable=False),
-    Column("entity", String(100), nullable=False),
-    Column("entity_id", String(200)),
+    Column("event_id", FeedId, nullable=False),
+    Column("entity", FeedName, nullable=False),
+    Column("entity_id", FeedId),
     Column("occurred_at", Timestamp),
     Column("data", Json, nullable=False),
-    Column("person_id", String(200)),
+    Column("person_id", FeedId),
     Column("created_at", Timestamp, nullable=False),
     UniqueConstraint("rule", "source", "event_id", name="uq_signals_rule_source_event"),
 )
