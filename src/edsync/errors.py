@@ -146,7 +146,7 @@ def edlink_error(
     if found & EDLINK_STATE_CODES:
         return IntegrationStateError(
             f"{what}: the Edlink integration cannot be read now ({detail}); "
-            "it must be active or paused upstream, edsync tries again next interval"
+            "edsync tries again next interval"
         )
     if found & EDLINK_TRANSIENT_CODES or status in (408, 425, 429) or status >= 500:
         wait = parse_retry_after(retry_after) if status in (429, 503) else None
