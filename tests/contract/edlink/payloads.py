@@ -12,7 +12,10 @@ Sources, at the commits read (2026-12):
   (``shared/seeds/edlink-event.txt``), ``"type": "organization.created"``.
 
 The docs' examples use the all-zero UUID everywhere; the ids here are distinct
-so that one mirror can hold every object. Everything else is as documented.
+so that one mirror can hold every object. Otherwise the values are the docs'
+own, except where a comment says so (a picture URL, one enrollment's role).
+Where the docs and the SDK disagree the docs win and the comment says what
+the SDK has instead (District/School ``location`` vs the SDK's ``address``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ REQUEST_ID = "1d0c2f1e-6b9a-4f4e-9a51-0d7c1b3e2aff"
 OBJECTS: dict[str, Json] = {
     # docs models/external/district.md JSON example (`location`, as the docs and
     # their sample responses say; the SDK's District calls it `address`), plus
-    # `identifiers` (docs table) and `picture_url` (SDK district.ts).
+    # `identifiers` (docs table) and `picture_url` (SDK district.ts). The
+    # example's `"location": {}` is null here (SDK: `Address | null`).
     "district": {
         "id": DISTRICT_ID,
         "created_date": "2021-07-05T20:32:40.454Z",
@@ -53,8 +57,9 @@ OBJECTS: dict[str, Json] = {
         "properties": {},
         "identifiers": [],
     },
-    # docs models/external/school.md JSON example, plus `identifiers` (docs
-    # table), `picture_url` and `product_ids` (SDK school.ts).
+    # docs models/external/school.md JSON example (`location`; SDK: `address`),
+    # plus `identifiers` (docs table), `picture_url` and `product_ids` (SDK school.ts).
+    # The examples' `"location": {}` is null here: no address known.
     "school": {
         "id": SCHOOL_ID,
         "created_date": "2021-07-05T20:32:40.454Z",
@@ -111,7 +116,7 @@ OBJECTS: dict[str, Json] = {
         "middle_name": "Oscar",
         "last_name": "Bluth",
         "display_name": "Gob Bluth",
-        "picture_url": "https://example.com/gob.jpg",
+        "picture_url": "https://example.com/gob.jpg",  # the docs link a real image
         "roles": ["student"],
         "email": "gob.bluth@example.com",
         "phone": "12345556789",
