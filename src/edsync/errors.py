@@ -89,3 +89,70 @@ def error_for_status(
         wait = parse_retry_after(retry_after) if status in (429, 503) else None
         return RetriableError(f"{target}: HTTP {status}{suffix}", retry_after=wait)
     return FatalError(f"{target}: HTTP {status}{suffix}")
+
+
+class IntegrationStateError(FatalError):
+    """Edlink's ``INVALID_INTEGRATION_STATE``: the integration cannot be read now
+    (disabled, not yet approved or started). A human acts upstream; it is not a
+    gap, so nothing is resynced: the source fails this poll and the daemon tries
+    again on its next interval."""
+
+
+# Edlink answers most refusals with HTTP 400 and says why in ``$errors[].code``
+# (edlink/docs api/v2.0/responses/errors.md). The token's, and the person's it
+# acts for: no retry or resync can fix these, a new token or a sharing change can.
+EDLINK_CREDENTIAL_CODES = frozenset(
+    {
+        "INVALID_TOKEN",
+        "EXPIRED_TOKEN",
+        "UNAUTHORIZED",  # not in the vendor's list, named by SPEC 2.2
+        "UNSHARED_TOKEN",
+        "INVALID_PROVIDER_TOKEN",
+        "NO_PERMISSION",
+    }
+)
+EDLINK_STATE_CODES = frozenset({"INVALID_INTEGRATION_STATE"})
+# "The server encountered an unexpected condition": Edlink's 5xx spelled as a 400.
+EDLINK_TRANSIENT_CODES = frozenset({"UNKNOWN", "INTERNAL"})
+
+
+def edlink_error(
+    status: int,
+    codes: tuple[str, ...],
+    *,
+    source: str,
+    token_env: str,
+    detail: str,
+    stream: bool = False,
+    after: str | None = None,
+    retry_after: str | None = None,
+) -> EdsyncError | None:
+    """The one place where an Edlink refusal (status + codes) becomes edsync's error.
+
+    ``stream``: the request reads the event stream (after the id ``after``), so
+    a refusal that is neither the token's nor the integration's means that id
+    is no longer served: a gap (SPEC 2.2). On a list endpoint it is a plain
+    failure. ``detail`` is the ``$errors`` as one line, already scrubbed.
+    """
+    if status < 400:
+        return None
+    found = set(codes)
+    what = f"source {source!r}"
+    if found & EDLINK_CREDENTIAL_CODES or status in (401, 403):
+        return AuthError(
+            f"{what}: Edlink refused the token in ${token_env} ({detail}); "
+            f"set {token_env} to a valid integration access token"
+        )
+    if found & EDLINK_STATE_CODES:
+        return IntegrationStateError(
+            f"{what}: the Edlink integration cannot be read now ({detail}); "
+            "edsync tries again next interval"
+        )
+    if found & EDLINK_TRANSIENT_CODES or status in (408, 425, 429) or status >= 500:
+        wait = parse_retry_after(retry_after) if status in (429, 503) else None
+        return RetriableError(f"{what}: Edlink failed ({detail})", retry_after=wait)
+    if stream:
+        return GapError(
+            f"{what}: Edlink refused the cursor {after!r} ({detail}); events may have been missed"
+        )
+    return FatalError(f"{what}: Edlink refused the request ({detail})")

@@ -703,7 +703,9 @@ def test_secrets_never_appear_in_output_status_or_the_mirror(
     assert run("status", "status", "-c", str(path), "--json") == 0
     status = orjson.loads(outputs[-2][1])
     assert "HTTP 503" in status["sources"][0]["last_error"]
-    assert "HTTP 401" in status["sources"][1]["last_error"]
+    # Edlink refuses a wrong token with 400 INVALID_TOKEN (api/v2.0/responses/errors.md).
+    assert "400 INVALID_TOKEN" in status["sources"][1]["last_error"]
+    assert "EDLINK_TOKEN" in status["sources"][1]["last_error"]
 
     bad = harness.tmp_path / "bad.toml"
     bad.write_text(path.read_text().replace(f"page_size = {PAGE}", "page_size = 0", 1))

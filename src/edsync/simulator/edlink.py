@@ -4,7 +4,11 @@ Behaviour follows Edlink's documentation and SPEC 2.2, including the parts a
 consumer gets wrong: ``$next`` embeds a cursor that expires two hours after it
 was issued; events older than 30 days are gone, and ``$after`` naming one of
 them (or an id never seen) fails with ``INVALID_CURSOR`` rather than silently
-starting somewhere else. Errors come as ``{"$errors": [{"code", "message"}]}``.
+starting somewhere else. Errors come as ``{"$errors": [{"code", "message"}]}``,
+with HTTP 400 as Edlink sends them (api/v2.0/responses/errors.md): a wrong or
+missing token is ``INVALID_TOKEN``, an expired one ``EXPIRED_TOKEN``, an
+integration that cannot be read (disabled, not yet started)
+``INVALID_INTEGRATION_STATE``. ``Integration`` lets a test cause each mid-run.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "MAX_FIRST",
     "Cursors",
     "EdlinkError",
+    "Integration",
     "authorized",
     "edlink_error",
     "edlink_routes",
@@ -88,6 +93,58 @@ def authorized(headers: Mapping[str, str], token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(
         credential.strip().encode(), token.encode()
     )
+
+
+# Edlink's IntegrationState (api/v2.0/models/internal/enums/integration-state.md).
+# The API answers under "active" and "paused" ("Users can still make API
+# requests"); errors.md: "You must set the integration to `active` or `paused`".
+INTEGRATION_STATES = frozenset(
+    {"requested", "inactive", "scheduled", "active", "disabled", "paused", "error", "pending"}
+)
+READABLE_STATES = frozenset({"active", "paused"})
+
+
+class Integration:
+    """The integration behind the access token, as a test may change it mid-run:
+    ``token`` (another value makes the client's ``INVALID_TOKEN``),
+    ``token_expired`` (``EXPIRED_TOKEN``), ``state`` (one of Edlink's
+    IntegrationState values; any but active/paused: ``INVALID_INTEGRATION_STATE``).
+    Plain attributes: the serving thread reads them on each request."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.token_expired = False
+        self._state = "active"
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if value not in INTEGRATION_STATES:
+            raise ValueError(f"not an Edlink integration state: {value!r}")
+        self._state = value
+
+    def refusal(self, headers: Mapping[str, str]) -> EdlinkError | None:
+        """Why Edlink would refuse a request with these headers, if it would."""
+        if not authorized(headers, self.token):
+            return EdlinkError(
+                400,
+                "INVALID_TOKEN",
+                "You must supply a valid access token to access this endpoint.",
+            )
+        if self.token_expired:
+            return EdlinkError(
+                400, "EXPIRED_TOKEN", "The token you provided, while valid once, is now expired."
+            )
+        if self._state not in READABLE_STATES:
+            return EdlinkError(
+                400,
+                "INVALID_INTEGRATION_STATE",
+                f"The integration is {self._state}: it must be active or paused.",
+            )
+        return None
 
 
 # -- cursors ------------------------------------------------------------------
@@ -189,7 +246,7 @@ _KIND_FIELDS: Mapping[str, Mapping[str, str]] = {
         "start_date": _DATE,
         "end_date": _DATE,
     },
-    "agent": dict.fromkeys(("relation", "observer_id", "target_id"), _STRING),
+    "agent": dict.fromkeys(("relationship", "observer_id", "target_id"), _STRING),
 }
 _COMPARE: Mapping[str, Callable[[int, int], bool]] = {
     "equals": operator.eq,
@@ -228,8 +285,15 @@ def _date_test(field: str, op: str, value: object) -> Predicate:
 
 
 def _string_list(field: str, op: str, value: object) -> frozenset[str]:
+    """``in`` / ``not in`` take one comma-separated string (guides/v2.0/
+    filtering-results.md: ``"a,set,of,comma,separated,values"``). A JSON list of
+    strings is accepted too: the guide is silent on it, and refusing costs more."""
+    if isinstance(value, str):
+        return frozenset(value.split(","))
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _bad_request(f"$filter: {field} {op} needs a list of strings, got {value!r}")
+        raise _bad_request(
+            f"$filter: {field} {op} needs comma-separated values in a string, got {value!r}"
+        )
     return frozenset(value)
 
 
@@ -403,16 +467,16 @@ def handle_list(context: _Context, request: Request) -> bytes:
 
 def _serve(
     context: _Context,
-    token: str,
+    integration: Integration,
     handler: Callable[[_Context, Request], bytes],
     request: Request,
 ) -> Response:
     if request.method not in ("GET", "HEAD"):
         message = f"{request.method} is not allowed here"
         return edlink_error(405, "METHOD_NOT_ALLOWED", message, {"Allow": "GET, HEAD"})
-    if not authorized(request.headers, token):
-        message = "missing or wrong token: send Authorization: Bearer <token>"
-        return edlink_error(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
+    refused = integration.refusal(request.headers)
+    if refused is not None:
+        return refused.response()
     try:
         body = handler(context, request)
     except EdlinkError as exc:
@@ -422,7 +486,7 @@ def _serve(
 
 def edlink_routes(
     graph: EdlinkGraph,
-    token: str,
+    integration: Integration,
     *,
     base_url: Callable[[], str],
     before: Callable[[], None] | None = None,
@@ -430,14 +494,15 @@ def edlink_routes(
     """The ``edlink-events`` and ``edlink-graph`` routes. ``base_url`` serves ``$next`` when
     a request has no Host header; ``before`` runs first on each request (growth)."""
     # Derived, not random: the same simulator setup issues the same cursors.
-    secret = hashlib.sha256(b"edsync-simulator-edlink-cursor:" + token.encode()).digest()
+    seed = integration.token.encode()
+    secret = hashlib.sha256(b"edsync-simulator-edlink-cursor:" + seed).digest()
     context = _Context(graph, Cursors(secret), base_url)
 
     def route(handler: Callable[[_Context, Request], bytes]) -> Callable[[Request], Response]:
         def serve(request: Request) -> Response:
             if before is not None:
                 before()
-            return _serve(context, token, handler, request)
+            return _serve(context, integration, handler, request)
 
         return serve
 

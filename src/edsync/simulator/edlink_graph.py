@@ -108,17 +108,18 @@ _SCHOOL_LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("High School", ("09", "10", "11", "12")),
 )
 _SCHOOL_NAMES = ("Lincoln", "Washington", "Roosevelt", "Jefferson", "Oak Ridge", "Pine Valley")
+# Subjects are Edlink's codes (api/v2.0/models/external/enums/subject.md).
 _SUBJECTS = (
-    ("Algebra I", "MATH", "Mathematics"),
-    ("Geometry", "MATH", "Mathematics"),
-    ("Biology", "SCI", "Science"),
-    ("Chemistry", "SCI", "Science"),
-    ("World History", "HIST", "Social Studies"),
-    ("English Literature", "ENG", "English Language Arts"),
-    ("Spanish I", "SPAN", "World Languages"),
-    ("Studio Art", "ART", "Fine Arts"),
-    ("Physical Education", "PE", "Physical Education"),
-    ("Computer Science", "CS", "Computer Science"),
+    ("Algebra I", "MATH", "CEDS.02"),
+    ("Geometry", "MATH", "CEDS.02"),
+    ("Biology", "SCI", "CEDS.03"),
+    ("Chemistry", "SCI", "CEDS.03"),
+    ("World History", "HIST", "CEDS.04"),
+    ("English Literature", "ENG", "CEDS.01"),
+    ("Spanish I", "SPAN", "CEDS.24"),
+    ("Studio Art", "ART", "CEDS.05"),
+    ("Physical Education", "PE", "CEDS.08"),
+    ("Computer Science", "CS", "CEDS.10"),
 )
 _FIRST_NAMES = (
     ("Olivia", "olivia"),
@@ -150,8 +151,30 @@ _LAST_NAMES = (
     ("Hernández", "hernandez"),
     ("Lindqvist", "lindqvist"),
 )
-_SESSION_STATES = ("active", "inactive", "upcoming", "completed")
+# Edlink's SessionState (enums/session-state.md) has no "inactive".
+_SESSION_STATES = ("active", "upcoming", "completed")
 _ENROLLMENT_STATES = ("active", "inactive", "completed", "dropped")
+# Every Person carries demographics (models/external/demographics.md); unknown here.
+_DEMOGRAPHICS: Json = {
+    "birthday": None,
+    "gender": None,
+    "residence_status": None,
+    "english_language_learner": None,
+    "country_of_birth": None,
+    "state_of_birth": None,
+    "city_of_birth": None,
+    "hispanic_or_latino_ethnicity": None,
+    "races": [],
+    "homeless": None,
+    "disability": None,
+    "gifted_talented": None,
+    "food_service_program_eligibility": None,
+    "economically_disadvantaged": None,
+    "migrant": None,
+    "public_assistance": None,
+    "rural_residency": None,
+    "individualized_education_plan": None,
+}
 
 
 def utc_now() -> datetime:
@@ -210,6 +233,15 @@ def _text(data: Mapping[str, object], key: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{key} is not a string: {value!r}")
     return value
+
+
+def _graduation_year(school_year: int, grade_levels: list[str]) -> int | None:
+    """A student's expected graduation year from their grade (KG counts as 0)."""
+    if not grade_levels:
+        return None
+    grade = grade_levels[0]
+    level = int(grade) if grade.isdigit() else 0
+    return school_year + 1 + 12 - level
 
 
 def _roles(obj: _Object) -> object:
@@ -330,6 +362,7 @@ class _Generator:
             stamp,
             {
                 "name": f"{city} School District {self.next_serial()}",
+                "picture_url": None,
                 "locale": "en-US",
                 "time_zone": self.rng.choice(_TIME_ZONES),
                 "location": None,
@@ -351,8 +384,10 @@ class _Generator:
                 "locale": "en-US",
                 "time_zone": district.data["time_zone"],
                 "grade_levels": list(grades),
+                "picture_url": None,
                 "location": None,
                 "identifiers": [],
+                "product_ids": [],
             },
         )
 
@@ -420,10 +455,13 @@ class _Generator:
                 "grade_levels": course.data["grade_levels"],
                 "periods": [str(period)],
                 "state": "active",
+                "locale": None,
+                "time_zone": None,
                 "identifiers": [],
                 "course_id": course.id,
                 "school_id": course.data["school_id"],
                 "session_ids": [session_id] if session_id is not None else [],
+                "product_ids": [],
             },
         )
 
@@ -436,7 +474,13 @@ class _Generator:
             stamp,
             {
                 "name": f"Section {self.rng.choice('ABCDEF')}",
+                "description": None,
+                "picture_url": None,
                 "state": "active",
+                "locale": None,
+                "time_zone": None,
+                "periods": klass.data["periods"],
+                "identifiers": [],
                 "class_id": klass.id,
             },
         )
@@ -466,12 +510,15 @@ class _Generator:
                 "email": f"{first_slug}.{last_slug}.{self.next_serial()}@{domain}",
                 "phone": f"+1-555-01{rng.randrange(100):02d}" if rng.random() < 0.3 else None,
                 "roles": [role],
-                "grade_levels": [rng.choice(grades)] if role == "student" else [],
+                "grade_levels": (levels := [rng.choice(grades)] if role == "student" else []),
+                "graduation_year": _graduation_year(self.year, levels),
+                "demographics": _DEMOGRAPHICS,
                 "locale": "en-US",
                 "time_zone": school.data["time_zone"],
                 "identifiers": [],
                 "school_ids": [school.id],
                 "district_id": school.data["district_id"],
+                "product_ids": [],
             },
         )
 
@@ -499,6 +546,7 @@ class _Generator:
                 "state": "active",
                 "start_date": iso(to_ms(datetime(self.year, 8, 15, tzinfo=UTC))),
                 "end_date": None,
+                "identifiers": [],
                 "class_id": klass.id,
                 "section_id": section_id,
                 "person_id": person.id,
@@ -519,7 +567,8 @@ class _Generator:
             "agent",
             stamp,
             {
-                "relation": "guardian" if _roles(observer) == ["guardian"] else "parent",
+                "relationship": "guardian" if _roles(observer) == ["guardian"] else "parent",
+                "identifiers": [],
                 "observer_id": observer.id,
                 "target_id": target.id,
             },
@@ -657,7 +706,8 @@ class _Generator:
                 end = iso(to_ms(datetime(self.year + 1, 6, 10, tzinfo=UTC)))
                 return {"state": state, "end_date": None if state == "active" else end}
             case _:
-                return {"relation": "guardian" if data["relation"] == "parent" else "parent"}
+                swapped = "guardian" if data["relationship"] == "parent" else "parent"
+                return {"relationship": swapped}
 
     def _person_changes(self, data: Json) -> Json:
         rng = self.rng
@@ -711,6 +761,11 @@ class EdlinkGraph:
         count = _EVENTS_PER_PERSON * people if events is None else events
         self._pending: tuple[int, int, int, int] | None = (people, count, end - history, end)
         self._seed = seed
+        # One integration and one materialization serve the whole stream.
+        self._integration_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"edsync-sim-integration-{seed}"))
+        self._materialization_id = str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"edsync-sim-materialization-{seed}")
+        )
 
     def _ready(self) -> None:
         """Build the initial graph and history once, on first use (double-checked)."""
@@ -821,6 +876,8 @@ class EdlinkGraph:
                 "type": change.op,
                 "target": obj.kind,
                 "target_id": obj.id,
+                "integration_id": self._integration_id,
+                "materialization_id": self._materialization_id,
                 "data": obj.data,
             }
         self._positions[change.event_id] = len(self._events)

@@ -227,6 +227,10 @@ class Simulator:
     history, spread over the ``edlink_history_days`` before ``edlink_start``
     (default: ``edlink_clock()`` now). ``edlink_clock`` is Edlink's wall clock:
     growth events, retention and cursor expiry follow it.
+    ``edlink_integration`` (``edlink.Integration``) is the integration behind
+    the token: change its ``token``, set ``token_expired`` or its ``state``
+    mid-run and Edlink's 400 ``INVALID_TOKEN`` / ``EXPIRED_TOKEN`` /
+    ``INVALID_INTEGRATION_STATE`` follow.
 
     ``hub`` is the Learning Hub Event Store (``learninghub.LearningHub``): HTTP
     Basic ``hub_user`` / ``hub_key``, allowed to write ``hub_programs``; it
@@ -277,7 +281,7 @@ class Simulator:
         )
         self.hub = LearningHub(hub_user, hub_key, hub_programs)
         self.api_key = api_key
-        self.edlink_token = edlink_token
+        self.edlink_integration = edlink.Integration(edlink_token)
         self.rate = rate
         self.requests: list[RecordedRequest] = []
         self.errors: list[Exception] = []
@@ -287,7 +291,10 @@ class Simulator:
             ),
             *dreamapply_lists.list_routes(self.journal, api_key, before=self._grow),
             *edlink.edlink_routes(
-                self.edlink, edlink_token, base_url=lambda: self.url, before=self._grow_edlink
+                self.edlink,
+                self.edlink_integration,
+                base_url=lambda: self.url,
+                before=self._grow_edlink,
             ),
             learninghub.hub_route(self.hub),
         ]
@@ -354,6 +361,11 @@ class Simulator:
         host = f"[{self._host}]" if ":" in self._host else self._host
         scheme = "https" if self._tls is not None else "http"
         return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def edlink_token(self) -> str:
+        """The Edlink access token accepted now (``edlink_integration.token``)."""
+        return self.edlink_integration.token
 
     # -- test hooks ---------------------------------------------------------
 

@@ -8,7 +8,7 @@ from the checkpoint. ``$next`` is followed within a drain but never stored
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,10 +18,12 @@ import structlog
 from edsync.config import Duration, HttpUrl, Secret, SourceSettings
 from edsync.errors import (
     ConfigError,
+    EdsyncError,
     FatalError,
     GapError,
     InvalidEventError,
     MalformedPageError,
+    edlink_error,
 )
 from edsync.normalize import Change, Cursor, Op, RawEvent, utc_timestamp
 from edsync.sources.base import SNAPSHOT_DONE, Bounds, RawPage, SnapshotObject, SnapshotPage
@@ -44,6 +46,9 @@ COLLECTIONS: tuple[tuple[str, str], ...] = (
     ("agent", "agents"),
 )
 OPS: frozenset[str] = frozenset({"created", "updated", "deleted"})
+# Read here, not by HttpClient: Edlink says in `$errors` what a 4xx means (a
+# 400 may be a dead token or a purged cursor). 408/425/429 stay transient.
+REFUSALS: frozenset[int] = frozenset(range(400, 500)) - {408, 425, 429}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,18 +66,23 @@ class Settings(SourceSettings):
         return None
 
 
-def _errors(reply: Reply) -> str:
-    """Edlink's ``{"$errors": [{"code", "message"}]}`` as one line."""
+def _refusal(reply: Reply, secrets: Collection[str]) -> tuple[tuple[str, ...], str]:
+    """The codes of Edlink's ``{"$errors": [{"code", "message"}]}`` and the whole as
+    one line, with anything we sent as a credential masked."""
     try:
         body = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
-        return f"HTTP {reply.status}"
+        body = None
     errors = body.get("$errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list) or not errors:
-        return f"HTTP {reply.status}"
-    return "; ".join(
-        f"{e.get('code', '?')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
-    )
+    if not isinstance(errors, list):
+        errors = []
+    found = [e for e in errors if isinstance(e, dict)]
+    codes = tuple(str(e["code"]) for e in found if isinstance(e.get("code"), str))
+    text = "; ".join(f"{e.get('code', '?')}: {e.get('message', '')}" for e in found)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    detail = f"HTTP {reply.status} {text}" if text else f"HTTP {reply.status}"
+    return codes, " ".join(detail[:300].split())
 
 
 def _event_id(body: object) -> str:
@@ -108,15 +118,19 @@ class EdlinkSource:
     # -- the stream -----------------------------------------------------------
 
     def probe(self) -> str:
-        reply = self.http.once("GET", EVENTS_PATH, {"$last": "1"})
-        newest = self._data(reply)
+        reply = self.http.once("GET", EVENTS_PATH, {"$last": "1"}, expect=REFUSALS)
+        _, body = self._read()(reply)
+        newest = self._data(reply, body)
         return "stream readable" + (", no events" if not newest else "")
 
     def pending(self, cursor: Cursor | None, bounds: Bounds) -> int | None:
         return None  # the stream has no count: progress shows events, not a total
 
     def head(self) -> str | None:
-        data = self.http.fetch("GET", EVENTS_PATH, {"$last": "1"}, self._data)
+        reply, body = self.http.fetch(
+            "GET", EVENTS_PATH, {"$last": "1"}, self._read(), expect=REFUSALS
+        )
+        data = self._data(reply, body)
         return _event_id(data[-1]) if data else None
 
     def pages(self, cursor: Cursor | None, bounds: Bounds) -> Iterator[RawPage]:
@@ -129,21 +143,16 @@ class EdlinkSource:
         url = EVENTS_PATH
         while True:
             # Read inside the retries: a truncated page is retried like a 5xx.
-            reply, body = self.http.fetch(
-                "GET", url, params, self._envelope, expect=(400, 404, 410)
-            )
-            if reply.status != 200:
-                if url != EVENTS_PATH and after:
-                    # Our own $next expired mid-drain: resume from the last id instead.
-                    url, params = (
-                        EVENTS_PATH,
-                        {"$first": str(self.settings.page_size), "$after": after},
-                    )
-                    continue
-                raise GapError(
-                    f"source {self.name!r}: Edlink refused the cursor {after!r} "
-                    f"({_errors(reply)}); events may have been missed"
+            try:
+                reply, body = self.http.fetch(
+                    "GET", url, params, self._read(stream=True, after=after), expect=REFUSALS
                 )
+            except GapError:
+                if url == EVENTS_PATH or not after:
+                    raise
+                # Our own $next expired mid-drain: resume from the last id instead.
+                url, params = EVENTS_PATH, {"$first": str(self.settings.page_size), "$after": after}
+                continue
             events = []
             for raw in self._data(reply, body):
                 position += 1
@@ -158,13 +167,34 @@ class EdlinkSource:
                 return
             url, params = next_url, None
 
-    def _envelope(self, reply: Reply) -> tuple[Reply, object]:
-        """The reply and its parsed body, checked for `$data` when it is a page."""
-        if reply.status != 200:
-            return reply, None
-        body = reply.json(f"source {self.name!r}")
-        self._data(reply, body)
-        return reply, body
+    def _read(
+        self, *, stream: bool = False, after: str | None = None
+    ) -> Callable[[Reply], tuple[Reply, object]]:
+        """A reader of one reply: its parsed body, checked for `$data`; or the
+        refusal it carries as edsync's error (``stream``: see ``edlink_error``)."""
+
+        def read(reply: Reply) -> tuple[Reply, object]:
+            if reply.status >= 400:
+                raise self._refused(reply, stream=stream, after=after)
+            body = reply.json(f"source {self.name!r}")
+            self._data(reply, body)
+            return reply, body
+
+        return read
+
+    def _refused(self, reply: Reply, *, stream: bool, after: str | None) -> EdsyncError:
+        codes, detail = _refusal(reply, self.http.secrets)
+        error = edlink_error(
+            reply.status,
+            codes,
+            source=self.name,
+            token_env=self.settings.token.env,
+            detail=detail,
+            stream=stream,
+            after=after,
+            retry_after=reply.headers.get("Retry-After"),
+        )
+        return error or FatalError(f"source {self.name!r}: unexpected {detail}")
 
     def _data(self, reply: Reply, body: object = None) -> list[Any]:
         body = reply.json(f"source {self.name!r}") if body is None else body
@@ -189,7 +219,7 @@ class EdlinkSource:
             url = f"/api/v2/graph/{collection}"
             params: dict[str, str] | None = {"$first": str(self.settings.page_size)}
             while True:
-                reply, body = self.http.fetch("GET", url, params, self._envelope)
+                reply, body = self.http.fetch("GET", url, params, self._read(), expect=REFUSALS)
                 objects = [self._object(entity, item) for item in self._data(reply, body)]
                 next_url = body.get("$next") if isinstance(body, dict) else None
                 if not isinstance(next_url, str) or not next_url or not objects:
