@@ -9,12 +9,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from edsync.config import Config, load_config, resolve_path
 from edsync.errors import ConfigError, EdsyncError, FatalError
+
+if TYPE_CHECKING:
+    from edsync.mirror.db import Access
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -43,12 +46,17 @@ def _config(args: argparse.Namespace, *, secrets: bool = True) -> Config:
     return config
 
 
-def _engine(config: Config, *, migrate: bool = True) -> Any:
-    from edsync.mirror.db import create_mirror_engine, ensure_schema
+def _engine(config: Config, *, access: Access = "create", migrate: bool = True) -> Any:
+    """The mirror, opened for ``access`` (see ``mirror.db.Access``): only the
+    commands that fill it create it; the read-only ones never write to it."""
+    from edsync.mirror.db import create_mirror_engine, ensure_schema, require_mirror
 
-    engine = create_mirror_engine(config.mirror, config.path)
+    engine = create_mirror_engine(config.mirror, config.path, access=access)
     _engines.append(engine)
-    if migrate:
+    if access == "read" and migrate:
+        require_mirror(engine, config.path)
+        ensure_schema(engine, auto_migrate=False)  # read-only: never migrates
+    elif migrate:
         ensure_schema(engine, auto_migrate=config.mirror.auto_migrate)
     return engine
 
@@ -146,7 +154,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     from edsync.publisher import Publisher
 
     config = _config(args)
-    engine = _engine(config)
+    engine = _engine(config, access="write")
     publisher = Publisher(engine, config)
     try:
         if args.retry_failed:
@@ -166,7 +174,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
     config = _config(args, secrets=False)  # normalizing needs no credentials
     names = _selected_sources(config, args.source)
-    engine = _engine(config)
+    engine = _engine(config, access="read" if args.action == "list" else "write")
     if args.action == "list":
         items = quarantine.list_quarantined(engine, names)
         if args.json or not sys.stdout.isatty():
@@ -192,12 +200,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from edsync.mirror.db import ensure_schema
     from edsync.status import collect
 
     config = _config(args, secrets=False)  # reads the mirror only
-    engine = _engine(config, migrate=False)
-    ensure_schema(engine, auto_migrate=False)  # read-only: never migrates
+    engine = _engine(config, access="read")
     report = collect(config, engine)
     if args.json or not sys.stdout.isatty():
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -246,7 +252,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from edsync.mirror.db import current_revision, head_revision, upgrade
 
     config = _config(args, secrets=False)
-    engine = _engine(config, migrate=False)
+    engine = _engine(config, access="create" if args.action == "upgrade" else "read", migrate=False)
     if args.action == "upgrade":
         upgrade(engine)
     print(f"current: {current_revision(engine) or 'none'}  head: {head_revision()}")
