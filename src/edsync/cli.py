@@ -208,14 +208,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json or not sys.stdout.isatty():
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
-    from edsync.ui import print_table
+    from rich.console import Console
 
-    columns = ["source", "kind", "cursor", "lag", "events_total", "records", "quarantined"]
-    columns += ["last_success", "consecutive_failures", "last_error", "gap", "snapshot"]
-    print_table("sources", columns, [[s[c] for c in columns] for s in report["sources"]])
-    if report["sinks"]:
-        sink_columns = ["sink", "pending", "failed", "delivered"]
-        print_table("sinks", sink_columns, [[s[c] for c in sink_columns] for s in report["sinks"]])
+    from edsync.status import render
+
+    render(report, Console())
     return EXIT_OK
 
 
