@@ -264,15 +264,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edsync.demo import run_demo
+    from edsync.demo import DemoFileError, run_demo
 
-    return run_demo(events=args.events, db=Path(args.db))
+    try:
+        return run_demo(events=args.events, db=Path(args.db))
+    except DemoFileError as exc:
+        raise UsageError(f"--db: {exc}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
+    from edsync import __version__
+
     parser = argparse.ArgumentParser(
         prog="edsync", description="Mirror DreamApply and Edlink change feeds into SQL."
     )
+    parser.add_argument("--version", action="version", version=f"edsync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
@@ -317,15 +323,46 @@ def _parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("action", choices=["upgrade", "current"])
 
-    p = command("simulate", cmd_simulate, "serve a local DreamApply simulator")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--events", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rate", type=float, default=0.0, help="new events per second")
+    p = command(
+        "simulate",
+        cmd_simulate,
+        "serve simulated DreamApply, Edlink and Learning Hub APIs on 127.0.0.1",
+    )
+    p.add_argument(
+        "--port", type=int, default=8765, help="port on 127.0.0.1 to listen on (default: 8765)"
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        default=10_000,
+        help="DreamApply journal events in the generated dataset (default: 10000)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="dataset seed: the same seed, the same data (default: 0)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="new journal events appended per second while it runs (default: 0)",
+    )
 
     p = command("demo", cmd_demo, "simulator → backfill → SQLite, then a summary")
-    p.add_argument("--events", type=int, default=20_000)
-    p.add_argument("--db", default="edsync-demo.db")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=20_000,
+        help="DreamApply journal events the simulator generates (default: 20000)",
+    )
+    p.add_argument(
+        "--db",
+        default="edsync-demo.db",
+        help="the SQLite mirror file to create; an earlier demo's file there is started "
+        "afresh (default: edsync-demo.db)",
+    )
     return parser
 
 

@@ -420,3 +420,17 @@ def test_dashboard_variables(dashboard: dict[str, Any]) -> None:
         for target in panel.get("targets", []):
             assert panel["datasource"] == prometheus, panel["title"]
             assert target["datasource"] == prometheus, panel["title"]
+
+
+_REPO_PATH = re.compile(r"\b(?:README\.md|(?:docs|systemd|grafana|bench)/[\w./-]*\w)")
+
+
+@pytest.mark.parametrize("path", [DAEMON, BACKFILL, ENV_EXAMPLE], ids=lambda p: p.name)
+def test_files_the_units_point_to_exist(path: Path) -> None:
+    """A unit's comments send the reader to the runbook: it must be there."""
+    named = _REPO_PATH.findall(path.read_text())
+    missing = [name for name in named if not (ROOT / name).exists()]
+    assert not missing, f"{path.name} points to {missing}, which do not exist"
+    if path == DAEMON:
+        assert named, "the daemon unit no longer says where its runbook is"
+        assert "## Run as a service" in RUNBOOK.read_text()

@@ -249,3 +249,35 @@ def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
             f"mirror schema is at {current or 'nothing'}, edsync needs {head_revision()}: "
             "run `edsync db upgrade` (or a backfill with auto_migrate = true)"
         )
+
+
+DEMO_MARK = 0x65647364  # "edsd" in SQLite's user_version: a file `edsync demo` made
+"""Alembic leaves ``user_version`` alone; the demo stamps its file with this, so a
+second demo knows it may start that file afresh and never deletes another."""
+
+
+def mark_demo(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"PRAGMA user_version = {DEMO_MARK}")
+
+
+def is_demo_mirror(path: Path) -> bool:
+    """Whether ``path`` is a SQLite file an earlier ``edsync demo`` made (read-only look)."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()), safe='/')}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        return bool(conn.execute("PRAGMA user_version").fetchone()[0] == DEMO_MARK)
+    except sqlite3.Error:
+        return False  # not a SQLite database at all
+    finally:
+        conn.close()
+
+
+def remove_sqlite_file(path: Path) -> None:
+    """The file and the journal files SQLite keeps beside it."""
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
