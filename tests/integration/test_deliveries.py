@@ -287,9 +287,23 @@ publish = ["hook"]
     other = "whsec_" + base64.b64encode(b"another key, 24 bytes or more").decode()
     with pytest.raises(WebhookVerificationError):
         Webhook(other).verify(first.body, first.headers)
-    assert webhook.verify(SECRET, first.headers, first.body)
-    assert not webhook.verify(SECRET, first.headers, tampered)
-    assert not webhook.verify(other, first.headers, first.body)
+    readme = readme_verify()
+    for verify in (webhook.verify, readme):
+        assert verify(SECRET, first.headers, first.body)
+        assert verify(SECRET.removeprefix("whsec_").rstrip("="), first.headers, first.body)
+        assert not verify(SECRET, first.headers, tampered)
+        assert not verify(other, first.headers, first.body)
+
+
+def readme_verify() -> Callable[[str, dict[str, str], bytes], bool]:
+    """The README's verify recipe without the library, run as written."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    after = readme.split("Without the library", 1)[1]
+    code = after.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    verify: Callable[[str, dict[str, str], bytes], bool] = namespace["verify"]
+    return verify
 
 
 def test_a_secret_without_the_prefix_is_read_as_the_libraries_read_it() -> None:
