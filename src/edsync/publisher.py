@@ -153,7 +153,8 @@ class Publisher:
             # A refused credential is retried too: it is fixed by a human, not by waiting
             # less, and the budget keeps the delivery until then.
             now = self.clock()
-            since = _epoch(row[10]) or now
+            started = _epoch(row[10])
+            since = now if started is None else started
             retry_after = getattr(exc, "retry_after", None)
             when = next_attempt(now, since + self.retry_for[sink_name], attempts, retry_after)
             if when is None:
