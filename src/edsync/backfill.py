@@ -13,7 +13,7 @@ from edsync import sources
 from edsync.config import Config
 from edsync.errors import EdsyncError
 from edsync.mirror import checkpoints
-from edsync.publisher import Publisher, Report
+from edsync.publisher import Publisher, Report, burst_budget
 from edsync.rules import compile_rules
 from edsync.sources.base import Bounds
 from edsync.sync import DrainResult, Progress, drain
@@ -51,7 +51,8 @@ def run_backfill(
     deliver: bool = True,
 ) -> Outcome:
     """Drain each source in turn (one's failure does not stop the others), then
-    deliver the signals raised, retrying for the sinks' ``retry_for``."""
+    deliver the signals raised, retrying for the sinks' ``retry_for`` (at most
+    ``publisher.BURST_WAIT``; what is still pending stays in the outbox)."""
     outcome = Outcome()
     rules = compile_rules(config)
     for name in names:
@@ -100,7 +101,7 @@ def run_backfill(
 def deliver_outbox(config: Config, engine: Engine, stop: threading.Event | None) -> Report:
     publisher = Publisher(engine, config)
     try:
-        report = publisher.drain(max(s.retry_for for s in config.sinks.values()), stop)
+        report = publisher.drain(burst_budget(config), stop)
     finally:
         publisher.close()
     log.info(

@@ -9,12 +9,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from edsync.config import Config, load_config, resolve_path
 from edsync.errors import ConfigError, EdsyncError, FatalError
+
+if TYPE_CHECKING:
+    from edsync.mirror.db import Access
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -43,12 +46,17 @@ def _config(args: argparse.Namespace, *, secrets: bool = True) -> Config:
     return config
 
 
-def _engine(config: Config, *, migrate: bool = True) -> Any:
-    from edsync.mirror.db import create_mirror_engine, ensure_schema
+def _engine(config: Config, *, access: Access = "create", migrate: bool = True) -> Any:
+    """The mirror, opened for ``access`` (see ``mirror.db.Access``): only the
+    commands that fill it create it; the read-only ones never write to it."""
+    from edsync.mirror.db import create_mirror_engine, ensure_schema, require_mirror
 
-    engine = create_mirror_engine(config.mirror, config.path)
+    engine = create_mirror_engine(config.mirror, config.path, access=access)
     _engines.append(engine)
-    if migrate:
+    if access == "read" and migrate:
+        require_mirror(engine, config.path)
+        ensure_schema(engine, auto_migrate=False)  # read-only: never migrates
+    elif migrate:
         ensure_schema(engine, auto_migrate=config.mirror.auto_migrate)
     return engine
 
@@ -146,7 +154,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     from edsync.publisher import Publisher
 
     config = _config(args)
-    engine = _engine(config)
+    engine = _engine(config, access="write")
     publisher = Publisher(engine, config)
     try:
         if args.retry_failed:
@@ -166,7 +174,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
     config = _config(args, secrets=False)  # normalizing needs no credentials
     names = _selected_sources(config, args.source)
-    engine = _engine(config)
+    engine = _engine(config, access="read" if args.action == "list" else "write")
     if args.action == "list":
         items = quarantine.list_quarantined(engine, names)
         if args.json or not sys.stdout.isatty():
@@ -192,24 +200,19 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from edsync.mirror.db import ensure_schema
     from edsync.status import collect
 
     config = _config(args, secrets=False)  # reads the mirror only
-    engine = _engine(config, migrate=False)
-    ensure_schema(engine, auto_migrate=False)  # read-only: never migrates
+    engine = _engine(config, access="read")
     report = collect(config, engine)
     if args.json or not sys.stdout.isatty():
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
-    from edsync.ui import print_table
+    from rich.console import Console
 
-    columns = ["source", "kind", "cursor", "lag", "events_total", "records", "quarantined"]
-    columns += ["last_success", "consecutive_failures", "last_error", "gap", "snapshot"]
-    print_table("sources", columns, [[s[c] for c in columns] for s in report["sources"]])
-    if report["sinks"]:
-        sink_columns = ["sink", "pending", "failed", "delivered"]
-        print_table("sinks", sink_columns, [[s[c] for c in sink_columns] for s in report["sinks"]])
+    from edsync.status import render
+
+    render(report, Console())
     return EXIT_OK
 
 
@@ -246,7 +249,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from edsync.mirror.db import current_revision, head_revision, upgrade
 
     config = _config(args, secrets=False)
-    engine = _engine(config, migrate=False)
+    engine = _engine(config, access="create" if args.action == "upgrade" else "read", migrate=False)
     if args.action == "upgrade":
         upgrade(engine)
     print(f"current: {current_revision(engine) or 'none'}  head: {head_revision()}")
@@ -261,15 +264,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edsync.demo import run_demo
+    from edsync.demo import DemoFileError, run_demo
 
-    return run_demo(events=args.events, db=Path(args.db))
+    try:
+        return run_demo(events=args.events, db=Path(args.db))
+    except DemoFileError as exc:
+        raise UsageError(f"--db: {exc}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
+    from edsync import __version__
+
     parser = argparse.ArgumentParser(
         prog="edsync", description="Mirror DreamApply and Edlink change feeds into SQL."
     )
+    parser.add_argument("--version", action="version", version=f"edsync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
@@ -314,15 +323,46 @@ def _parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("action", choices=["upgrade", "current"])
 
-    p = command("simulate", cmd_simulate, "serve a local DreamApply simulator")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--events", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rate", type=float, default=0.0, help="new events per second")
+    p = command(
+        "simulate",
+        cmd_simulate,
+        "serve simulated DreamApply, Edlink and Learning Hub APIs on 127.0.0.1",
+    )
+    p.add_argument(
+        "--port", type=int, default=8765, help="port on 127.0.0.1 to listen on (default: 8765)"
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        default=10_000,
+        help="DreamApply journal events in the generated dataset (default: 10000)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="dataset seed: the same seed, the same data (default: 0)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="new journal events appended per second while it runs (default: 0)",
+    )
 
     p = command("demo", cmd_demo, "simulator → backfill → SQLite, then a summary")
-    p.add_argument("--events", type=int, default=20_000)
-    p.add_argument("--db", default="edsync-demo.db")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=20_000,
+        help="DreamApply journal events the simulator generates (default: 20000)",
+    )
+    p.add_argument(
+        "--db",
+        default="edsync-demo.db",
+        help="the SQLite mirror file to create; an earlier demo's file there is started "
+        "afresh (default: edsync-demo.db)",
+    )
     return parser
 
 

@@ -112,7 +112,11 @@ class SourceSettings(EndpointSettings):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SinkSettings(EndpointSettings):
-    """Keys every sink kind has."""
+    """Keys every sink kind has. ``retry_for`` is the delivery budget: a delivery
+    that keeps failing is retried (capped backoff) this long after its first
+    failed attempt, then marked ``failed``; a day outlasts an ordinary outage."""
+
+    retry_for: Duration = Duration(86400.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,7 @@ from edsync.config import (
     Secret,
     SourceSettings,
 )
+from edsync.errors import EdsyncError
 
 DEMO_KEY = "sim-dreamapply-key"
 DEMO_HUB_KEY = "sim-hub-key"
@@ -23,6 +24,34 @@ DEMO_TOKEN = "sim-edlink-token"  # noqa: S105 - the simulator's public token
 
 DEMO_RATE = 300
 """Journal events the demo's simulator adds a second while the demo runs."""
+
+DEFAULT_DB = "edsync-demo.db"
+
+
+class DemoFileError(EdsyncError):
+    """``--db`` names a file the demo must not touch, or a directory that does not exist."""
+
+
+def fresh_file(db: Path) -> None:
+    """Make room for a new demo mirror at ``db``: an earlier demo's file is
+    removed (saying so); any other existing file is refused, never deleted."""
+    from edsync.mirror.db import is_demo_mirror, remove_sqlite_file
+
+    parent = db.parent if str(db.parent) else Path(".")
+    if not parent.is_dir():
+        raise DemoFileError(f"directory {parent} does not exist")
+    if not db.exists():
+        return
+    # The default name is the demo's own (files from before the mark have only it).
+    if not (is_demo_mirror(db) or db.name == DEFAULT_DB):
+        raise DemoFileError(
+            f"{db} exists and is not an earlier demo's mirror; name another file with --db"
+        )
+    print(
+        f"{db} is left from an earlier demo: starting it afresh (pass --db OTHER.db to keep it)",
+        file=sys.stderr,
+    )
+    remove_sqlite_file(db)
 
 
 def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
@@ -77,10 +106,11 @@ def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
 def run_demo(events: int, db: Path) -> int:
     from edsync import logs
     from edsync.backfill import run_backfill
-    from edsync.mirror.db import create_mirror_engine, ensure_schema
+    from edsync.mirror.db import create_mirror_engine, ensure_schema, mark_demo
     from edsync.simulator import Simulator
     from edsync.ui import RichProgress
 
+    fresh_file(db)
     # The simulated institution keeps working while the demo runs: what changes
     # during the snapshot arrives through the journal afterwards (and fires rules).
     with Simulator(events=events, seed=0, api_key=DEMO_KEY, rate=DEMO_RATE) as sim:
@@ -88,6 +118,7 @@ def run_demo(events: int, db: Path) -> int:
         logs.configure(config.log)
         engine = create_mirror_engine(config.mirror)
         ensure_schema(engine, auto_migrate=True)
+        mark_demo(engine)
         print(
             f"Simulated DreamApply ({events} journal events, {DEMO_RATE} more a second) and "
             f"Edlink at {sim.url}. Both mirrors start from a snapshot of the list "

@@ -1,9 +1,12 @@
 """The outbox: deliver pending signals to their sinks, at least once.
 
-Each delivery is one attempt per round; a failure is rescheduled with capped
-exponential backoff (never before a Retry-After), and after ``max_attempts``
-turns ``failed`` and stays visible until ``edsync deliver --retry-failed``.
-Sinks are idempotent per signal id, so at-least-once is exactly-once in effect.
+Each delivery is one attempt per round. A failure is rescheduled with capped,
+jittered exponential backoff (never before a Retry-After) for the sink's
+``retry_for`` (a day by default), counted from the first failed attempt; the
+last attempt is made when that budget runs out, and if it fails too the
+delivery turns ``failed`` and stays visible until ``edsync deliver
+--retry-failed``. Sinks are idempotent per signal id, so at-least-once is
+exactly-once in effect.
 """
 
 from __future__ import annotations
@@ -28,13 +31,17 @@ from edsync.sinks.base import Signal, Sink
 log = structlog.get_logger("edsync.publisher")
 
 BACKOFF_INITIAL = 0.5
-BACKOFF_MAX = 3600.0
-MAX_ATTEMPTS = 12  # with the cap: about eight hours of trying before a human looks
+BACKOFF_MAX = 3600.0  # after ~12 failures an attempt an hour (30-60 min with jitter)
 ROUND_LIMIT = 500
+BURST_WAIT = 120.0
+"""The longest ``backfill`` waits on failing deliveries before it exits 1 and
+leaves them pending in the outbox for ``run`` or ``deliver`` (a sink's day of
+``retry_for`` would otherwise hold a burst job, and the daemon it conflicts
+with, for a day)."""
 
 _DUE = """
 SELECT d.signal_id, d.sink, d.attempts, s.rule, s.source, s.event_id, s.entity, s.entity_id,
-       s.occurred_at, s.data
+       s.occurred_at, s.data, d.failing_since
 FROM deliveries d JOIN signals s ON s.id = d.signal_id
 WHERE d.status = 'pending' AND (? OR d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
 ORDER BY s.created_at, s.occurred_at, s.id
@@ -43,7 +50,7 @@ LIMIT ?
 
 _UPDATE = """
 UPDATE deliveries SET status = ?, attempts = ?, last_error = COALESCE(?, last_error),
-                      next_attempt_at = ?, delivered_at = ?
+                      next_attempt_at = ?, delivered_at = ?, failing_since = ?
 WHERE signal_id = ? AND sink = ?
 """
 
@@ -62,29 +69,52 @@ class Report:
         self.pending = other.pending
 
 
+def _now() -> float:
+    return time.time()  # looked up per call, so freezegun's clock reaches it
+
+
 def _iso(when: float) -> str:
     return dt.datetime.fromtimestamp(when, dt.UTC).isoformat(timespec="microseconds")
 
 
+def _epoch(value: Any) -> float | None:
+    """A timestamp column (ISO text on SQLite, datetime on PostgreSQL) in Unix seconds."""
+    if value is None:
+        return None
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+    return when.timestamp()
+
+
 def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
-    """Seconds before attempt ``attempts + 1``: doubling, jittered, capped."""
+    """Seconds before attempt ``attempts + 1``: doubling, capped, then jittered."""
     base = min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0 ** max(attempts - 1, 0))
     return base * (0.5 + rng() / 2)
 
 
+def next_attempt(
+    now: float, deadline: float, attempts: int, retry_after: float | None = None
+) -> float | None:
+    """When to try again after failed attempt ``attempts``, or None once the
+    budget is spent. The backoff is clipped to the deadline, so the last
+    attempt falls when the budget ends; a Retry-After is honoured even past it."""
+    if now >= deadline:
+        return None
+    return max(min(now + backoff(attempts), deadline), now + (retry_after or 0.0))
+
+
+def burst_budget(config: Config) -> float:
+    """How long ``backfill`` drains the outbox: the sinks' ``retry_for``, at most BURST_WAIT."""
+    return min(BURST_WAIT, max((s.retry_for for s in config.sinks.values()), default=0.0))
+
+
 class Publisher:
     def __init__(
-        self,
-        engine: Engine,
-        config: Config,
-        *,
-        clock: Callable[[], float] = time.time,
-        max_attempts: int = MAX_ATTEMPTS,
+        self, engine: Engine, config: Config, *, clock: Callable[[], float] = _now
     ) -> None:
         self.engine = engine
         self.clock = clock
-        self.max_attempts = max_attempts
         self.sinks: dict[str, Sink] = {name: sinks.create(s) for name, s in config.sinks.items()}
+        self.retry_for = {name: float(s.retry_for) for name, s in config.sinks.items()}
         self._unknown: set[str] = set()
 
     def close(self) -> None:
@@ -96,7 +126,7 @@ class Publisher:
         now = self.clock()
         with self.engine.connect() as conn:
             rows: list[tuple[Any, ...]] = [
-                (*row[:9], loads(row[9], conn))
+                (*row[:9], loads(row[9], conn), row[10])
                 for row in conn.exec_driver_sql(
                     adapt(conn, _DUE), (not due_only, _iso(now), ROUND_LIMIT)
                 )
@@ -120,14 +150,25 @@ class Publisher:
         try:
             sink.send(signal)
         except (RetriableError, AuthError) as exc:
-            if attempts >= self.max_attempts:
-                self._update("failed", attempts, str(exc), None, None, signal_id, sink_name)
-                report.failed += 1
-                log.error("delivery_failed", sink=sink_name, signal=signal_id, error=str(exc))
+            # A refused credential is retried too: it is fixed by a human, not by waiting
+            # less, and the budget keeps the delivery until then.
+            now = self.clock()
+            started = _epoch(row[10])
+            since = now if started is None else started
+            retry_after = getattr(exc, "retry_after", None)
+            when = next_attempt(now, since + self.retry_for[sink_name], attempts, retry_after)
+            if when is None:
+                self._failed(
+                    signal_id,
+                    sink_name,
+                    attempts=attempts,
+                    error=str(exc),
+                    since=since,
+                    report=report,
+                )
                 return
-            wait = max(backoff(attempts), getattr(exc, "retry_after", None) or 0.0)
             self._update(
-                "pending", attempts, str(exc), _iso(self.clock() + wait), None, signal_id, sink_name
+                "pending", attempts, str(exc), _iso(when), None, _iso(since), signal_id, sink_name
             )
             report.retried += 1
             log.warning(
@@ -136,18 +177,39 @@ class Publisher:
                 signal=signal_id,
                 error=str(exc),
                 attempts=attempts,
-                retry_in=round(wait, 2),
+                retry_in=round(when - now, 2),
+                failing_for=round(now - since, 2),
             )
         except EdsyncError as exc:
             # Refused for good (a 4xx other than auth): retrying cannot help.
-            self._update("failed", attempts, str(exc), None, None, signal_id, sink_name)
-            report.failed += 1
-            log.error("delivery_failed", sink=sink_name, signal=signal_id, error=str(exc))
+            self._failed(
+                signal_id,
+                sink_name,
+                attempts=attempts,
+                error=str(exc),
+                since=_epoch(row[10]),
+                report=report,
+            )
         else:
             self._update(
-                "delivered", attempts, None, None, _iso(self.clock()), signal_id, sink_name
+                "delivered", attempts, None, None, _iso(self.clock()), None, signal_id, sink_name
             )
             report.delivered += 1
+
+    def _failed(
+        self,
+        signal_id: str,
+        sink: str,
+        *,
+        attempts: int,
+        error: str,
+        since: float | None,
+        report: Report,
+    ) -> None:
+        since_text = _iso(since if since is not None else self.clock())
+        self._update("failed", attempts, error, None, None, since_text, signal_id, sink)
+        report.failed += 1
+        log.error("delivery_failed", sink=sink, signal=signal_id, attempts=attempts, error=error)
 
     def _update(self, *values: Any) -> None:
         with self.engine.begin() as conn:
@@ -166,10 +228,8 @@ class Publisher:
             value = conn.exec_driver_sql(
                 "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'"
             ).scalar()
-        if value is None:
-            return None
-        when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
-        return max(0.0, when.timestamp() - self.clock())
+        when = _epoch(value)
+        return None if when is None else max(0.0, when - self.clock())
 
     def retry_failed(self) -> int:
         """``deliver --retry-failed``: failed deliveries become pending, due now."""
@@ -177,8 +237,8 @@ class Publisher:
             result = conn.exec_driver_sql(
                 adapt(
                     conn,
-                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ? "
-                    "WHERE status = 'failed'",
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                    "failing_since = NULL WHERE status = 'failed'",
                 ),
                 (_iso(self.clock()),),
             )

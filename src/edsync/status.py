@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Engine
 
 from edsync.config import Config
 from edsync.mirror.sql import adapt
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _text(value: object) -> str | None:
@@ -78,3 +81,52 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
             }
         )
     return report
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    """The terminal layout: a block per source, so it reads at 80 columns.
+
+    Short counters share a line; long values (cursors, timestamps, errors) get
+    a line each and fold rather than being cut, so no number is shown in part.
+    """
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    for source in report["sources"]:
+        failures = int(source["consecutive_failures"])
+        state, style = (
+            ("ok", "green") if not failures else (f"failing ({failures} in a row)", "red")
+        )
+        if source["gap"]:
+            state, style = f"{state}, gap", "yellow" if not failures else style
+        console.print(
+            Text.assemble((source["source"], "bold"), f"  {source['kind']}  ", (state, style))
+        )
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(
+            "events",
+            f"{source['events_total']}  records {source['records']}  "
+            f"quarantined {source['quarantined']}  lag {_or_dash(source['lag'])}",
+        )
+        grid.add_row("cursor", _or_dash(source["cursor"]))
+        grid.add_row("last success", _or_dash(source["last_success"]))
+        for key in ("last_error", "gap", "snapshot"):
+            if source.get(key):
+                grid.add_row(key.replace("_", " "), str(source[key]))
+        console.print(Padding(grid, (0, 0, 1, 2), expand=False))
+    if report["sinks"]:
+        sinks = Table(title="sinks", title_justify="left", box=None, padding=(0, 2))
+        for column in ("sink", "pending", "failed", "delivered"):
+            sinks.add_column(column, justify="left" if column == "sink" else "right")
+        for sink in report["sinks"]:
+            sinks.add_row(
+                sink["sink"], str(sink["pending"]), str(sink["failed"]), str(sink["delivered"])
+            )
+        console.print(sinks)
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)

@@ -193,3 +193,70 @@ def test_status_needs_no_secrets(
     assert main(["status", "-c", str(path), "--json"]) == 0
     assert '"source": "da"' in capsys.readouterr().out
     assert main(["backfill", "-c", str(path)]) == 78
+
+
+HOOK = """
+[sinks.hook]
+kind = "webhook"
+base_url = "https://example.edu/hooks/edsync"
+secret_env = "HOOK_SECRET"
+"""
+KEY_32 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 bytes
+
+
+@pytest.mark.parametrize(
+    ("secret", "words"),
+    [
+        ("not base64: a passphrase!", "is not a Standard Webhooks secret"),
+        ("whsec_" + "c2hvcnQ=", "holds a 5-byte key"),
+        ("whsec_", "holds a 0-byte key"),
+    ],
+    ids=["not-base64", "too-short", "empty-key"],
+)
+def test_an_invalid_webhook_secret_exits_78_naming_the_key(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    secret: str,
+    words: str,
+) -> None:
+    monkeypatch.setenv("DA_KEY", "x")
+    monkeypatch.setenv("HOOK_SECRET", secret)
+    path = tmp_path / "edsync.toml"
+    path.write_text(mirror(f"sqlite:///{tmp_path / 'mirror.db'}") + GOOD_SOURCE + HOOK)
+
+    assert main(["check", "-c", str(path)]) == 78
+
+    err = capsys.readouterr().err
+    assert f"{path}: sinks.hook.secret_env:" in err
+    assert "HOOK_SECRET" in err
+    assert words in err
+    key_text = secret.removeprefix("whsec_")
+    assert not key_text or key_text not in err  # the secret is never printed
+
+
+@pytest.mark.parametrize("secret", ["whsec_" + KEY_32, KEY_32, "whsec_" + KEY_32.rstrip("=")])
+def test_webhook_secrets_as_the_libraries_take_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    """``whsec_`` + base64 (the specification's form), or the bare base64, padded or not."""
+    monkeypatch.setenv("DA_KEY", "x")
+    monkeypatch.setenv("HOOK_SECRET", secret)
+    path = tmp_path / "edsync.toml"
+    path.write_text(mirror(f"sqlite:///{tmp_path / 'mirror.db'}") + GOOD_SOURCE + HOOK)
+    config = load_config(path)
+    assert config.sinks["hook"].retry_for == 86400.0  # a delivery's budget: a day
+
+
+def test_a_sink_retry_for_is_validated_like_other_durations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DA_KEY", "x")
+    monkeypatch.setenv("HOOK_SECRET", KEY_32)
+    path = tmp_path / "edsync.toml"
+    body = GOOD_SOURCE + HOOK + 'retry_for = "a while"\n'
+    path.write_text(mirror(f"sqlite:///{tmp_path / 'mirror.db'}") + body)
+    assert main(["check", "-c", str(path)]) == 78
+    assert "sinks.hook.retry_for:" in capsys.readouterr().err
+    path.write_text(path.read_text().replace("a while", "36h"))
+    assert load_config(path).sinks["hook"].retry_for == 36 * 3600.0

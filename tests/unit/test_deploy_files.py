@@ -31,7 +31,7 @@ CONFIG_EXAMPLE = ROOT / "config.example.toml"
 INSTALLED_EDSYNC = "/opt/edsync/.venv/bin/edsync"
 CONFIG = "/etc/edsync/edsync.toml"
 MIRROR_URL = "sqlite:////var/lib/edsync/edsync.db"
-SECRETS = {"DREAMAPPLY_API_KEY", "EDLINK_TOKEN", "LEARNINGHUB_API_KEY"}
+SECRETS = {"DREAMAPPLY_API_KEY", "EDLINK_TOKEN", "LEARNINGHUB_API_KEY", "EDSYNC_WEBHOOK_SECRET"}
 
 # The metric names edsync exposes on /metrics: the dashboard may use no other.
 METRICS = {
@@ -420,3 +420,17 @@ def test_dashboard_variables(dashboard: dict[str, Any]) -> None:
         for target in panel.get("targets", []):
             assert panel["datasource"] == prometheus, panel["title"]
             assert target["datasource"] == prometheus, panel["title"]
+
+
+_REPO_PATH = re.compile(r"\b(?:README\.md|(?:docs|systemd|grafana|bench)/[\w./-]*\w)")
+
+
+@pytest.mark.parametrize("path", [DAEMON, BACKFILL, ENV_EXAMPLE], ids=lambda p: p.name)
+def test_files_the_units_point_to_exist(path: Path) -> None:
+    """A unit's comments send the reader to the runbook: it must be there."""
+    named = _REPO_PATH.findall(path.read_text())
+    missing = [name for name in named if not (ROOT / name).exists()]
+    assert not missing, f"{path.name} points to {missing}, which do not exist"
+    if path == DAEMON:
+        assert named, "the daemon unit no longer says where its runbook is"
+        assert "## Run as a service" in RUNBOOK.read_text()

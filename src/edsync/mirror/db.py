@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from edsync.config import MirrorSettings
@@ -23,7 +24,16 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def create_mirror_engine(settings: MirrorSettings, config_path: str = "") -> Engine:
+Access = Literal["create", "write", "read"]
+"""How a command opens the mirror: ``create`` it if need be (run, backfill, db
+upgrade, demo), ``write`` to one that exists (deliver, quarantine retry), or
+``read`` one that exists without ever writing (status, db current, quarantine
+list: SQLite ``mode=ro``, a PostgreSQL read-only session)."""
+
+
+def create_mirror_engine(
+    settings: MirrorSettings, config_path: str = "", *, access: Access = "create"
+) -> Engine:
     try:
         url = make_url(settings.url)
     except ArgumentError:
@@ -31,24 +41,15 @@ def create_mirror_engine(settings: MirrorSettings, config_path: str = "") -> Eng
             config_path, "mirror.url", f"not a database URL: {settings.url!r}"
         ) from None
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            _prepare_sqlite_file(Path(url.database))
-        # How long a writer waits for a lock; `?timeout=5` in the URL overrides.
-        connect_args = {} if "timeout" in url.query else {"timeout": 30.0}
-        engine = create_engine(
-            url,
-            json_serializer=_dumps,
-            json_deserializer=orjson.loads,
-            connect_args=connect_args,
-        )
-        _sqlite_transactions(engine)
-        return engine
+        return _sqlite_engine(url, config_path, access)
+    connect_args = {"options": "-c default_transaction_read_only=on"} if access == "read" else {}
     try:
         return create_engine(
             url,
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
             pool_pre_ping=True,
+            connect_args=connect_args,
         )
     except ModuleNotFoundError as exc:
         raise ConfigError(
@@ -58,16 +59,76 @@ def create_mirror_engine(settings: MirrorSettings, config_path: str = "") -> Eng
         ) from None
 
 
-def _prepare_sqlite_file(path: Path) -> None:
-    """Create the mirror file 0600 (in a 0700 directory if we create it).
+def _sqlite_engine(url: URL, config_path: str, access: Access) -> Engine:
+    read_only = False
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        path = Path(url.database)
+        if access == "create":
+            _prepare_sqlite_file(path, config_path)
+        elif not path.exists():
+            raise NoMirrorError(no_mirror_message(str(path), config_path))
+        if access == "read":
+            # A URI filename: SQLite itself refuses every write, creates nothing,
+            # and reads a file the process may not write.
+            read_only = True
+            url = url.set(
+                database="file:" + quote(str(path.resolve()), safe="/"),
+                query={**url.query, "mode": "ro", "uri": "true"},
+            )
+    # How long a writer waits for a lock; `?timeout=5` in the URL overrides.
+    connect_args = {} if "timeout" in url.query else {"timeout": 30.0}
+    engine = create_engine(
+        url,
+        json_serializer=_dumps,
+        json_deserializer=orjson.loads,
+        connect_args=connect_args,
+    )
+    _sqlite_transactions(engine, read_only=read_only)
+    return engine
 
-    The mirror holds personal data: other local users must not read it.
+
+class NoMirrorError(FatalError):
+    """A command that reads the mirror found none: nothing has created it yet."""
+
+
+def no_mirror_message(where: str, config_path: str) -> str:
+    named = f" (mirror.url in {config_path})" if config_path else ""
+    return (
+        f"no mirror at {where} yet{named}: `edsync backfill` or `edsync run` creates it "
+        "(`edsync db upgrade` an empty one)"
+    )
+
+
+def require_mirror(engine: Engine, config_path: str = "") -> None:
+    """A read-only command's check: the database holds an edsync mirror (a
+    PostgreSQL database, or a SQLite file another program made, may be empty)."""
+    try:
+        stamped = _stamped_revision(engine)
+    except OperationalError as exc:
+        raise FatalError(f"mirror: cannot read the schema version: {exc.orig}") from None
+    if stamped is None:
+        where = engine.url.render_as_string(hide_password=True)
+        raise NoMirrorError(no_mirror_message(where, config_path))
+
+
+def _prepare_sqlite_file(path: Path, config_path: str) -> None:
+    """Create the mirror file 0600, in a directory that must exist.
+
+    The mirror holds personal data: other local users must not read it. A
+    missing directory is most likely a typo in ``mirror.url``, so it is
+    refused rather than created.
     """
     if path.exists():
         return
     parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(
+            config_path,
+            "mirror.url",
+            f"directory {parent} does not exist (edsync creates the mirror file, "
+            "not its directory)",
+        )
     try:
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
     except OSError as exc:
         raise FatalError(f"cannot create the mirror file {path}: {exc.strerror}") from None
@@ -91,7 +152,7 @@ SQLITE_PRAGMAS = (
 """The one place SQLite is tuned for a write-heavy mirror."""
 
 
-def _sqlite_transactions(engine: Engine) -> None:
+def _sqlite_transactions(engine: Engine, *, read_only: bool = False) -> None:
     """Let SQLAlchemy own BEGIN so a page's reads and writes are one transaction.
 
     pysqlite otherwise defers BEGIN to the first write; SQLAlchemy documents
@@ -104,7 +165,9 @@ def _sqlite_transactions(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
-            cursor.execute(f"PRAGMA {pragma}")
+            # Switching the journal mode writes the file header: not on a reader.
+            if not (read_only and pragma.startswith("journal_mode")):
+                cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -152,7 +215,7 @@ def upgrade(engine: Engine) -> None:
         raise RetriableError(f"mirror: cannot migrate: {exc.orig}") from None
 
 
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 """The newest migration's revision (a test holds it equal to Alembic's head): a
 current mirror is recognised without importing Alembic, which would cost a
 caught-up ``backfill`` more than all its other work."""
@@ -186,3 +249,35 @@ def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
             f"mirror schema is at {current or 'nothing'}, edsync needs {head_revision()}: "
             "run `edsync db upgrade` (or a backfill with auto_migrate = true)"
         )
+
+
+DEMO_MARK = 0x65647364  # "edsd" in SQLite's user_version: a file `edsync demo` made
+"""Alembic leaves ``user_version`` alone; the demo stamps its file with this, so a
+second demo knows it may start that file afresh and never deletes another."""
+
+
+def mark_demo(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"PRAGMA user_version = {DEMO_MARK}")
+
+
+def is_demo_mirror(path: Path) -> bool:
+    """Whether ``path`` is a SQLite file an earlier ``edsync demo`` made (read-only look)."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()), safe='/')}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        return bool(conn.execute("PRAGMA user_version").fetchone()[0] == DEMO_MARK)
+    except sqlite3.Error:
+        return False  # not a SQLite database at all
+    finally:
+        conn.close()
+
+
+def remove_sqlite_file(path: Path) -> None:
+    """The file and the journal files SQLite keeps beside it."""
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)

@@ -131,5 +131,7 @@ deliveries = Table(
     Column("last_error", Text),
     Column("next_attempt_at", Timestamp),
     Column("delivered_at", Timestamp),
+    # When the current run of failed attempts began: ``retry_for`` counts from it.
+    Column("failing_since", Timestamp),
     Index("ix_deliveries_status", "status", "next_attempt_at"),
 )
