@@ -142,4 +142,4 @@ def _summary(engine: object, db: Path) -> None:
         "JOIN dreamapply_applicants a ON a.id = o.applicant_id "
         "WHERE o.status = 'Enrolled' AND NOT o.deleted LIMIT 5;\""
     )
-    print("\n(every entity of both feeds has such a view: README, "Query the mirror")")
+    print('\n(every entity of both feeds has such a view: README, "Query the mirror")')
