@@ -8,8 +8,11 @@ not know: ``db upgrade`` and the auto-migrating ``ensure_schema`` create or
 replace them for the configured sources after migrating.
 
 The only dialect-specific SQL is ``_Dialect``: how a JSON field is read and
-cast. A malformed value reads as NULL rather than failing the query
-(PostgreSQL casts raise; the guards keep them from seeing bad input).
+cast. On SQLite a column holds the value as the JSON has it (SQLite types
+values, not columns). On PostgreSQL a value not of the documented type reads
+as NULL rather than failing the query: its casts raise, so each is guarded,
+cheaply. A string shaped like an ISO date but not one (month 13) still makes
+the cast raise: the vendors send dates from their databases, never those.
 """
 
 from __future__ import annotations
@@ -27,13 +30,8 @@ from edsync.sources.fields import KINDS, Field, FieldType
 MAX_NAME = 63
 """PostgreSQL truncates longer identifiers: such a view is skipped, not cut."""
 
-_ISO_TIMESTAMP = (
-    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?"
-    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
-)
-"""What PostgreSQL is handed to cast to timestamptz; anything else is NULL.
-Year 0000 is refused by the cast, so the year may not be all zeros."""
+_INT64 = "-9223372036854775808 AND 9223372036854775807"
+_DIGITS = "'0123456789'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +74,7 @@ class _Dialect:
         "boolean": "BOOLEAN",
         "timestamp": "TEXT",
         "link": "TEXT",
+        "person": "TEXT",
     }
     record_types: Mapping[str, str] = {
         "id": "TEXT",
@@ -94,18 +93,20 @@ class _Dialect:
         return f"json_extract(data, {self._path(path)})"
 
     def field(self, field: Field) -> str:
-        value, kind = self.value(field.path), f"json_type(data, {self._path(field.path)})"
-        if field.type == "text":
+        value = self.value(field.path)
+        if field.type != "link":
+            # SQLite types values, not columns: the value as the JSON has it, so
+            # a query on a column costs one read of the document, as by hand.
             return value
-        if field.type == "integer":
-            return f"CASE {kind} WHEN 'integer' THEN {value} END"
-        if field.type == "boolean":
-            return f"CASE {kind} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END"
-        if field.type == "timestamp":
-            return f"CASE {kind} WHEN 'text' THEN {value} END"
-        # A link's id: the trailing digits of a link string, or an expanded object's id.
-        tail = f"NULLIF(replace({value}, rtrim({value}, '0123456789'), ''), '')"
-        return f"COALESCE(CAST({self.value((*field.path, 'id'))} AS TEXT), {tail})"
+        return self.link(field.path, cast="CAST({} AS TEXT)")
+
+    def link(self, path: Sequence[str], cast: str = "{}") -> str:
+        """A link's id: the trailing digits of a link string (read first: the
+        journal's common case; string functions, as a regular expression costs
+        several times a JSON read), else an expanded object's id."""
+        value = self.value(path)
+        tail = f"NULLIF(replace({value}, rtrim({value}, {_DIGITS}), ''), '')"
+        return f"COALESCE({cast.format(tail)}, {cast.format(self.value((*path, 'id')))})"
 
 
 class _Postgres(_Dialect):
@@ -116,6 +117,7 @@ class _Postgres(_Dialect):
         "boolean": "boolean",
         "timestamp": "timestamp with time zone",
         "link": "text",
+        "person": "text",
     }
     record_types: Mapping[str, str] = {
         "id": "text",
@@ -137,17 +139,22 @@ class _Postgres(_Dialect):
         value, json = self.value(field.path), self._json(field.path)
         if field.type == "text":
             return value
+        # PostgreSQL casts raise on bad input, failing the whole query: each is
+        # guarded, with tests cheaper than the cast (no regular expressions).
         if field.type == "integer":
             return (
                 f"CASE WHEN jsonb_typeof({json}) = 'number' "
-                f"AND {value} ~ '^-?[0-9]{{1,18}}$' THEN ({value})::bigint END"
+                f"AND ({json})::numeric BETWEEN {_INT64} THEN ({json})::numeric::bigint END"
             )
         if field.type == "boolean":
             return f"CASE WHEN jsonb_typeof({json}) = 'boolean' THEN ({json})::boolean END"
         if field.type == "timestamp":
-            return f"CASE WHEN {value} ~ {_literal(_ISO_TIMESTAMP)} THEN ({value})::timestamptz END"
-        tail = f"substring({value} from '([0-9]+)$')"
-        return f"COALESCE({self.value((*field.path, 'id'))}, {tail})"
+            # An ISO date's shape; a year 0 (PHP's zero date) is refused by the cast.
+            return (
+                f"CASE WHEN {value} LIKE '____-__-__%' AND {value} NOT LIKE '0%' "
+                f"THEN ({value})::timestamptz END"
+            )
+        return self.link(field.path)
 
 
 def _dialect(name: str) -> _Dialect:
@@ -155,9 +162,7 @@ def _dialect(name: str) -> _Dialect:
 
 
 def _column(dialect: _Dialect, field: Field) -> str:
-    expression = dialect.field(field)
-    if field.or_person_id:
-        expression = f"COALESCE({expression}, person_id)"
+    expression = "person_id" if field.type == "person" else dialect.field(field)
     return f"{expression} AS {_quote(field.column)}"
 
 
@@ -238,12 +243,17 @@ def _replace(conn: Connection, view: View) -> None:
     # Dropped, not CREATE OR REPLACE: PostgreSQL refuses that once a column
     # changes type or goes. A user's view built on ours makes the drop fail
     # (no CASCADE): theirs is never dropped behind their back.
-    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {_quote(view.name)}")
-    conn.exec_driver_sql(_create(view))
+    _ddl(conn, f"DROP VIEW IF EXISTS {_quote(view.name)}")
+    _ddl(conn, _create(view))
     if dialect == "postgresql":
-        conn.exec_driver_sql(
-            f"COMMENT ON VIEW {_quote(view.name)} IS {_literal(_fingerprint(view))}"
-        )
+        _ddl(conn, f"COMMENT ON VIEW {_quote(view.name)} IS {_literal(_fingerprint(view))}")
+
+
+def _ddl(conn: Connection, statement: str) -> None:
+    # psycopg reads `%` as a placeholder (a LIKE pattern has some): doubled.
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        statement = statement.replace("%", "%%")
+    conn.exec_driver_sql(statement)
 
 
 def refresh(conn: Connection, sources: Mapping[str, str]) -> list[str]:

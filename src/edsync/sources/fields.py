@@ -10,9 +10,9 @@ the vendors' documents, not from our simulator:
   BinaryRecord) and help.dreamapply.com/api (an offer's ``inserted``,
   ``saved`` and ``confirmed`` are ISO strings there, ints in the SDK's
   docblocks). A record's data is the expanded object or the journal item's
-  links, so every link column accepts both (see ``LINK``), and the
-  applicant falls back to the record's ``person_id``: an offer carries no
-  applicant link of its own. ``status`` is the one the journal name carries
+  links, so every link column accepts both (``link``); the applicant is the
+  record's ``person_id`` (``person``): an offer carries no applicant link of
+  its own. ``status`` is the one the journal name carries
   (SPEC 2.1) or, for an application, the vendor's own field. Media,
   interviews and referees have no published model: only their links.
 - Edlink: edlink/edlink-node-sdk ``src/types`` and edlink/docs
@@ -27,10 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FieldType = Literal["text", "integer", "boolean", "timestamp", "link"]
+FieldType = Literal["text", "integer", "boolean", "timestamp", "link", "person"]
 """``link``: a DreamApply reference, a link (``/api/applicants/12``) or an
 expanded object (``{"id": 12}``); the column holds the id as text, like
-``records.entity_id``."""
+``records.entity_id``. ``person``: the record's ``person_id`` column, which
+the apply step reads from the same link (or, for a snapshotted offer, from
+its application), so no JSON is read at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +40,13 @@ class Field:
     column: str
     path: tuple[str, ...]
     type: FieldType
-    or_person_id: bool = False  # NULL in data: the record's person_id instead
 
 
 def _f(column: str, path: str, type_: FieldType = "text") -> Field:
     return Field(column, tuple(path.split(".")), type_)
 
 
-_APPLICANT = Field("applicant_id", ("applicant",), "link", or_person_id=True)
+_APPLICANT = Field("applicant_id", (), "person")
 _APPLICATION = _f("application_id", "application", "link")
 
 DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
