@@ -30,7 +30,6 @@ from edsync.sources.fields import KINDS, Field, FieldType
 MAX_NAME = 63
 """PostgreSQL truncates longer identifiers: such a view is skipped, not cut."""
 
-_INT64 = "-9223372036854775808 AND 9223372036854775807"
 _DIGITS = "'0123456789'"
 
 
@@ -142,10 +141,7 @@ class _Postgres(_Dialect):
         # PostgreSQL casts raise on bad input, failing the whole query: each is
         # guarded, with tests cheaper than the cast (no regular expressions).
         if field.type == "integer":
-            return (
-                f"CASE WHEN jsonb_typeof({json}) = 'number' "
-                f"AND ({json})::numeric BETWEEN {_INT64} THEN ({json})::numeric::bigint END"
-            )
+            return f"CASE WHEN jsonb_typeof({json}) = 'number' THEN ({json})::bigint END"
         if field.type == "boolean":
             return f"CASE WHEN jsonb_typeof({json}) = 'boolean' THEN ({json})::boolean END"
         if field.type == "timestamp":
