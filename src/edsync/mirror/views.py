@@ -66,7 +66,6 @@ def _literal(value: str) -> str:
 class _Dialect:
     """How each field type reads out of ``data``: the one place SQL differs."""
 
-    name = "sqlite"
     types: Mapping[FieldType, str] = {
         "text": "TEXT",
         "integer": "INTEGER",
@@ -109,7 +108,6 @@ class _Dialect:
 
 
 class _Postgres(_Dialect):
-    name = "postgresql"
     types: Mapping[FieldType, str] = {
         "text": "text",
         "integer": "bigint",
