@@ -402,3 +402,114 @@ def test_a_malformed_value_never_fails_a_query(make_engine: Callable[..., Engine
         assert row == (None, None, dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC))
     else:
         assert row == ("0000-00-00 00:00:00", "yes", "2026-01-02T03:04:05.678Z")
+
+
+# -- the vendors' documented examples -----------------------------------------
+
+
+def test_the_vendors_documented_objects_fill_their_columns(
+    make_engine: Callable[..., Engine],
+) -> None:
+    from edsync.mirror.schema import records as records_table
+    from tests.contract.dreamapply import view_examples as da
+    from tests.contract.edlink import view_examples as ed
+
+    engine = make_engine()
+    upgrade(engine, {"da": "dreamapply", "ed": "edlink"})
+    now = "2026-01-01T00:00:00+00:00"
+    rows = [
+        # person_id as the apply step sets it: the applicant the object links to.
+        ("da", "applicant", "123", da.APPLICANT, "123"),
+        ("da", "application", "60", da.APPLICATION, "60"),
+        ("da", "offer", "12", da.OFFER, "60"),
+        ("ed", "person", ed.ZERO, ed.PERSON, ed.ZERO),
+        ("ed", "enrollment", ed.ZERO, ed.ENROLLMENT, ed.ZERO),
+        ("ed", "agent", ed.ZERO, ed.AGENT, None),
+        ("ed", "section", ed.ZERO, ed.SECTION, None),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            records_table.insert(),
+            [
+                {
+                    "source": source,
+                    "entity": entity,
+                    "entity_id": id_,
+                    "data": data,
+                    "deleted": False,
+                    "version": 1,
+                    "last_event_id": "1",
+                    "person_id": person,
+                    "first_seen_at": now,
+                    "synced_at": now,
+                }
+                for source, entity, id_, data, person in rows
+            ],
+        )
+
+    def one(sql: str) -> tuple[Any, ...]:
+        with engine.connect() as conn:
+            return tuple(conn.exec_driver_sql(sql).one())
+
+    def when(value: str) -> Any:
+        return value if engine.dialect.name == "sqlite" else dt.datetime.fromisoformat(value)
+
+    assert one(
+        "SELECT email, given_name, family_name, full_name, citizenship, type, registered, "
+        "phone, reference FROM da_applicants"
+    ) == (
+        "john.smith@email.com",
+        "John",
+        "Smith",
+        "John Smith",
+        "GB",
+        "Natural",
+        when("2025-11-24T10:56:34+00:00"),
+        "",
+        None,
+    )
+    assert one(
+        "SELECT applicant_id, status, commence_year, created, submitted FROM da_applications"
+    ) == ("60", "Prepare", "2025", when("2025-06-20T08:30:31+00:00"), None)
+    assert one(
+        "SELECT id, applicant_id, application_id, course_id, type_id, priority, decision, "
+        "decision_policy, inserted, confirmed, decision_deadline FROM da_offers"
+    ) == (
+        "12",
+        "60",
+        None,  # the vendor's offer carries no application link
+        "1",
+        "7",
+        1,
+        "None",
+        "None",
+        when("2014-06-20T11:00:19+00:00"),
+        None,
+        None,
+    )
+    assert one(
+        "SELECT display_name, email, graduation_year, district_id, time_zone, created_date "
+        "FROM ed_people"
+    ) == (
+        "Gob Bluth",
+        "gob.bluth@example.com",
+        1996,
+        ed.ZERO,
+        "America/Los_Angeles",
+        when("2021-07-13T17:45:39.937Z"),
+    )
+    assert one(
+        "SELECT person_id, class_id, section_id, role, state, is_primary, start_date "
+        "FROM ed_enrollments"
+    ) == (ed.ZERO, ed.ZERO, ed.ZERO, "teacher", "active", None, None)
+    assert one("SELECT observer_id, target_id, relationship FROM ed_agents") == (
+        ed.ZERO,
+        ed.ZERO,
+        "parent",
+    )
+    assert one("SELECT name, state, class_id, locale FROM ed_sections") == (
+        "Section 3",
+        "active",
+        ed.ZERO,
+        "en",
+    )

@@ -72,6 +72,7 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
         (
             _APPLICANT,
             _f("status", "status"),
+            _f("commence_year", "commence_year"),
             _f("academic_term_id", "academic_term", "link"),
             _f("created", "created", "timestamp"),
             _f("revised", "revised", "timestamp"),
