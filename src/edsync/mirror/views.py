@@ -11,8 +11,10 @@ The only dialect-specific SQL is ``_Dialect``: how a JSON field is read and
 cast. On SQLite a column holds the value as the JSON has it (SQLite types
 values, not columns). On PostgreSQL a value not of the documented type reads
 as NULL rather than failing the query: its casts raise, so each is guarded,
-cheaply. A string shaped like an ISO date but not one (month 13) still makes
-the cast raise: the vendors send dates from their databases, never those.
+cheaply (each test reads the value again). A string shaped like an ISO date
+but not one (a month 13, MySQL's zero date) still makes the cast raise: the
+vendors format their dates from date types (PHP writes a zero date as
+"-0001-11-30…", which the shape refuses).
 """
 
 from __future__ import annotations
@@ -143,11 +145,8 @@ class _Postgres(_Dialect):
         if field.type == "boolean":
             return f"CASE WHEN jsonb_typeof({json}) = 'boolean' THEN ({json})::boolean END"
         if field.type == "timestamp":
-            # An ISO date's shape; a year 0 (PHP's zero date) is refused by the cast.
-            return (
-                f"CASE WHEN {value} LIKE '____-__-__%' AND {value} NOT LIKE '0%' "
-                f"THEN ({value})::timestamptz END"
-            )
+            # An ISO date's shape: one test, as each costs another read of `data`.
+            return f"CASE WHEN {value} LIKE '____-__-__%' THEN ({value})::timestamptz END"
         return self.link(field.path)
 
 
