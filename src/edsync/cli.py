@@ -57,8 +57,15 @@ def _engine(config: Config, *, access: Access = "create", migrate: bool = True) 
         require_mirror(engine, config.path)
         ensure_schema(engine, auto_migrate=False)  # read-only: never migrates
     elif migrate:
-        ensure_schema(engine, auto_migrate=config.mirror.auto_migrate)
+        ensure_schema(
+            engine, auto_migrate=config.mirror.auto_migrate, sources=_source_kinds(config)
+        )
     return engine
+
+
+def _source_kinds(config: Config) -> dict[str, str]:
+    """Source name → kind: what the mirror's views are made for."""
+    return {name: settings.kind for name, settings in config.sources.items()}
 
 
 # Engines a command opened; ``main`` disposes them, so no connection outlives it.
@@ -250,9 +257,30 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     config = _config(args, secrets=False)
     engine = _engine(config, access="create" if args.action == "upgrade" else "read", migrate=False)
+    if args.action == "views":
+        return _print_views(config, engine)
     if args.action == "upgrade":
-        upgrade(engine)
+        upgrade(engine, _source_kinds(config))
     print(f"current: {current_revision(engine) or 'none'}  head: {head_revision()}")
+    return EXIT_OK
+
+
+def _print_views(config: Config, engine: Any) -> int:
+    """``db views``: each configured source's views and their columns."""
+    from edsync.mirror import views
+    from edsync.ui import print_table
+
+    planned, skipped = views.plan(_source_kinds(config), engine.dialect.name)
+    current = views.present(engine, planned)
+    rows = [
+        [
+            view.name if view.name in current else f"{view.name} (run edsync db upgrade)",
+            ", ".join(f"{column} {type_}" for column, type_ in view.columns),
+        ]
+        for view in planned
+    ]
+    rows += [[f"({s.source} {s.entity}: none)", s.reason] for s in skipped]
+    print_table(f"views in {engine.url.render_as_string()}", ["view", "columns"], rows)
     return EXIT_OK
 
 
@@ -319,9 +347,9 @@ def _parser() -> argparse.ArgumentParser:
     p = command("check", cmd_check, "validate the config and reach every source")
     with_config(p)
 
-    p = command("db", cmd_db, "run or show the schema migrations")
+    p = command("db", cmd_db, "run or show the schema migrations; list the typed views")
     with_config(p)
-    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("action", choices=["upgrade", "current", "views"])
 
     p = command(
         "simulate",

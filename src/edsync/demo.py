@@ -117,7 +117,8 @@ def run_demo(events: int, db: Path) -> int:
         config = demo_config(sim.url, db)
         logs.configure(config.log)
         engine = create_mirror_engine(config.mirror)
-        ensure_schema(engine, auto_migrate=True)
+        kinds = {name: source.kind for name, source in config.sources.items()}
+        ensure_schema(engine, auto_migrate=True, sources=kinds)
         mark_demo(engine)
         print(
             f"Simulated DreamApply ({events} journal events, {DEMO_RATE} more a second) and "
@@ -168,7 +169,8 @@ def _summary(engine: object, db: Path) -> None:
     )
     print(f"\nThe mirror is {db}. Try:\n")
     print(
-        f"  sqlite3 {db} \"SELECT entity_id, json_extract(data, '$.applicant') "
-        "FROM records WHERE entity = 'offer' AND json_extract(data, '$.status') = 'Enrolled' "
-        'LIMIT 5;"'
+        f'  sqlite3 {db} "SELECT o.id, o.application_id, a.email FROM dreamapply_offers o '
+        "JOIN dreamapply_applicants a ON a.id = o.applicant_id "
+        "WHERE o.status = 'Enrolled' AND NOT o.deleted LIMIT 5;\""
     )
+    print('\n(every entity of both feeds has such a view: README, "Query the mirror")')

@@ -283,6 +283,12 @@ class Daemon:
             if old.sources.get(name) != settings:
                 self._schedule_source(name)
         self.health.track(set(new.sources))
+        if set(new.sources) - set(old.sources) and new.mirror.auto_migrate:
+            from edsync.mirror import views
+
+            # A source added by the reload gets its views now, as at a start.
+            kinds = {name: settings.kind for name, settings in new.sources.items()}
+            views.ensure(self.engine, kinds, strict=False)
         log.info("config_reloaded", sources=list(new.sources))
         self.notifier.ready(self.summary())
         return True

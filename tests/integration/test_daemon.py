@@ -174,6 +174,11 @@ def test_sighup_takes_a_good_config_and_refuses_a_bad_one(
     daemon.signal(signal.SIGHUP)
     daemon.wait_event("config_reloaded")
     daemon.wait_event("poll_done", source="second", cursor="70")
+    # The added source got its typed views with the reload (README, Query the mirror).
+    engine = create_mirror_engine(load_config(path).mirror)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM second_applicants").scalar() > 0
+    engine.dispose()
 
     path.write_text(good + "[sources.second.oops]\n")
     daemon.signal(signal.SIGHUP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -201,15 +202,32 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine) -> None:
+def lock_migrations(conn: Connection) -> None:
+    """Several daemons may start at once on a new database: one migrates, the
+    others wait here (PostgreSQL) and then find the schema current."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+
+
+def upgrade(engine: Engine, sources: Mapping[str, str] | None = None) -> None:
+    """Migrate to the newest schema, then create or replace the views of
+    ``sources`` (name → kind)."""
+    _migrate(engine)
+    if sources:
+        from edsync.mirror import views
+
+        try:
+            views.ensure(engine, sources)
+        except OperationalError as exc:
+            raise RetriableError(f"mirror: cannot create the views: {exc.orig}") from None
+
+
+def _migrate(engine: Engine) -> None:
     from alembic import command
 
     try:
         with engine.execution_options(**{WRITE: True}).begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Several daemons may start at once on a new database: one migrates,
-                # the others wait here and then find the schema current.
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            lock_migrations(conn)
             command.upgrade(_alembic_config(conn), "head")
     except OperationalError as exc:
         raise RetriableError(f"mirror: cannot migrate: {exc.orig}") from None
@@ -231,8 +249,22 @@ def _stamped_revision(engine: Engine) -> str | None:
     return str(value) if value is not None else None
 
 
-def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
-    """Upgrade the schema, or refuse to run on one that is not current."""
+def ensure_schema(
+    engine: Engine, *, auto_migrate: bool, sources: Mapping[str, str] | None = None
+) -> None:
+    """Upgrade the schema, or refuse to run on one that is not current; with
+    ``auto_migrate``, also bring the views of ``sources`` (name → kind) up to
+    date, so a source added to the config gets its views on the next start."""
+    _ensure_tables(engine, auto_migrate=auto_migrate)
+    if auto_migrate and sources:
+        from edsync.mirror import views
+
+        # The views are a convenience over the tables: one that cannot be
+        # replaced (a user's view depends on it) is reported, and the sync runs.
+        views.ensure(engine, sources, strict=False)
+
+
+def _ensure_tables(engine: Engine, *, auto_migrate: bool) -> None:
     try:
         if _stamped_revision(engine) == SCHEMA_HEAD:
             return  # nothing to do, and no write lock taken
@@ -242,7 +274,7 @@ def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
     if current == head_revision():
         return
     if auto_migrate:
-        upgrade(engine)
+        _migrate(engine)
         return
     if current != head_revision():
         raise FatalError(
