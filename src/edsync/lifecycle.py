@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -25,9 +25,14 @@ STOP_BUDGET = 8.0  # seconds for workers to finish their page; systemd waits 10 
 COMMIT_BUDGET = 1.5  # then at most this for a page mid-commit
 
 
-def leave_now(gate: threading.Lock, abandoned: list[str]) -> None:
-    """Exit 0 although worker threads remain, after any commit in flight."""
+def leave_now(
+    gate: threading.Lock, abandoned: list[str], cleanup: Sequence[Callable[[], None]] = ()
+) -> None:
+    """Exit 0 although worker threads remain, after any commit in flight;
+    ``cleanup`` runs once no page can be written any more."""
     committed = gate.acquire(timeout=COMMIT_BUDGET)
+    for step in cleanup:
+        step()
     log.info("stopped", abandoned=abandoned, page_in_flight=not committed)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -80,9 +85,7 @@ class Stopper:
         if stuck:
             # Polls blocked in a network wait cannot be interrupted; nothing
             # of theirs is uncommitted, so leave without them.
-            for hook in self.before_leaving:
-                hook()
-            leave_now(self.gate, stuck)
+            leave_now(self.gate, stuck, self.before_leaving)
 
 
 def run_stoppable(

@@ -181,6 +181,9 @@ class Runner:
     def forget(self, name: str) -> None:
         """A source left the config."""
         self.state.pop(name, None)
+        self._close_source(name)
+
+    def _close_source(self, name: str) -> None:
         cached = self._sources.pop(name, None)
         if cached is not None:
             cached[1].close()
@@ -217,6 +220,9 @@ class Runner:
             # others go on (arq's worker draws the same line around a job).
             except Exception as exc:  # noqa: BLE001
                 return self._failed(settings, exc)
+            finally:
+                if self.burst:  # polled once: its connections are not needed again
+                    self._close_source(name)
             return self._succeeded(name, result)
 
     def _source(self, settings: SourceSettings) -> Source:
