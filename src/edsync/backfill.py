@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import Engine
 
-from edsync import sources
 from edsync.config import Config
-from edsync.errors import EdsyncError
-from edsync.mirror import checkpoints
+from edsync.lifecycle import Stopper
 from edsync.publisher import Publisher, Report, burst_budget
 from edsync.rules import compile_rules
+from edsync.runner import Runner
 from edsync.sources.base import Bounds
-from edsync.sync import DrainResult, Progress, drain
+from edsync.sync import DrainResult, Progress
 
 log = structlog.get_logger("edsync.backfill")
 
@@ -50,50 +49,30 @@ def run_backfill(
     gate: threading.Lock | None = None,
     deliver: bool = True,
 ) -> Outcome:
-    """Drain each source in turn (one's failure does not stop the others), then
-    deliver the signals raised, retrying for the sinks' ``retry_for`` (at most
+    """Poll each source once, in burst, with the daemon's runner (one source's
+    failure of any kind does not stop the others), then deliver the signals
+    raised, retrying for the sinks' ``retry_for`` (at most
     ``publisher.BURST_WAIT``; what is still pending stays in the outbox)."""
     outcome = Outcome()
     rules = compile_rules(config)
-    for name in names:
-        settings = config.sources[name]
-        if reset:
-            checkpoints.reset(engine, name)
-            log.info("cursor_reset", source=name)
-        source = sources.create(settings)
-        try:
-            result = drain(
-                engine,
-                source,
-                bounds=bounds,
-                on_invalid=settings.on_invalid,
-                progress=progress,
-                stop=stop,
-                gate=gate,
-                rules=rules,
+    stopper = Stopper(stop, gate=gate)
+    # No source locks: a backfill has always run beside anything (the
+    # checkpoint row lock keeps two writers of one source in turn).
+    runner = Runner(engine, stopper, burst=True)
+    try:
+        for name in names:
+            polled = runner.poll(
+                config.sources[name], rules, bounds=bounds, reset=reset, progress=progress
             )
-        except EdsyncError as exc:
-            outcome.failures[name] = str(exc)
-            checkpoints.record_failure(engine, name, str(exc))
-            log.error("source_failed", source=name, error=str(exc), kind=type(exc).__name__)
-        else:
-            outcome.results.append(result)
-            log.info(
-                "source_drained",
-                source=name,
-                pages=result.pages,
-                applied=result.applied,
-                stale=result.stale,
-                quarantined=result.quarantined,
-                duplicates=result.duplicates,
-                cursor=result.cursor.value if result.cursor else None,
-                us_per_event=result.stages.per_event(result.received),
-            )
-        finally:
-            source.close()
-        if stop is not None and stop.is_set():
-            break
-    if deliver and config.sinks and not (stop is not None and stop.is_set()):
+            if polled.result is not None:
+                outcome.results.append(polled.result)
+            elif polled.message is not None:
+                outcome.failures[name] = polled.message
+            if stopper.stop.is_set():
+                break
+    finally:
+        runner.close()
+    if deliver and config.sinks and not stopper.stop.is_set():
         outcome.deliveries = deliver_outbox(config, engine, stop)
     return outcome
 

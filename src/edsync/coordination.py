@@ -11,6 +11,7 @@ file refuses to start.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -150,14 +151,29 @@ class Fence:
 
 def sqlite_run_lock(engine: Engine) -> IO[str] | None:
     """Refuse a second daemon on one SQLite file; the open file holds the lock."""
-    import fcntl
-
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
     if database.startswith("file:"):
         database = database[len("file:") :].split("?", 1)[0]
     path = Path(f"{database}.run.lock")
+    while True:
+        handle = _lock_file(path, database)
+        # A stopping holder deletes the file before unlocking it: a lock won on
+        # a file no longer at the path locks nothing, so try the new one.
+        if _same_file(handle, path):
+            break
+        handle.close()
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _lock_file(path: Path, database: str) -> IO[str]:
+    import fcntl
+
     handle = path.open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -169,8 +185,23 @@ def sqlite_run_lock(engine: Engine) -> IO[str] | None:
             f"another edsync run (pid {holder}) is already using {database}; SQLite has one "
             "writer: stop it, or use a PostgreSQL mirror to run several"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
     return handle
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    try:
+        on_disk = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(handle.fileno())
+    return (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+
+def release_run_lock(handle: IO[str] | None) -> None:
+    """A clean stop leaves no ``*.run.lock`` behind: delete it while still
+    holding it, then let go (see ``sqlite_run_lock`` for why in that order)."""
+    if handle is None or handle.closed:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(handle.name)
+    handle.close()

@@ -11,7 +11,8 @@ import gc
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import structlog
@@ -24,42 +25,96 @@ STOP_BUDGET = 8.0  # seconds for workers to finish their page; systemd waits 10 
 COMMIT_BUDGET = 1.5  # then at most this for a page mid-commit
 
 
-def leave_now(gate: threading.Lock, abandoned: list[str]) -> None:
-    """Exit 0 although worker threads remain, after any commit in flight."""
+def leave_now(
+    gate: threading.Lock, abandoned: list[str], cleanup: Sequence[Callable[[], None]] = ()
+) -> None:
+    """Exit 0 although worker threads remain, after any commit in flight;
+    ``cleanup`` runs once no page can be written any more."""
     committed = gate.acquire(timeout=COMMIT_BUDGET)
+    for step in cleanup:
+        step()
     log.info("stopped", abandoned=abandoned, page_in_flight=not committed)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
 
 
+class Stopper:
+    """The one stopping mechanism of ``run`` and ``backfill`` (arq's ``Worker``
+    with or without ``burst``): a stop request, the work in flight, the apply gate.
+
+    Workers run inside ``working(name)``; ``finish`` gives them STOP_BUDGET to
+    end their page, then leaves without the stuck ones (``leave_now``).
+    ``wake`` is set by the signal handlers and whenever a worker ends.
+    """
+
+    def __init__(
+        self,
+        stop: threading.Event | None = None,
+        wake: threading.Event | None = None,
+        gate: threading.Lock | None = None,
+    ) -> None:
+        self.stop = stop or threading.Event()
+        self.wake = wake or threading.Event()
+        self.gate = gate or threading.Lock()
+        self._running: set[str] = set()
+        self._changed = threading.Condition()
+        self.before_leaving: list[Callable[[], None]] = []
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    @contextmanager
+    def working(self, name: str) -> Iterator[None]:
+        with self._changed:
+            self._running.add(name)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running.discard(name)
+                self._changed.notify_all()
+            self.wake.set()
+
+    def finish(self, budget: float = STOP_BUDGET) -> None:
+        """After a stop request: wait for the work in flight, or leave without it."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._running, budget)
+            stuck = sorted(self._running)
+        if stuck:
+            # Polls blocked in a network wait cannot be interrupted; nothing
+            # of theirs is uncommitted, so leave without them.
+            leave_now(self.gate, stuck, self.before_leaving)
+
+
 def run_stoppable(
     work: Callable[[], T], stop: threading.Event, wake: threading.Event, gate: threading.Lock
 ) -> T:
-    """Run ``work`` in a thread; on ``stop``, give it STOP_BUDGET, then leave.
+    """Run ``work`` in a thread until it ends; on ``stop``, ``Stopper.finish``.
 
     ``wake`` is set by the signal handlers and by the end of the work.
     """
+    stopper = Stopper(stop, wake, gate)
     result: list[T] = []
     failure: list[BaseException] = []
     done = threading.Event()
 
     def target() -> None:
-        try:
-            result.append(work())
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
-            failure.append(exc)
-        finally:
-            done.set()
-            wake.set()
+        with stopper.working("edsync-worker"):
+            try:
+                result.append(work())
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
+                failure.append(exc)
+            finally:
+                done.set()
 
-    worker = threading.Thread(target=target, name="edsync-worker", daemon=True)
-    worker.start()
+    threading.Thread(target=target, name="edsync-worker", daemon=True).start()
     while not done.is_set():
         wake.wait()
         wake.clear()
-        if stop.is_set() and not done.wait(STOP_BUDGET):
-            leave_now(gate, [worker.name])
+        if stop.is_set():
+            stopper.finish()
     if failure:
         raise failure[0]
     return result[0]

@@ -53,6 +53,14 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        # stamina's own counter lives in prometheus-client's global registry,
+        # which nothing serves; its retry hook feeds this one (sources/http.py).
+        self.retries = Counter(
+            "edsync_http_retries",
+            "HTTP retries scheduled, by source (sink:NAME for a sink) and cause",
+            ["source", "cause"],
+            registry=r,
+        )
         self.deliveries = Gauge(
             "edsync_deliveries", "Outbox by status", ["sink", "status"], registry=r
         )

@@ -16,107 +16,34 @@ import datetime as dt
 import random
 import signal
 import threading
-import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from edsync import logs, sources
+from edsync import logs
 from edsync.config import Config, load_config
-from edsync.coordination import Fence, source_locks, sqlite_run_lock
-from edsync.errors import (
-    AuthError,
-    ConfigError,
-    EdsyncError,
-    GapError,
-    MalformedPageError,
-    RetriableError,
-)
-from edsync.lifecycle import STOP_BUDGET, leave_now
+from edsync.coordination import release_run_lock, source_locks, sqlite_run_lock
+from edsync.errors import ConfigError
+from edsync.lifecycle import Stopper
 from edsync.metrics import Health, Metrics, MetricsServer
-from edsync.mirror import checkpoints
-from edsync.mirror.apply import PageResult
 from edsync.mirror.sql import adapt
 from edsync.publisher import Publisher
 from edsync.rules import compile_rules
-from edsync.sources.base import Source
-from edsync.sync import DrainResult, Progress, drain
+from edsync.runner import PollOutcome, Runner, SourceState, error_kind, next_delay
+from edsync.sources.http import on_retry
 from edsync.systemd import Notifier
+
+__all__ = ["Daemon", "error_kind", "next_delay", "run_daemon"]
 
 log = structlog.get_logger("edsync.daemon")
 
 MAX_START_JITTER = 5.0
-MAX_AUTH_BACKOFF = 3600.0
 PUBLISH_INTERVAL = 5.0
-
-
-def error_kind(exc: BaseException) -> str:
-    """The ``kind`` label of ``edsync_errors_total``."""
-    if isinstance(exc, AuthError):
-        return "auth"
-    if isinstance(exc, GapError):
-        return "gap"
-    if isinstance(exc, MalformedPageError):
-        return "malformed"
-    if isinstance(exc, RetriableError):
-        return "retriable"
-    if isinstance(exc, ConfigError):
-        return "config"
-    if isinstance(exc, SQLAlchemyError):
-        return "mirror"
-    return "fatal"
-
-
-def next_delay(exc: BaseException, interval: float, failures: int) -> float:
-    """How long a failing source waits before its next poll.
-
-    A refused credential backs off exponentially (it will not fix itself
-    soon, and hammering it may lock the key); a Retry-After is never undercut.
-    """
-    delay = interval
-    if isinstance(exc, AuthError):
-        delay = min(interval * 2 ** max(failures - 1, 0), max(interval, MAX_AUTH_BACKOFF))
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        delay = max(delay, float(retry_after))
-    return delay
-
-
-@dataclass(slots=True)
-class SourceState:
-    failures: int = 0
-    last_error: str | None = None
-    cursor: str | None = None
-    lag: int | None = None
-    standby: bool = False
-
-
-class _MetricsProgress(Progress):
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.started = time.perf_counter()
-
-    def start(self, source: str, total: int | None) -> None:
-        self.started = time.perf_counter()
-        if total is not None:
-            self.metrics.lag.labels(source).set(total)
-
-    def advance(self, source: str, result: PageResult) -> None:
-        now = time.perf_counter()
-        self.metrics.page_seconds.labels(source).observe(now - self.started)
-        self.started = now
-        for status, count in (
-            ("applied", result.applied),
-            ("stale", result.stale),
-            ("quarantined", result.quarantined),
-        ):
-            if count:
-                self.metrics.events.labels(source, status).inc(count)
-        self.metrics.position.labels(source).set(result.cursor.position)
 
 
 class Daemon:
@@ -139,19 +66,23 @@ class Daemon:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.metrics = Metrics()
         self.health = Health(config.metrics.unhealthy_after if config.metrics else 900.0)
-        self.stop = threading.Event()
+        self.stopper = Stopper()
+        self.stop, self.wake = self.stopper.stop, self.stopper.wake
         self.reload = threading.Event()
-        self.wake = threading.Event()
-        self.gate = threading.Lock()
-        self.state: dict[str, SourceState] = {}
-        self._sources: dict[str, tuple[Any, Source]] = {}
-        self._running: set[str] = set()
-        self._running_changed = threading.Condition()
+        self.runner = Runner(
+            engine,
+            self.stopper,
+            locks=source_locks(engine),
+            metrics=self.metrics,
+            health=self.health,
+        )
+        self.state: dict[str, SourceState] = self.runner.state
         self.metrics_server: MetricsServer | None = None
         self.rules = compile_rules(config)
         self.publisher: tuple[Config, Publisher] | None = None
-        self.locks = source_locks(engine)
         self.run_lock: IO[str] | None = None
+        self._unhook: Callable[[], None] = _nothing
+        self.stopper.before_leaving.append(self._release)
         # Polls, the publisher and the heartbeat never wait for each other.
         workers = len(config.sources) + 3
         self.scheduler = BackgroundScheduler(
@@ -166,6 +97,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT; returns the exit code."""
         self.run_lock = sqlite_run_lock(self.engine)  # before READY: a clear refusal
         self._install_signals()
+        self._unhook = on_retry(self._count_retry)
         if self.config.metrics is not None:
             self.metrics_server = MetricsServer(self.config.metrics, self.metrics, self.health)
             self.metrics_server.start()
@@ -185,8 +117,7 @@ class Daemon:
 
     def _install_signals(self) -> None:
         def on_stop(_signum: int, _frame: object) -> None:
-            self.stop.set()
-            self.wake.set()
+            self.stopper.request_stop()
 
         def on_hup(_signum: int, _frame: object) -> None:
             self.reload.set()
@@ -197,31 +128,31 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_hup)
 
     def request_stop(self) -> None:
-        self.stop.set()
-        self.wake.set()
+        self.stopper.request_stop()
 
     def shutdown(self) -> int:
         self.notifier.stopping()
         log.info("daemon_stopping")
         self.scheduler.shutdown(wait=False)
-        deadline = time.monotonic() + STOP_BUDGET
-        with self._running_changed:
-            self._running_changed.wait_for(
-                lambda: not self._running, max(0.0, deadline - time.monotonic())
-            )
-            stuck = sorted(self._running)
+        self.stopper.finish()  # leaves from here if a poll is stuck
+        self._release()
+        self.runner.close()
+        log.info("daemon_stopped")
+        return 0
+
+    def _count_retry(self, source: str, cause: str) -> None:
+        self.metrics.retries.labels(source, cause).inc()
+
+    def _release(self) -> None:
+        """What a stop gives back, whether or not it waits for stuck polls."""
+        self._unhook()
+        self._unhook = _nothing
         if self.metrics_server is not None:
             self.metrics_server.stop()
-        if stuck:
-            self.locks.release_all()
-            # Polls blocked in a network wait cannot be interrupted; nothing
-            # of theirs is uncommitted, so leave without them.
-            leave_now(self.gate, stuck)
-        self.locks.release_all()
-        log.info("daemon_stopped")
-        for _, source in self._sources.values():
-            source.close()
-        return 0
+            self.metrics_server = None
+        self.runner.locks.release_all()
+        release_run_lock(self.run_lock)
+        self.run_lock = None
 
     # -- scheduling ---------------------------------------------------------
 
@@ -278,7 +209,7 @@ class Daemon:
         self.rules = compile_rules(new)
         for name in set(old.sources) - set(new.sources):
             self.scheduler.remove_job(f"source:{name}")
-            self.state.pop(name, None)
+            self.runner.forget(name)
         for name, settings in new.sources.items():
             if old.sources.get(name) != settings:
                 self._schedule_source(name)
@@ -295,111 +226,22 @@ class Daemon:
 
     # -- jobs ---------------------------------------------------------------
 
-    def _source(self, name: str) -> Source:
-        """The source for the current settings, rebuilt after a reload changed them."""
-        settings = self.config.sources[name]
-        cached = self._sources.get(name)
-        if cached is not None and cached[0] is settings:
-            return cached[1]
-        if cached is not None:
-            cached[1].close()
-        source = sources.create(settings)
-        self._sources[name] = (settings, source)
-        return source
-
     def poll(self, name: str) -> None:
-        if self.stop.is_set() or name not in self.config.sources:
+        settings = self.config.sources.get(name)
+        if self.stop.is_set() or settings is None:
             return
-        with self._running_changed:
-            self._running.add(name)
-        try:
-            self._poll(name)
-        finally:
-            with self._running_changed:
-                self._running.discard(name)
-                self._running_changed.notify_all()
+        outcome = self.runner.poll(settings, self.rules)
+        if outcome.error is not None:
+            self._back_off(name, outcome, settings.interval)
 
-    def _poll(self, name: str) -> None:
-        settings = self.config.sources[name]
-        try:
-            if not self.locks.acquire(name):
-                self._standby(name)
-                return
-            result = drain(
-                self.engine,
-                self._source(name),
-                on_invalid=settings.on_invalid,
-                progress=_MetricsProgress(self.metrics),
-                stop=self.stop,
-                gate=Fence(self.gate, self.locks, name),
-                rules=self.rules,
-            )
-        except (EdsyncError, SQLAlchemyError) as exc:
-            self._failed(name, exc)
-        else:
-            self._succeeded(name, result)
-
-    def _standby(self, name: str) -> None:
-        """Another process holds the source: wait, and try again next interval."""
-        state = self.state.setdefault(name, SourceState())
-        if not state.standby:
-            log.info("source_standby", source=name, hint="another edsync run polls it")
-        state.standby = True
-        self.health.succeeded(name)
-        self.metrics.polls.labels(name, "standby").inc()
-
-    def _succeeded(self, name: str, result: DrainResult) -> None:
-        state = self.state.setdefault(name, SourceState())
-        state.failures = 0
-        state.standby = False
-        state.cursor = result.cursor.value if result.cursor else state.cursor
-        state.lag = result.lag
-        self.health.succeeded(name)
-        m = self.metrics
-        m.polls.labels(name, "ok" if result.pages or result.pending is None else "skipped").inc()
-        m.last_success.labels(name).set(time.time())
-        m.failures.labels(name).set(0)
-        m.healthy.labels(name).set(1)
-        if result.lag is not None:
-            m.lag.labels(name).set(result.lag)
-        if result.pages:
-            log.info(
-                "poll_done",
-                source=name,
-                applied=result.applied,
-                lag=result.lag,
-                cursor=state.cursor,
-            )
-
-    def _failed(self, name: str, exc: BaseException) -> None:
-        state = self.state.setdefault(name, SourceState())
-        state.failures += 1
-        state.last_error = str(exc)
-        kind = error_kind(exc)
-        self.health.failed(name)
-        m = self.metrics
-        m.polls.labels(name, "error").inc()
-        m.errors.labels(name, kind).inc()
-        m.failures.labels(name).set(state.failures)
-        m.healthy.labels(name).set(1 if self.health.is_healthy(name) else 0)
-        try:
-            checkpoints.record_failure(self.engine, name, str(exc))
-        except SQLAlchemyError as db_exc:
-            log.error("failure_not_recorded", source=name, error=str(db_exc))
-        interval = self.config.sources[name].interval
-        delay = next_delay(exc, interval, state.failures)
+    def _back_off(self, name: str, outcome: PollOutcome, interval: float) -> None:
+        """Hold the next poll off when the failure asks for more than the interval."""
+        assert outcome.error is not None
+        delay = next_delay(outcome.error, interval, outcome.failures)
         if delay > interval and not self.stop.is_set():
             job = self.scheduler.get_job(f"source:{name}")
             if job is not None:
                 job.modify(next_run_time=_now() + dt.timedelta(seconds=delay))
-        log.error(
-            "poll_failed",
-            source=name,
-            kind=kind,
-            error=str(exc),
-            failures=state.failures,
-            retry_in=round(delay, 1),
-        )
 
     def _publisher(self) -> Publisher:
         """The publisher for the current sinks; rebuilt here, in its own job, after a reload."""
@@ -452,6 +294,10 @@ class Daemon:
                 lag = "?" if state.lag is None else state.lag
                 parts.append(f"{name}: cursor {state.cursor or '-'}, lag {lag}")
         return "; ".join(parts) or "no sources"
+
+
+def _nothing() -> None:
+    return None
 
 
 def _now() -> dt.datetime:

@@ -10,6 +10,7 @@ from edsync.mirror.apply import PageResult
 from edsync.sync import Progress
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress as RichProgressBar
     from rich.progress import TaskID
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 class RichProgress(Progress):
     """Events/s and ETA per source, the total from the feed's count (X-Count)."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -36,10 +37,11 @@ class RichProgress(Progress):
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console or Console(stderr=True),
             transient=False,
         )
         self.tasks: dict[str, tuple[TaskID, float, int]] = {}
+        self.totals: dict[str, int | None] = {}
 
     def __enter__(self) -> RichProgress:
         self.bar.start()
@@ -53,13 +55,19 @@ class RichProgress(Progress):
     def start(self, source: str, total: int | None) -> None:
         task = self.bar.add_task(source, total=total, rate="-")
         self.tasks[source] = (task, time.perf_counter(), 0)
+        self.totals[source] = total
 
     def advance(self, source: str, result: PageResult) -> None:
         task, started, done = self.tasks[source]
         done += result.received
         self.tasks[source] = (task, started, done)
         rate = done / max(time.perf_counter() - started, 1e-6)
-        self.bar.update(task, advance=result.received, rate=f"{rate:,.0f}")
+        total = self.totals.get(source)
+        if total is not None and done > total:
+            # Events appended upstream while draining: the count taken at the
+            # start was a floor, so the bar grows instead of overflowing.
+            total = self.totals[source] = done
+        self.bar.update(task, advance=result.received, total=total, rate=f"{rate:,.0f}")
 
     def snapshot(self, source: str, entity: str, objects: int) -> None:
         """A bar per snapshotting source: records read so far, by kind (no total:

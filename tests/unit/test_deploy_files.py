@@ -47,6 +47,7 @@ METRICS = {
     "edsync_page_duration_seconds_count",
     "edsync_deliveries",  # gauge {sink, status}
     "edsync_source_healthy",  # gauge {source}
+    "edsync_http_retries_total",  # counter {source, cause}
 }
 METRICS_WITHOUT_SOURCE = {"edsync_deliveries"}
 
@@ -400,6 +401,7 @@ def test_dashboard_panels_cover_the_metrics(dashboard: dict[str, Any]) -> None:
         "histogram_quantile(0.95, sum by (source, le) (rate(edsync_page_duration_seconds_bucket",
         "sum by (sink, status) (edsync_deliveries)",
         "edsync_source_healthy",
+        "sum by (source, cause) (rate(edsync_http_retries_total",
     ):
         assert needle in exprs, needle
 

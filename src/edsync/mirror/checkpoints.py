@@ -102,12 +102,14 @@ ON CONFLICT (source) DO UPDATE SET
     updated_at = excluded.updated_at,
     last_success_at = excluded.last_success_at,
     consecutive_failures = 0,
+    last_error = NULL,
     lag = excluded.lag
 """
 
 
 def record_success(engine: Engine, source: str, lag: int | None = None) -> None:
-    """The end of a good poll (even one that found nothing) and the lag it left."""
+    """The end of a good poll (even one that found nothing) and the lag it left;
+    the source has recovered, so the last failure's message goes."""
     now = now_iso()
     with engine.begin() as conn:
         conn.exec_driver_sql(adapt(conn, _SUCCESS), (source, now, now, lag))

@@ -192,6 +192,7 @@ class DreamApplySource:
             retry_for=settings.retry_for,
             ca_bundle=settings.ca_bundle,
             per_minute=settings.max_requests_per_minute,
+            credential_env=settings.api_key.env,
         )
         self.prefix = settings.api_prefix.rstrip("/")
         self.path = f"{self.prefix}/journal"

@@ -110,6 +110,7 @@ class EdlinkSource:
             timeout=settings.timeout,
             retry_for=settings.retry_for,
             ca_bundle=settings.ca_bundle,
+            credential_env=settings.token.env,
         )
 
     def close(self) -> None:

@@ -8,8 +8,9 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Collection, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import orjson
@@ -18,6 +19,9 @@ import structlog
 
 from edsync import __version__
 from edsync.errors import AuthError, MalformedPageError, RetriableError, error_for_status
+
+if TYPE_CHECKING:
+    from stamina.instrumentation import RetryDetails
 
 log = structlog.get_logger("edsync.http")
 
@@ -106,6 +110,77 @@ def _retry_hook(exc: Exception) -> bool | float:
     return False
 
 
+@dataclass(slots=True)
+class _Call:
+    """The request being retried, for the retry hook (stamina only knows a
+    ``retry_context`` as ``<context block>``)."""
+
+    client: HttpClient
+    method: str
+    path: str
+    cause: str | None = None
+
+
+_CALL: ContextVar[_Call | None] = ContextVar("edsync_http_call", default=None)
+
+RetryListener = Callable[[str, str], None]
+"""Called with (source or ``sink:NAME``, cause) for every retry scheduled."""
+
+_listeners: list[RetryListener] = []
+_instrumented = threading.Lock()
+_hooked: list[bool] = []
+
+
+def on_retry(listener: RetryListener) -> Callable[[], None]:
+    """Count retries (the daemon's metrics); returns the function that stops it."""
+    _instrument()
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener)
+
+
+def _instrument() -> None:
+    """Replace stamina's default hooks (a log line naming ``<context block>``,
+    a counter in prometheus-client's global registry nobody serves) with ours."""
+    with _instrumented:
+        if _hooked:
+            return
+        from stamina.instrumentation import set_on_retry_hooks
+
+        set_on_retry_hooks([_retry_scheduled])
+        _hooked.append(True)
+
+
+def _retry_scheduled(details: RetryDetails) -> None:
+    call = _CALL.get()
+    exc = details.caused_by
+    cause = (call.cause if call else None) or (
+        "malformed" if isinstance(exc, MalformedPageError) else type(exc).__name__.lower()
+    )
+    target = call.client.target if call else details.name
+    log.warning(
+        "http_retry",
+        target=target,
+        url=call.client.url(call.path) if call else None,
+        method=call.method if call else None,
+        cause=cause,
+        error=str(exc),
+        retry=details.retry_num,
+        wait=round(details.wait_for, 2),
+        waited=round(details.waited_so_far, 2),
+    )
+    label = _label(target)
+    for listener in list(_listeners):
+        listener(label, cause)
+
+
+def _label(target: str) -> str:
+    """``source 'a'`` → ``a``; ``sink 'hub'`` → ``sink:hub``."""
+    found = re.fullmatch(r"(source|sink) '(.*)'", target)
+    if found is None:
+        return target
+    return found[2] if found[1] == "source" else f"sink:{found[2]}"
+
+
 class HttpClient:
     """One keep-alive client per feed or sink, with the policies of SPEC 5."""
 
@@ -122,8 +197,13 @@ class HttpClient:
         per_minute: float = 0.0,
         backoff: Backoff | None = None,
         max_body: int = MAX_BODY_BYTES,
+        credential_env: str | None = None,
     ) -> None:
+        """``credential_env``: the environment variable the credential came
+        from, named when it is refused."""
+        _instrument()
         self.target = target
+        self.credential_env = credential_env
         self.retry_for = retry_for
         self.backoff = backoff or Backoff()
         self.max_body = max_body
@@ -179,6 +259,21 @@ class HttpClient:
         """``request``, then ``read`` the reply, retried as one: a page that
         cannot be read (truncated JSON, not the expected envelope) is retried
         like a 5xx (SPEC 5.3), not only the exchange that brought it."""
+        call = _Call(self, method, path)
+        token = _CALL.set(call)
+        try:
+            return self._attempts(call, params, read, expect)
+        finally:
+            _CALL.reset(token)
+
+    def _attempts(
+        self,
+        call: _Call,
+        params: Mapping[str, str] | None,
+        read: Callable[[Reply], T],
+        expect: Collection[int],
+    ) -> T:
+        method, path = call.method, call.path
         spent = self.spent = Spent()
         clock = time.perf_counter
         for attempt in stamina.retry_context(
@@ -190,6 +285,7 @@ class HttpClient:
             wait_jitter=self.backoff.jitter,
         ):
             with attempt:
+                call.cause = None
                 started = clock()
                 reply = self.once(method, path, params, expect=expect)
                 received = clock()
@@ -199,6 +295,15 @@ class HttpClient:
                 finally:
                     spent.read += clock() - received
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def url(self, path: str) -> str:
+        """Where ``path`` goes, for messages: no credentials, no query."""
+        return str(self.client.base_url.join(path).copy_with(userinfo=b"", query=None))
+
+    def _cause(self, cause: str) -> None:
+        call = _CALL.get()
+        if call is not None:
+            call.cause = cause
 
     def once(
         self,
@@ -218,7 +323,10 @@ class HttpClient:
             ) as response:
                 body = self._read_bounded(response)
         except httpx.TimeoutException as exc:
-            raise RetriableError(f"{self.target}: timed out ({type(exc).__name__})") from None
+            self._cause("timeout")
+            raise RetriableError(
+                f"{self.target}: timed out ({type(exc).__name__}) on {method} {self.url(path)}"
+            ) from None
         except httpx.TransportError as exc:
             rejected = _certificate_rejection(exc)
             if rejected is not None:
@@ -226,8 +334,10 @@ class HttpClient:
                     f"{self.target}: TLS certificate verification failed ({rejected}); "
                     "set ca_bundle to trust a private CA"
                 ) from None
+            self._cause("connect")
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise RetriableError(
-                f"{self.target}: connection failed ({type(exc).__name__})"
+                f"{self.target}: connection failed ({reason}) on {method} {self.url(path)}"
             ) from None
         if response.status_code in expect:
             return Reply(response.status_code, response.headers, body)
@@ -238,8 +348,18 @@ class HttpClient:
             detail=_error_detail(body, self.secrets) if response.status_code >= 400 else "",
         )
         if error is not None:
+            self._cause(f"http_{response.status_code}")
+            if isinstance(error, AuthError) and self.credential_env:
+                error.args = (f"{error}; {self.refused_hint()}",)
             raise error
         return Reply(response.status_code, response.headers, body)
+
+    def refused_hint(self) -> str:
+        """What to fix when the credential is refused (never its value)."""
+        return (
+            f"the credential comes from environment variable {self.credential_env}: "
+            "check that it holds a valid, current key"
+        )
 
     def _read_bounded(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("Content-Length")
