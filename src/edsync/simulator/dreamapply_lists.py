@@ -213,12 +213,15 @@ def _terms_wanted(query: Mapping[str, str]) -> Callable[[Entity], bool]:
     return lambda application: application.term in terms
 
 
-def _applications(registry: Registry, request: Request, path: re.Match[str]) -> Response:
+def _applications(
+    registry: Registry, request: Request, path: re.Match[str], *, embed: bool = True
+) -> Response:
     # No bySince paging here (the vendor documents none): the hard cap only.
     wanted = _terms_wanted(request.query)
     query = parse_list_query({k: v for k, v in request.query.items() if not k.startswith("by")})
     live = [app for app in registry.entities("application") if app.live and wanted(app)]
-    items = ((entity.id, _application_json(entity, query.expand)) for entity in live[: query.limit])
+    expand = query.expand if embed else query.expand - {"offer", "offers"}
+    items = ((entity.id, _application_json(entity, expand)) for entity in live[: query.limit])
     return _listing(request, len(live), items)
 
 
@@ -269,10 +272,19 @@ def _purged(registry: Registry, request: Request, path: re.Match[str]) -> Respon
 
 
 def list_routes(
-    journal: Journal, api_key: str, before: Callable[[], None] | None = None
+    journal: Journal,
+    api_key: str,
+    before: Callable[[], None] | None = None,
+    embed_offers: Callable[[], bool] | None = None,
 ) -> list[Route]:
     """The list endpoints' routes; ``before`` runs first on each request (the
-    simulator grows the journal there, as for the journal route)."""
+    simulator grows the journal there, as for the journal route);
+    ``embed_offers`` says whether the applications list honours ``expand=offer``
+    (default: yes)."""
+
+    def applications(registry: Registry, request: Request, path: re.Match[str]) -> Response:
+        embed = embed_offers is None or embed_offers()
+        return _applications(registry, request, path, embed=embed)
 
     def route(name: str, pattern: re.Pattern[str], handle: _Handler) -> Route:
         def serve(request: Request) -> Response:
@@ -296,7 +308,7 @@ def list_routes(
         route("dreamapply-offer-types", OFFER_TYPES_PATH, _offer_types),
         route("dreamapply-offers", OFFERS_PATH, _offers),
         route("dreamapply-applicants", APPLICANTS_PATH, _applicants),
-        route("dreamapply-applications", APPLICATIONS_PATH, _applications),
+        route("dreamapply-applications", APPLICATIONS_PATH, applications),
         route("dreamapply-purged", PURGED_PATH, _purged),
         route("dreamapply-academic-terms", ACADEMIC_TERMS_PATH, _academic_terms),
     ]
