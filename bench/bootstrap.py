@@ -17,8 +17,9 @@ dataset is bootstrapped unpaced twice, to count requests by kind and derive
 the least time each needs at 180 a minute: "before", against a server that
 ignores ``expand=offer`` (one offers request per application, what every
 bootstrap cost before edsync used the expansion), and "after", against one
-that embeds the offers. The paced run (``--paced-applicants``, a
-smaller dataset to stay quick) runs at ``--rate`` requests a minute and checks
+that embeds the offers. The paced run (``--paced-applicants``, a smaller
+dataset to stay quick, its offers read one request each so that there are
+requests enough to pace) runs at ``--rate`` requests a minute and checks
 the server-side arrival times against the token bucket's promise: in any
 window of W seconds at most rate * W + burst requests. Two windows are
 checked: 1 second, and "a DreamApply minute" scaled to the rate (the time in
@@ -261,7 +262,8 @@ def main() -> int:
 
     print()
     started = time.perf_counter()
-    sim = build(args.paced_applicants)
+    # Offers one request each: enough requests for the windows to mean something.
+    sim = build(args.paced_applicants, embed_offers=False)
     report_dataset(sim, time.perf_counter() - started)
     held = report_pacing(bootstrap(sim, per_minute=args.rate), args.rate)
     return 0 if held else 1
