@@ -137,7 +137,7 @@ def _summary(engine: object, db: Path) -> None:
     )
     print(f"\nThe mirror is {db}. Try:\n")
     print(
-        f"  sqlite3 {db} \"SELECT entity_id, person_id AS applicant "
+        f'  sqlite3 {db} "SELECT entity_id, person_id AS applicant '
         "FROM records WHERE entity = 'offer' AND json_extract(data, '$.status') = 'Enrolled' "
         'LIMIT 5;"'
     )
