@@ -26,6 +26,7 @@ from edsync.config import MirrorSettings, load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine
 from edsync.simulator.dataset import EVENT_NAMES
+from edsync.sources import dreamapply_snapshot
 from tests.conftest import DREAMAPPLY_KEY, json_value
 
 DAY = 86400.0
@@ -301,3 +302,24 @@ def test_sigterm_pauses_a_snapshot_at_a_page_and_exits_0(
     assert main(["status", "-c", str(path), "--json"]) == 0
     report = orjson.loads(capsys.readouterr().out)
     assert report["sources"][0]["snapshot"] == f"under way, read up to {progress.resume}"
+
+
+def test_terms_above_the_cap_are_read_in_slices_of_applicants(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    monkeypatch: Any,
+) -> None:
+    # The real cap is 8192 a term; a small one makes the simulator's terms exceed it.
+    monkeypatch.setattr(dreamapply_snapshot, "APPLICATIONS_CAP", 15)
+    monkeypatch.setattr(dreamapply_snapshot, "APPLICANTS_PER_REQUEST", 4)
+    sim = make_simulator(events=3000, journal_window=None)
+    path = write_config(sim.url, extra=SNAPSHOT)
+    assert main(["backfill", "-c", str(path)]) == 0
+    sliced = [r for r in sim.requests if "byApplicantIDs" in r.query]
+    assert sliced
+    assert all(len(r.query["byApplicantIDs"].split(",")) <= 4 for r in sliced)
+    engine = open_mirror(path)
+    try:
+        assert_current(engine, sim, exact_data=True)
+    finally:
+        engine.dispose()

@@ -228,6 +228,7 @@ def test_lists_require_the_api_key(sim: Simulator, path: str) -> None:
         ("/api/applications", {"byAcademicTermID": "1", "limit": "0"}),
         ("/api/applications", {"byAcademicTermID": "x"}),
         ("/api/applications", {"byAcademicYear": "last"}),
+        ("/api/applications", {"byAcademicTermID": "1", "byApplicantIDs": "1001,me"}),
         ("/api/purged-resources", {"page": "x"}),
     ],
 )
@@ -526,6 +527,19 @@ def test_applications_have_no_id_paging_only_their_term(client: httpx.Client) ->
     # bySince is not a parameter of /applications: ignored, as upstream ignores unknown ones.
     after = client.get("/api/applications", params={"byAcademicTermID": term, "bySince": ids[-1]})
     assert after.json() == whole
+
+
+def test_applications_of_some_applicants(client: httpx.Client) -> None:
+    every = all_applications(client)
+    owners = {app_id: trailing_id(app["applicant"]) for app_id, app in every.items()}
+    chosen = sorted(set(owners.values()))[:5]
+    sliced: dict[int, Any] = {}
+    for term in client.get("/api/academic-terms").json():
+        params = {"byAcademicTermID": term, "byApplicantIDs": " ".join(map(str, chosen))}
+        sliced.update(
+            {int(k): v for k, v in client.get("/api/applications", params=params).json().items()}
+        )
+    assert sliced.keys() == {app_id for app_id, owner in owners.items() if owner in chosen}
 
 
 def test_academic_terms_are_served_keyed_by_id(sim: Simulator, client: httpx.Client) -> None:

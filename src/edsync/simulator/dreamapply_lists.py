@@ -4,13 +4,14 @@ A client bootstraps a mirror from these, as the vendor documents them:
 applicants paged by their own ids (``bySince`` / ``byUntil`` inclusive,
 ``limit``); applications, which **require** ``byAcademicTermID``,
 ``byAcademicYear`` or ``byAcademicYears`` (400 without) and have no id paging,
-only the hard cap; the academic terms; each application's offers (no
-applicant or application link: Offer.php), also embedded in the applications
-list with ``expand=offer`` (or ``offers``); the offer types whose titles are
-the statuses the journal's names carry; and what was purged, in the documented
-shape (a ``pages`` paginator beside entries keyed by list number). Each object
-is the entity as it is now, the very bytes the journal's newest event about it
-embeds with ``expand``; purged entities are not listed.
+only the hard cap (``byApplicantIDs`` narrows them further); the academic
+terms; each application's offers (no applicant or application link:
+Offer.php), also embedded in the applications list with ``expand=offer`` (or
+``offers``); the offer types whose titles are the statuses the journal's names
+carry; and what was purged, in the documented shape (a ``pages`` paginator
+beside entries keyed by list number). Each object is the entity as it is now,
+the very bytes the journal's newest event about it embeds with ``expand``;
+purged entities are not listed.
 
 Every body is a JSON object keyed by id (by list number for purged resources;
 ``{}`` when empty, as the journal); ``X-Count`` counts what matches the
@@ -210,7 +211,20 @@ def _terms_wanted(query: Mapping[str, str]) -> Callable[[Entity], bool]:
         if not _DIGITS.fullmatch(year):
             raise BadQueryError(f"byAcademicYear(s): expected years, got {year!r}")
         terms.update(id_ for id_, (y, _) in ACADEMIC_TERMS.items() if y == int(year))
-    return lambda application: application.term in terms
+    applicants = _ids("byApplicantIDs", query.get("byApplicantIDs", ""))
+    if applicants is None:
+        return lambda application: application.term in terms
+    return lambda app: app.term in terms and app.owner is not None and app.owner.id in applicants
+
+
+def _ids(param: str, value: str) -> set[int] | None:
+    """A documented id-list filter (comma or space separated), or None when absent."""
+    terms = [term for term in re.split(r"[\s,]+", value.strip()) if term]
+    if not terms:
+        return None
+    if not all(_DIGITS.fullmatch(term) for term in terms):
+        raise BadQueryError(f"{param}: expected ids, got {value!r}")
+    return {int(term) for term in terms}
 
 
 def _applications(

@@ -3,7 +3,8 @@
 As the vendor documents them: applicants paged by their own ids
 (``bySince``); applications per academic term (``/applications`` requires a
 term or year filter and has no id paging, only a hard cap, so each term's
-``X-Count`` is checked against it first and nothing is truncated silently);
+``X-Count`` is checked against it first; a term at the cap is read in slices
+of applicants, ``byApplicantIDs``: nothing is truncated silently);
 each application's offers, embedded by the list's ``expand`` when the server
 does, else one request per application; then purged resources, a ``pages``
 paginator beside entries keyed by list number.
@@ -35,6 +36,13 @@ the quota, bounded memory per page."""
 APPLICATIONS_CAP = 8192
 """What ``/applications`` answers at most with ``expand`` (32 768 without)."""
 
+APPLICANTS_PER_REQUEST = 400
+"""Applicants per ``byApplicantIDs`` slice of a term above the cap: a URL of a
+few kilobytes, and far fewer applications than the cap."""
+
+APPLICANT_IDS_LIMIT = 32768
+"""Applicants a list request asks for when only their ids are wanted."""
+
 OFFERS_EXPAND = "offer"
 """The applications list's expansion asked for: its documented example is
 ``applicant,offer``; a server that ignores it gets one offers request per
@@ -57,6 +65,7 @@ class Snapshot:
         self.http = http
         self.prefix = prefix
         self._titles: dict[str, str | None] | None = None
+        self._listed_applicants: list[int] | None = None
 
     def pages(self, resume: str | None) -> Iterator[SnapshotPage]:
         """From the start, or from a token a page carried: ``applicant:last_id``,
@@ -100,19 +109,54 @@ class Snapshot:
         path = f"{self.prefix}/applications"
         params = {"byAcademicTermID": str(term)}
         count = self._count(path, params)
-        if count > APPLICATIONS_CAP:
-            raise self._too_large(term, count)
+        if count >= APPLICATIONS_CAP:
+            return self._split_by_applicants(term, count)
         items = self.http.fetch("GET", path, {**params, "expand": OFFERS_EXPAND}, self._read_list)
         if len(items) >= APPLICATIONS_CAP:
-            # It grew past the cap between the HEAD and the GET: this may be cut short.
-            raise self._too_large(term, len(items))
+            # It grew to the cap between the HEAD and the GET: this may be cut short.
+            return self._split_by_applicants(term, len(items))
         return items
+
+    def _split_by_applicants(self, term: int, count: int) -> list[tuple[int, dict[str, Any]]]:
+        """A term one answer cannot hold, read in slices of applicants
+        (``byApplicantIDs``, a documented filter). An applicant registered since
+        the list was read is in the journal after the noted head."""
+        log.info("applications_term_split", source=self.source, term=term, count=count)
+        path = f"{self.prefix}/applications"
+        found: dict[int, dict[str, Any]] = {}
+        applicants = self._applicant_ids()
+        for start in range(0, len(applicants), APPLICANTS_PER_REQUEST):
+            chunk = applicants[start : start + APPLICANTS_PER_REQUEST]
+            params = {
+                "byAcademicTermID": str(term),
+                "byApplicantIDs": ",".join(map(str, chunk)),
+                "expand": OFFERS_EXPAND,
+            }
+            items = self.http.fetch("GET", path, params, self._read_list)
+            if len(items) >= APPLICATIONS_CAP:
+                raise self._too_large(term, len(items))
+            found.update(items)
+        return sorted(found.items())
+
+    def _applicant_ids(self) -> list[int]:
+        """Every listed applicant's id, read once per snapshot (ids only: no expand)."""
+        if self._listed_applicants is None:
+            path, after, ids = f"{self.prefix}/applicants", 0, []
+            while True:
+                params = {"bySince": str(after + 1), "limit": str(APPLICANT_IDS_LIMIT)}
+                items = self.http.fetch("GET", path, params, self._read_list)
+                if not items:
+                    break
+                ids += [id_ for id_, _ in items]
+                after = items[-1][0]
+            self._listed_applicants = ids
+        return self._listed_applicants
 
     def _too_large(self, term: int, count: int) -> SnapshotTooLargeError:
         return SnapshotTooLargeError(
-            f"source {self.source!r}: academic term {term} has {count} applications, more "
-            f"than one /applications answer holds ({APPLICATIONS_CAP}); the snapshot "
-            "stops rather than miss some"
+            f"source {self.source!r}: academic term {term}: {count} applications of "
+            f"{APPLICANTS_PER_REQUEST} applicants, more than one /applications answer "
+            f"holds ({APPLICATIONS_CAP}); the snapshot stops rather than miss some"
         )
 
     def _count(self, path: str, params: dict[str, str]) -> int:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from edsync.config import HttpUrl, Secret
+from edsync.sources import dreamapply_snapshot
 from edsync.sources.base import SnapshotPage
 from edsync.sources.dreamapply import DreamApplySource, Settings
 from edsync.sources.dreamapply_snapshot import SnapshotTooLargeError
@@ -88,6 +89,9 @@ class ListServer:
         if self.embeds_offers and "offer" in query.get("expand", "").split(","):
             application["offers"] = {"12": payloads.OFFER_FIELDS}
         listed = {"321": application} if term == "4" else {}
+        applicants = query.get("byApplicantIDs")  # documented: comma or space separated
+        if applicants is not None and "123" not in applicants.replace(",", " ").split():
+            listed = {}
         count = self.term_count.get(term, len(listed))
         return 200, {"X-Count": str(count)}, listed
 
@@ -161,7 +165,18 @@ def test_purged_entries_in_their_v9_shape(server: ListServer) -> None:
     assert objects(pages, "application", deleted=True).keys() == {"100"}
 
 
-def test_a_term_above_the_cap_fails_naming_the_term(server: ListServer) -> None:
-    server.term_count["5"] = 8193
-    with pytest.raises(SnapshotTooLargeError, match="academic term 5 has 8193 applications"):
+def test_a_term_above_the_cap_is_read_in_slices_of_applicants(server: ListServer) -> None:
+    server.term_count["4"] = 8193  # more than one answer holds with expand
+    pages = snapshot(server)
+    assert objects(pages, "application").keys() == {"321"}
+    assert objects(pages, "offer").keys() == {"12"}
+    sliced = [q for m, p, q in server.requests if p == "/api/applications" and m == "GET"]
+    assert sliced[0] == {"byAcademicTermID": "4", "byApplicantIDs": "123", "expand": "offer"}
+
+
+def test_a_slice_still_at_the_cap_fails_naming_the_term(
+    server: ListServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dreamapply_snapshot, "APPLICATIONS_CAP", 1)
+    with pytest.raises(SnapshotTooLargeError, match="academic term 4: 1 applications of 400"):
         snapshot(server)
