@@ -55,7 +55,15 @@ class SkippableError(EdsyncError):
 
 
 class InvalidEventError(SkippableError):
-    """An event that cannot be normalized."""
+    """An event that cannot be normalized.
+
+    ``person_id``: the person the raw event still names, if any, so that its
+    quarantined ledger row is found and scrubbed when they ask to be forgotten.
+    """
+
+    def __init__(self, message: str, *, person_id: str | None = None) -> None:
+        self.person_id = person_id
+        super().__init__(message)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -87,11 +87,13 @@ def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Cha
         try:
             changes.append(normalizer(raw))
         except InvalidEventError as exc:
-            changes.append(quarantined(raw, str(exc)))
+            changes.append(quarantined(raw, str(exc), person_id=exc.person_id))
     return changes
 
 
-def quarantined(raw: RawEvent, reason: str, entity: str = UNKNOWN_ENTITY) -> Change:
+def quarantined(
+    raw: RawEvent, reason: str, entity: str = UNKNOWN_ENTITY, *, person_id: str | None = None
+) -> Change:
     body = raw.body
     name = body.get("event") or body.get("type") if isinstance(body, dict) else None
     return Change(
@@ -103,6 +105,7 @@ def quarantined(raw: RawEvent, reason: str, entity: str = UNKNOWN_ENTITY) -> Cha
         op=None,
         occurred_at=None,
         payload=body,
+        person_id=person_id,
         invalid=reason,
     )
 

@@ -1,0 +1,1 @@
+"""Payloads written by hand from the vendor documents, run through the product."""

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from edsync.cli import main
 from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine
+from edsync.simulator.dataset import EVENT_NAMES
 from tests.conftest import (
     DREAMAPPLY_KEY,
     create_pg_database,
@@ -48,7 +49,7 @@ def records(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
 def journal(url: str, **params: str) -> dict[str, Any]:
     reply = httpx.get(
         f"{url}/api/journal",
-        params={"limit": "1024", **params},
+        params={"limit": "1024", "byEvents": ",".join(EVENT_NAMES), **params},
         headers={"Authorization": f'DREAM apikey="{DREAMAPPLY_KEY}"'},
     )
     reply.raise_for_status()

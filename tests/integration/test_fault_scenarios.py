@@ -545,9 +545,10 @@ INVALID: dict[int, tuple[Any, str]] = {
         {"event": "Application was edited", "application": "/api/applications/1"},
         "timestamp missing or not a string: None",
     ),
+    # No offer link and nothing to fall back on (SPEC 2.1: application, else applicant).
     36: (
-        raw_event('Offer was edited: "Enrolled"', application="/api/applications/1"),
-        "'Offer was edited: \"Enrolled\"' has no usable `offer` id: None",
+        raw_event('Offer was edited: "Enrolled"', course="/api/courses/1"),
+        "'Offer was edited: \"Enrolled\"' has no usable `offer` id, nor a fallback link",
     ),
     37: (None, "event is not an object but NoneType"),
     50: ({"event": 42, "logged": "2026-03-01T09:00:00+00:00"}, "event has no `event` name"),

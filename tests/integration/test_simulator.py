@@ -16,10 +16,12 @@ import orjson
 import pytest
 
 from edsync.simulator import Simulator
-from edsync.simulator.dataset import Journal
+from edsync.simulator.dataset import EVENT_NAMES, JOURNAL_LINKS, Journal
 
 KEY = "sim-dreamapply-key"
 AUTH = {"Authorization": f'DREAM apikey="{KEY}"'}
+# API v9 requires byEvents on /journal: every name, the "?" ones as wildcards.
+ALL_EVENTS = {"byEvents": ",".join(EVENT_NAMES)}
 STATUS_NAME = re.compile(r'^(.*?: )"(.*)"$')
 
 # The DreamApply journal's list of events, from the seed document.
@@ -115,19 +117,19 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def client(sim: Simulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as http:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS, timeout=10) as http:
         yield http
 
 
 @pytest.fixture(scope="module")
 def everything(sim: Simulator) -> dict[int, Any]:
-    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as http:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS, timeout=10) as http:
         return fetch_all(http)
 
 
 @pytest.fixture(scope="module")
 def expanded(sim: Simulator) -> dict[int, Any]:
-    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as http:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS, timeout=10) as http:
         return fetch_all(http, expand="applicant,application,offer,invoice,document")
 
 
@@ -139,7 +141,7 @@ def test_same_seed_gives_identical_bodies() -> None:
     for seed in (7, 7, 8):
         with (
             Simulator(events=1500, seed=seed) as simulator,
-            httpx.Client(base_url=simulator.url, headers=AUTH) as http,
+            httpx.Client(base_url=simulator.url, headers=AUTH, params=ALL_EVENTS) as http,
         ):
             plain = http.get("/api/journal", params={"bySince": 400}).content
             rich = http.get("/api/journal", params={"expand": "applicant,offer"}).content
@@ -165,21 +167,15 @@ def test_paging_returns_every_id_once_in_order(everything: dict[int, Any]) -> No
 
 
 def test_link_conventions(everything: dict[int, Any]) -> None:
-    own_field = {
-        "Document": "document",
-        "Media": "media",
-        "Interview": "interview",
-        "Invoice": "invoice",
-        "Task": "task",
-        "Offer": "offer",
-    }
+    # Only the link fields JournalItem.php knows: media, interview, referee and
+    # task events carry none of their own, only their application's.
+    own_field = {"Document": "document", "Invoice": "invoice", "Offer": "offer"}
     for event in everything.values():
+        assert event.keys() <= {"logged", "event", "bind"} | JOURNAL_LINKS, event
         assert re.fullmatch(r"/api/applicants/\d+", event["applicant"])
-        if event["event"].startswith(("Application", "Course")):
+        if event["event"].startswith(("Application", "Course", "Media", "Interview", "Task")):
             assert re.fullmatch(r"/api/applications/\d+", event["application"])
         field = own_field.get(event["event"].split(" ", 1)[0])
-        if event["event"].startswith("Referee") and "application" not in event["event"]:
-            field = "referee"
         if field == "offer":
             assert re.fullmatch(r"/api/applications/\d+/offers/\d+", event["offer"])
             assert event["offer"].startswith(event["application"] + "/")
@@ -229,7 +225,7 @@ def test_expanded_offer_type_title_matches_event_name(
     sim: Simulator, expanded: dict[int, Any]
 ) -> None:
     # An offer has no status field, only a type whose title the event names carry.
-    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as http:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS, timeout=10) as http:
         types = http.get("/api/applications/offers/types").json()
     titles = {f"/api/applications/offers/types/{tid}": t["title"] for tid, t in types.items()}
     checked = 0
@@ -238,7 +234,10 @@ def test_expanded_offer_type_title_matches_event_name(
             offer = event["offer"]
             assert "status" not in offer
             assert titles[offer["type"]] == status_of(event["event"])
-            assert event["application"]["id"] == trailing_id(offer["application"])
+            # No application link on an offer (Offer.php): the simulator's registry knows it.
+            owner = sim.journal.registry.get("offer", offer["id"]).owner
+            assert owner is not None
+            assert event["application"]["id"] == owner.id
             checked += 1
     assert checked > 50
 
@@ -253,9 +252,12 @@ def test_expanded_objects_carry_ids_and_personal_data(expanded: dict[int, Any]) 
         assert {"name", "phone", "birthDate", "citizenship"} <= applicant.keys()
         if "application" in event:
             assert event["application"]["applicant"] == f"/api/applicants/{applicant['id']}"
-        for field in ("document", "invoice"):
-            if field in event:
-                assert isinstance(event[field]["id"], int)
+        if "invoice" in event:
+            assert isinstance(event["invoice"]["id"], int)
+        if "document" in event:
+            # An expanded document is file metadata (BinaryRecord): no id.
+            assert "id" not in event["document"]
+            assert "filename" in event["document"]
 
 
 def test_expansion_shows_the_entity_as_it_was(expanded: dict[int, Any]) -> None:
@@ -400,7 +402,7 @@ def test_other_methods_and_paths(client: httpx.Client) -> None:
 def test_inject_faults_then_recover() -> None:
     with (
         Simulator(events=50) as simulator,
-        httpx.Client(base_url=simulator.url, headers=AUTH) as http,
+        httpx.Client(base_url=simulator.url, headers=AUTH, params=ALL_EVENTS) as http,
     ):
         simulator.inject(429, headers={"Retry-After": "7"})
         simulator.inject(503, times=2)
@@ -428,7 +430,7 @@ def test_inject_faults_then_recover() -> None:
 def test_requests_are_recorded() -> None:
     with (
         Simulator(events=10) as simulator,
-        httpx.Client(base_url=simulator.url, headers=AUTH) as http,
+        httpx.Client(base_url=simulator.url, headers=AUTH, params=ALL_EVENTS) as http,
     ):
         http.head("/api/v9/journal", params={"bySince": 3, "byEvents": "Applicant registered"})
         http.get("/api/journal")
@@ -445,7 +447,7 @@ def test_append_raw_serves_anything() -> None:
     with (
         # The raw events are logged years later: keep the whole journal served.
         Simulator(events=5, journal_window=None) as simulator,
-        httpx.Client(base_url=simulator.url, headers=AUTH) as http,
+        httpx.Client(base_url=simulator.url, headers=AUTH, params=ALL_EVENTS) as http,
     ):
         journal = simulator.journal
         assert journal.append_raw([1, 2]) == 6
@@ -453,13 +455,17 @@ def test_append_raw_serves_anything() -> None:
         assert journal.append_raw({"logged": "2030-01-01T00:00:00+00:00"}) == 8
         assert journal.append(2) == 10
         body = http.get("/api/journal", params={"bySince": 6}).json()
-        assert list(body) == ["6", "7", "8", "9", "10"]
+        # "Something new" is not among the names asked for: the ids jump over it.
+        # Nameless events are faults planted on purpose: served whatever the filter.
+        assert list(body) == ["6", "8", "9", "10"]
         assert body["6"] == [1, 2]
         assert body["8"] == {"logged": "2030-01-01T00:00:00+00:00"}
         assert body["9"]["logged"] >= "2030-01-01T00:00:00+00:00"
         unknown = http.get("/api/journal", params={"byEvents": "Something new"})
-        assert list(unknown.json()) == ["7"]
-        since = http.get("/api/journal", params={"bySince": "2030-01-01T00:00:00Z"})
+        assert list(unknown.json()) == ["6", "7", "8"]  # the name, and the nameless faults
+        since = http.get(
+            "/api/journal", params={"bySince": "2030-01-01T00:00:00Z", "byEvents": "Something new"}
+        )
         assert next(iter(since.json())) == "7"
 
 
@@ -467,7 +473,7 @@ def test_rate_grows_the_journal_on_a_fake_clock() -> None:
     now = [1000.0]
     with (
         Simulator(events=100, rate=10, clock=lambda: now[0]) as simulator,
-        httpx.Client(base_url=simulator.url, headers=AUTH) as http,
+        httpx.Client(base_url=simulator.url, headers=AUTH, params=ALL_EVENTS) as http,
     ):
 
         def count() -> int:
@@ -538,7 +544,20 @@ def test_serve_forever_until_sigterm() -> None:
         line = process.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)\S* .*sim-dreamapply-key", line)
         assert match, line
-        response = httpx.get(f"{match.group(1)}/api/journal", headers=AUTH)
+        response = httpx.get(f"{match.group(1)}/api/journal", headers=AUTH, params=ALL_EVENTS)
         assert len(response.json()) == 20
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("by_events", [None, "", " , "])
+def test_journal_without_by_events_is_400_on_get_and_head(
+    sim: Simulator, by_events: str | None
+) -> None:
+    # API v9 documents byEvents as Required on /journal (help.dreamapply.com/api).
+    params = {} if by_events is None else {"byEvents": by_events}
+    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as http:
+        response = http.get("/api/journal", params=params)
+        assert response.status_code == 400
+        assert "byEvents" in response.json()["error"]["message"]
+        assert http.head("/api/journal", params=params).status_code == 400

@@ -291,7 +291,7 @@ def test_injected_faults_then_success(sim: Simulator, http: httpx.Client) -> Non
 
 def test_faults_stay_on_their_route(sim: Simulator, http: httpx.Client) -> None:
     sim.inject(503, route="learninghub")
-    journal = sim.url + "/api/journal"
+    journal = sim.url + "/api/journal?byEvents=Applicant%20registered"  # required (API v9)
     dreamapply = {"Authorization": f'DREAM apikey="{sim.api_key}"'}
     assert httpx.get(journal, headers=dreamapply).status_code == 200
     assert put(http, "FOO-1").status_code == 503

@@ -12,12 +12,15 @@ import orjson
 import pytest
 
 from edsync.simulator import Simulator
-from edsync.simulator.dataset import Journal
+from edsync.simulator.dataset import ACADEMIC_TERMS, EVENT_NAMES, Journal
 from edsync.simulator.server import RecordedRequest
 from tests.unit.test_simulator_lists import expected_purges
 
 KEY = "sim-dreamapply-key"
 AUTH = {"Authorization": f'DREAM apikey="{KEY}"'}
+# API v9 requires byEvents on /journal: every name, the "?" ones as wildcards.
+ALL_EVENTS = {"byEvents": ",".join(EVENT_NAMES)}
+EVERY_YEAR = {"byAcademicYears": ",".join(sorted({str(y) for y, _ in ACADEMIC_TERMS.values()}))}
 LISTS = (
     "/api/applicants",
     "/api/applications",
@@ -48,6 +51,34 @@ def page_all(client: httpx.Client, path: str, limit: int = 50, **params: str) ->
         since = max(page) + 1
 
 
+def all_applications(client: httpx.Client, **params: str) -> dict[int, Any]:
+    """Every live application, read term by term as the vendor documents it
+    (/applications requires a term or year filter and has no id paging)."""
+    terms = client.get("/api/academic-terms").json()
+    items: dict[int, Any] = {}
+    for term in terms:
+        response = client.get("/api/applications", params={**params, "byAcademicTermID": term})
+        response.raise_for_status()
+        page = {int(key): value for key, value in response.json().items()}
+        assert response.headers["X-Count"] == str(len(page))
+        assert not items.keys() & page.keys()
+        items.update(page)
+    return items
+
+
+def purged_entries(client: httpx.Client) -> dict[int, Any]:
+    """Every purged-resources entry by list number, following the ``pages`` paginator."""
+    entries: dict[int, Any] = {}
+    page: int | None = 1
+    while page is not None:
+        body = client.get("/api/purged-resources", params={"page": page}).json()
+        pages = body.pop("pages")
+        assert pages["current"] == page
+        entries.update({int(key): value for key, value in body.items()})
+        page = pages["next"]
+    return entries
+
+
 def offers_of(client: httpx.Client, application: int) -> dict[int, Any]:
     response = client.get(f"/api/applications/{application}/offers")
     response.raise_for_status()
@@ -69,7 +100,7 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def client(sim: Simulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as http:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS, timeout=10) as http:
         yield http
 
 
@@ -90,8 +121,8 @@ def test_paging_covers_every_live_applicant_exactly_once(
 
 def test_applications_embed_their_applicant_on_expand(sim: Simulator, client: httpx.Client) -> None:
     applicants = page_all(client, "/api/applicants")
-    plain = page_all(client, "/api/applications", limit=40)
-    expanded = page_all(client, "/api/applications", limit=40, expand="applicant")
+    plain = all_applications(client)
+    expanded = all_applications(client, expand="applicant")
     current = sim.journal.current().records
     assert plain == {i: data for (kind, i), data in current.items() if kind == "application"}
     assert plain.keys() == expanded.keys()
@@ -108,10 +139,11 @@ def test_offers_and_type_titles_agree_with_the_journal(
     truth = sim.journal.truth()
     current = sim.journal.current().records
     checked = 0
-    for application in page_all(client, "/api/applications", limit=1000):
+    for application in all_applications(client):
         for offer_id, offer in offers_of(client, application).items():
             assert "status" not in offer
-            assert trailing_id(offer["application"]) == application
+            # Offer.php: no applicant or application link.
+            assert not offer.keys() & {"applicant", "application"}
             assert titles[offer["type"]] == truth[("offer", offer_id)].status
             assert {**offer, "status": titles[offer["type"]]} == current[("offer", offer_id)]
             checked += 1
@@ -152,19 +184,23 @@ def test_offers_of_unknown_or_purged_applications_are_404(
 def test_purged_resources_are_the_deleted_forgotten_and_closed(
     sim: Simulator, client: httpx.Client
 ) -> None:
-    purged = page_all(client, "/api/purged-resources", limit=7)
-    listed = {(p["type"], p["id"]): p for p in purged.values()}
+    purged = purged_entries(client)
+    listed = {(p["type"].lower(), p["id"]): p for p in purged.values()}
     owners = {
         trailing_id(event["application"]): trailing_id(event["applicant"])
         for event in page_all(client, "/api/journal", limit=1024).values()
         if event["event"].startswith("Application was created")
     }
     expected = expected_purges(sim.journal.truth(), owners)
-    assert {key: entry["reason"] for key, entry in listed.items()} == expected
+    assert listed.keys() == expected.keys()
     assert set(expected.values()) == {"deleted", "forgotten", "closed"}
-    for (kind, id_), entry in listed.items():
-        assert entry["resource"] == f"/api/{kind}s/{id_}"
-    stamps = [p["purged"] for p in purged.values()]
+    # The documented entry: type capitalised; request_to_be_forgotten an object or null.
+    for key, entry in listed.items():
+        assert entry.keys() == {"id", "type", "created", "request_to_be_forgotten", "marked"}
+        assert entry["type"] in ("Applicant", "Application")
+        forgotten = entry["request_to_be_forgotten"]
+        assert (forgotten is not None) == (expected[key] == "forgotten"), key
+    stamps = [p["marked"]["at"] for p in purged.values()]
     assert stamps == sorted(stamps)
 
 
@@ -178,9 +214,24 @@ def test_lists_require_the_api_key(sim: Simulator, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "params", [{"bySince": "x"}, {"byUntil": "2026-06-01"}, {"limit": "0"}, {"limit": "-1"}]
+    ("path", "params"),
+    [
+        *(
+            ("/api/applicants", params)
+            for params in (
+                {"bySince": "x"},
+                {"byUntil": "2026-06-01"},
+                {"limit": "0"},
+                {"limit": "-1"},
+            )
+        ),
+        ("/api/applications", {"byAcademicTermID": "1", "limit": "0"}),
+        ("/api/applications", {"byAcademicTermID": "x"}),
+        ("/api/applications", {"byAcademicYear": "last"}),
+        ("/api/applications", {"byAcademicTermID": "1", "byApplicantIDs": "1001,me"}),
+        ("/api/purged-resources", {"page": "x"}),
+    ],
 )
-@pytest.mark.parametrize("path", ["/api/applicants", "/api/applications", "/api/purged-resources"])
 def test_bad_list_parameters_are_400(
     client: httpx.Client, path: str, params: dict[str, str]
 ) -> None:
@@ -210,7 +261,7 @@ def test_list_faults_can_be_injected_by_route_name(make_simulator: Callable[...,
     sim: Simulator = make_simulator(events=200)
     sim.inject(503, route="dreamapply-offers")
     sim.inject(429, route="dreamapply-applicants")
-    with httpx.Client(base_url=sim.url, headers=AUTH) as client:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS) as client:
         assert client.get("/api/journal").status_code == 200
         assert client.get("/api/applicants").status_code == 429
         assert client.get("/api/applicants").status_code == 200
@@ -236,17 +287,17 @@ def test_a_revert_removes_the_application_from_purged(
 ) -> None:
     closed_at, reverted_at, application = closed_then_reverted(seed=9)
     sim: Simulator = make_simulator(events=closed_at, seed=9)
-    with httpx.Client(base_url=sim.url, headers=AUTH) as client:
-        purged = page_all(client, "/api/purged-resources")
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS) as client:
+        purged = purged_entries(client)
         entries = [
-            n for n, p in purged.items() if (p["type"], p["id"]) == ("application", application)
+            n for n, p in purged.items() if (p["type"], p["id"]) == ("Application", application)
         ]
         assert len(entries) == 1
-        assert purged[entries[0]]["reason"] == "closed"
-        assert application not in page_all(client, "/api/applications")
+        assert purged[entries[0]]["request_to_be_forgotten"] is None
+        assert application not in all_applications(client)
         sim.journal.append(reverted_at - closed_at)
-        assert entries[0] not in page_all(client, "/api/purged-resources")
-        assert application in page_all(client, "/api/applications")
+        assert entries[0] not in purged_entries(client)
+        assert application in all_applications(client)
 
 
 def test_a_change_made_on_request_is_in_that_response(
@@ -269,8 +320,8 @@ def test_a_change_made_on_request_is_in_that_response(
             expected.update({i: d for (k, i), d in records.items() if k == "application"})
 
     sim.on_request = on_request
-    with httpx.Client(base_url=sim.url, headers=AUTH) as client:
-        body = client.get("/api/applications").json()
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS) as client:
+        body = client.get("/api/applications", params=EVERY_YEAR).json()
         assert {int(k): v for k, v in body.items()} == expected
         assert len(sim.journal) == 550
         for application in list(expected)[:4]:
@@ -308,7 +359,7 @@ def test_bootstrap_then_journal_equals_the_current_state(
                 sim.journal.append(400)
 
     sim.on_request = on_request
-    with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as client:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS, timeout=10) as client:
         newest = client.get("/api/journal", params={"order": "newest-first", "limit": 1}).json()
         noted = int(next(iter(newest)))
         mirror = Mirror(client)
@@ -333,12 +384,16 @@ def test_lists_stay_whole_while_the_journal_grows(make_simulator: Callable[..., 
     grower = threading.Thread(target=grow)
     grower.start()
     try:
-        with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as client:
+        with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS, timeout=10) as client:
             for _ in range(30):
-                for path in ("/api/purged-resources", "/api/applications"):
-                    response = client.get(path, params={"expand": "applicant"})
-                    assert response.status_code == 200
-                    assert response.headers["X-Count"] == str(len(response.json()))
+                response = client.get(
+                    "/api/applications", params={"expand": "applicant", **EVERY_YEAR}
+                )
+                assert response.status_code == 200
+                assert response.headers["X-Count"] == str(len(response.json()))
+                purged = client.get("/api/purged-resources")
+                pages = purged.json().pop("pages")
+                assert purged.headers["X-Count"] == str(pages["items"]["total"])
     finally:
         done.set()
         grower.join()
@@ -359,7 +414,7 @@ class Mirror:
     def bootstrap(self) -> None:
         titles = type_titles(self.client)
         self.applicants = set(page_all(self.client, "/api/applicants", limit=100))
-        for app_id, app in page_all(self.client, "/api/applications", limit=100).items():
+        for app_id, app in all_applications(self.client).items():
             self.applications[app_id] = trailing_id(app["applicant"])
             response = self.client.get(f"/api/applications/{app_id}/offers")
             if response.status_code == 404:  # purged since it was listed
@@ -367,8 +422,8 @@ class Mirror:
             for offer_id, offer in response.json().items():
                 self.offers[int(offer_id)] = app_id
                 self.status[int(offer_id)] = titles[offer["type"]]
-        for entry in page_all(self.client, "/api/purged-resources").values():
-            self.removed.add((entry["type"], entry["id"]))
+        for entry in purged_entries(self.client).values():
+            self.removed.add((entry["type"].lower(), entry["id"]))
 
     def follow(self, noted: int) -> None:
         events = page_all(self.client, "/api/journal", limit=1024)
@@ -421,7 +476,7 @@ def test_the_journal_forgets_what_is_older_than_its_window(
     stamps = sim.journal.timestamps
     assert stamps[-1] - stamps[0] > 3 * day
     kept = [i + 1 for i, t in enumerate(stamps) if t >= stamps[-1] - 2 * day]
-    with httpx.Client(base_url=sim.url, headers=AUTH) as client:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS) as client:
         assert client.head("/api/journal").headers["X-Count"] == str(len(kept))
         first = client.get("/api/journal", params={"bySince": 1, "limit": 3})
         assert list(first.json()) == [str(i) for i in kept[:3]]
@@ -443,8 +498,75 @@ def test_the_default_window_is_six_months(make_simulator: Callable[..., Any]) ->
     assert sim.journal_window == 183 * 86400
     journal = sim.journal
     journal.append_raw({"logged": "2027-06-01T00:00:00+00:00", "event": "Application was edited"})
-    with httpx.Client(base_url=sim.url, headers=AUTH) as client:
+    with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS) as client:
         response = client.get("/api/journal", params={"bySince": 1})
     assert list(response.json()) == ["101"]
     with pytest.raises(ValueError, match="journal_window"):
         Simulator(events=1, journal_window=-1)
+
+
+# -- strict where the vendor says Required ----------------------------------------------
+
+
+@pytest.mark.parametrize("params", [{}, {"bySince": "1"}, {"byAcademicTermID": ""}])
+def test_applications_without_a_term_or_year_filter_are_400(
+    client: httpx.Client, params: dict[str, str]
+) -> None:
+    # docs.dreamapply.com api:api_applications: byAcademicTermID, byAcademicYear or
+    # byAcademicYears is Required (either one).
+    for method in ("GET", "HEAD"):
+        response = client.request(method, "/api/applications", params=params)
+        assert response.status_code == 400
+
+
+def test_applications_have_no_id_paging_only_their_term(client: httpx.Client) -> None:
+    term = next(iter(client.get("/api/academic-terms").json()))
+    whole = client.get("/api/applications", params={"byAcademicTermID": term}).json()
+    assert len(whole) > 2
+    ids = sorted(int(key) for key in whole)
+    # bySince is not a parameter of /applications: ignored, as upstream ignores unknown ones.
+    after = client.get("/api/applications", params={"byAcademicTermID": term, "bySince": ids[-1]})
+    assert after.json() == whole
+
+
+def test_applications_of_some_applicants(client: httpx.Client) -> None:
+    every = all_applications(client)
+    owners = {app_id: trailing_id(app["applicant"]) for app_id, app in every.items()}
+    chosen = sorted(set(owners.values()))[:5]
+    sliced: dict[int, Any] = {}
+    for term in client.get("/api/academic-terms").json():
+        params = {"byAcademicTermID": term, "byApplicantIDs": " ".join(map(str, chosen))}
+        sliced.update(
+            {int(k): v for k, v in client.get("/api/applications", params=params).json().items()}
+        )
+    assert sliced.keys() == {app_id for app_id, owner in owners.items() if owner in chosen}
+
+
+def test_academic_terms_are_served_keyed_by_id(sim: Simulator, client: httpx.Client) -> None:
+    response = client.get("/api/v9/academic-terms")
+    terms = response.json()
+    assert response.headers["X-Count"] == str(len(terms)) == str(len(ACADEMIC_TERMS))
+    for term in terms.values():  # AcademicTerm.php's fields
+        assert term.keys() == {"name", "start", "grace", "finish", "year", "type"}
+    by_year = client.get("/api/applications", params=EVERY_YEAR).json()
+    assert by_year.keys() == {str(i) for i in all_applications(client)}
+
+
+def test_the_applications_list_embeds_offers_on_expand(client: httpx.Client) -> None:
+    expanded = all_applications(client, expand="applicant,offer")
+    assert any(application["offers"] for application in expanded.values())
+    for app_id, application in expanded.items():
+        assert isinstance(application["applicant"], dict)
+        listed = {int(k): v for k, v in (application["offers"] or {}).items()}
+        assert listed == offers_of(client, app_id)
+
+
+def test_journal_items_carry_only_documented_link_fields(client: httpx.Client) -> None:
+    documented = {
+        "applicant", "application", "course", "institution", "invoice", "offer",
+        "document", "flag", "tracker", "administrator",
+    }  # fmt: skip
+    events = page_all(client, "/api/journal", limit=1024)
+    assert len(events) == 3000
+    for event in events.values():
+        assert event.keys() - {"logged", "event", "bind"} <= documented, event

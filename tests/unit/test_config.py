@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from edsync.cli import main
 from edsync.config import Secret, load_config, parse_duration
+from edsync.errors import ConfigError
 
 GOOD_SOURCE = """
 [sources.da]
@@ -46,6 +47,18 @@ BAD_CONFIGS = [
     ("bool-not-int", GOOD_SOURCE + "page_size = true\n", "sources.da.page_size", "integer"),
     ("out-of-range", GOOD_SOURCE + "page_size = 5000\n", "sources.da.page_size", "1024"),
     ("bad-resync", GOOD_SOURCE + 'resync = "sometimes"\n', "sources.da.resync", "manual"),
+    (
+        "unknown-event-name",
+        GOOD_SOURCE + 'events = ["Applicant registered", "Aplicant was deleted"]\n',
+        "sources.da.events",
+        "not a DreamApply journal event name",
+    ),
+    (
+        "new-event-name-empty",
+        GOOD_SOURCE + 'new_events = [""]\n',
+        "sources.da.new_events",
+        "not an event name",
+    ),
     (
         "missing-secret",
         GOOD_SOURCE.replace("DA_KEY", "EDSYNC_TEST_UNSET"),
@@ -260,3 +273,19 @@ def test_a_sink_retry_for_is_validated_like_other_durations(
     assert "sinks.hook.retry_for:" in capsys.readouterr().err
     path.write_text(path.read_text().replace("a while", "36h"))
     assert load_config(path).sinks["hook"].retry_for == 36 * 3600.0
+
+
+def test_a_new_journal_name_is_accepted_when_listed_deliberately(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DA_KEY", "k")
+    path = tmp_path / "edsync.toml"
+    names = 'events = ["Applicant registered", "Ticket was raised"]\n'
+    path.write_text(mirror("sqlite:///x.db") + GOOD_SOURCE + names)
+    with pytest.raises(ConfigError, match="Ticket was raised"):
+        load_config(path)
+    path.write_text(
+        mirror("sqlite:///x.db") + GOOD_SOURCE + names + 'new_events = ["Ticket was raised"]\n'
+    )
+    settings = load_config(path).sources["da"]
+    assert settings.events == ["Applicant registered", "Ticket was raised"]  # type: ignore[attr-defined]

@@ -163,7 +163,8 @@ def test_unknown_name_is_kept_as_entity_unknown() -> None:
     [
         ("just a string", "not an object"),
         ({"logged": "2026-06-01T08:00:00+00:00"}, "no `event` name"),
-        (event("Offer was edited: ?", applicant="/api/applicants/7"), "no usable `offer` id"),
+        # No own link and no application or applicant to fall back on (SPEC 2.1).
+        (event("Offer was edited: ?", course="/api/courses/3"), "no usable `offer` id"),
         (event("Application was edited", application="/api/applications/"), "no usable"),
         ({"event": "Application was edited", "application": "/api/applications/1"}, "timestamp"),
         (event("Application was edited", application="x") | {"logged": "yesterday"}, "ISO"),

@@ -31,10 +31,12 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 
 __all__ = [
+    "ACADEMIC_TERMS",
     "DEFAULT_START",
     "EVENT_NAMES",
     "EXPANDABLE",
     "FIRST_IDS",
+    "JOURNAL_LINKS",
     "OFFER_STATUSES",
     "OFFER_TYPES",
     "OFFER_TYPES_PATH",
@@ -108,6 +110,32 @@ EVENT_NAMES: tuple[str, ...] = (
 STATUS_NAMES: frozenset[str] = frozenset(n[:-1] for n in EVENT_NAMES if n.endswith(": ?"))
 
 EXPANDABLE: frozenset[str] = frozenset({"applicant", "application", "offer", "invoice", "document"})
+
+# The link fields a journal item carries (the vendor SDK's JournalItem.php, and
+# administrator lately): referees, tasks, interviews and media have none.
+JOURNAL_LINKS: frozenset[str] = frozenset(
+    {
+        "applicant",
+        "application",
+        "course",
+        "institution",
+        "invoice",
+        "offer",
+        "document",
+        "flag",
+        "tracker",
+        "administrator",
+    }
+)
+
+# Academic terms by id: /applications is read per term (byAcademicTermID).
+ACADEMIC_TERMS: dict[int, tuple[int, str]] = {
+    id_: (year, term)
+    for id_, (year, term) in enumerate(
+        ((year, term) for year in range(2026, 2030) for term in ("Spring", "Autumn")), start=1
+    )
+}
+_TERM_IDS = {value: id_ for id_, value in ACADEMIC_TERMS.items()}
 
 OFFER_STATUSES = (
     "Offered",
@@ -286,7 +314,7 @@ class Entity:
     ``data()``) is the only view of them left.
     """
 
-    __slots__ = ("_json", "children", "id", "kind", "link", "owner", "purge", "state")
+    __slots__ = ("_json", "children", "id", "kind", "link", "owner", "purge", "state", "term")
 
     def __init__(self, kind: str, id_: int, link: str, state: Json) -> None:
         self.kind = kind
@@ -297,6 +325,7 @@ class Entity:
         self.owner: Entity | None = None
         self.children: list[Entity] | None = None
         self.purge: Purge | None = None
+        self.term: int | None = None  # an application's academic term id
 
     @property
     def live(self) -> bool:
@@ -539,6 +568,8 @@ class _Generator:
             if isinstance(other, tuple):
                 links.append(other)
                 continue
+            if other.kind not in JOURNAL_LINKS:
+                continue  # no such field on a journal item: the event names its application
             links.append((other.kind, other.link))
             if other.kind in EXPANDABLE:
                 states.append((other.kind, other.json()))
@@ -610,6 +641,7 @@ class _Generator:
                 "closed": False,
             },
         )
+        app.term = _TERM_IDS[(year, term)]
         self.registry.add(app, applicant)
         cloned = previous is not None and self.chance("Application was created by cloning", 0.4)
         if cloned and previous is not None:
@@ -685,7 +717,7 @@ class _Generator:
     def _document(self, applicant: Entity, app: Entity, task: Entity | None) -> Entity:
         rng = self.rng
         kind = rng.choice(_DOCUMENT_TYPES)
-        return self._new_child(
+        document = self._new_child(
             "document",
             "/api/documents/{id}",
             {
@@ -697,6 +729,9 @@ class _Generator:
                 "uploaded": self._logged_now(),
             },
         )
+        # Expanded, a journal item's document is file metadata (BinaryRecord): no id.
+        del document.state["id"]
+        return document
 
     def _documents(self, applicant: Entity, app: Entity) -> Iterator[_Event]:
         rng = self.rng
@@ -778,6 +813,7 @@ class _Generator:
             assert isinstance(term, dict)
             moved = {"year": term["year"] + 1, "term": term["term"]}
             app.update(academicTerm=moved, intake=f"{moved['year']} {moved['term']}")
+            app.term = _TERM_IDS[(moved["year"], moved["term"])]
             yield self.emit("Application was migrated", applicant, app)
         if self.chance("Application was closed", close_chance, "Application was reverted"):
             app.update(closed=True)
@@ -796,12 +832,12 @@ class _Generator:
         offer = self._new_child(
             "offer",
             f"{app.link}/offers/{{id}}",
+            # Offer.php: no applicant or application link; its list's path says whose.
             {
-                "applicant": applicant.link,
-                "application": app.link,
                 "course": courses[-1],
                 "type": _OFFER_TYPE_LINKS[first],
                 "confirmed": False,
+                "comments": f"Offer for {applicant.state['email']}",
             },
         )
         self.registry.add(offer, app)
@@ -900,6 +936,7 @@ class Journal:
         self._events: list[_Event | _RawEvent] = []
         self._timestamps: list[int] = []
         self._by_name: dict[str, list[int]] = {}
+        self._unnamed: list[int] = []
         self._fragments: dict[frozenset[str], list[bytes | None]] = {}
         self.append(events)
 
@@ -920,6 +957,11 @@ class Journal:
     def positions_by_name(self) -> Mapping[str, Sequence[int]]:
         """Ascending positions (id - 1) of the events of each exact name."""
         return self._by_name
+
+    @property
+    def unnamed_positions(self) -> Sequence[int]:
+        """Ascending positions of injected events without a string ``event`` name."""
+        return self._unnamed
 
     @property
     def clock(self) -> int:
@@ -971,6 +1013,8 @@ class Journal:
         self._timestamps.append(timestamp)
         if isinstance(name, str):
             self._by_name.setdefault(name, []).append(position)
+        else:
+            self._unnamed.append(position)
 
     def fragments(self, expand: frozenset[str], positions: Sequence[int]) -> list[bytes]:
         """``b'"id":{...}'`` for each position, rendered once per expand set and cached."""

@@ -1,17 +1,22 @@
 """DreamApply's list endpoints, served over the same history as the journal.
 
-A client bootstraps a mirror from these: applicants and applications paged by
-their own ids (``bySince`` / ``byUntil`` inclusive, ``limit``), each
-application's offers, the offer types whose titles are the statuses the
-journal's names carry, and what was purged. Each object is the entity as it is
-now, the very bytes the journal's newest event about it embeds with
-``expand``; purged entities are not listed but named by
-``/purged-resources``.
+A client bootstraps a mirror from these, as the vendor documents them:
+applicants paged by their own ids (``bySince`` / ``byUntil`` inclusive,
+``limit``); applications, which **require** ``byAcademicTermID``,
+``byAcademicYear`` or ``byAcademicYears`` (400 without) and have no id paging,
+only the hard cap (``byApplicantIDs`` narrows them further); the academic
+terms; each application's offers (no applicant or application link:
+Offer.php), also embedded in the applications list with ``expand=offer`` (or
+``offers``); the offer types whose titles are the statuses the journal's names
+carry; and what was purged, in the documented shape (a ``pages`` paginator
+beside entries keyed by list number). Each object is the entity as it is now,
+the very bytes the journal's newest event about it embeds with ``expand``;
+purged entities are not listed.
 
-Every body is a JSON object keyed by id (by purge number for purged
-resources; ``{}`` when empty, as the journal); ``X-Count`` counts what matches
-the filters, ``limit`` aside. ``limit`` is capped silently at 32768, or 8192
-with ``expand``.
+Every body is a JSON object keyed by id (by list number for purged resources;
+``{}`` when empty, as the journal); ``X-Count`` counts what matches the
+filters, ``limit`` aside. ``limit`` is capped silently at 32768, or 8192 with
+``expand``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 import orjson
 
 from edsync.simulator.dataset import (
+    ACADEMIC_TERMS,
     FIRST_IDS,
     OFFER_TYPES,
     Entity,
@@ -34,6 +40,7 @@ from edsync.simulator.dreamapply import BadQueryError, parse_limit, refuse
 from edsync.simulator.web import JSON, Request, Response, Route, json_error
 
 __all__ = [
+    "ACADEMIC_TERMS_PATH",
     "APPLICANTS_PATH",
     "APPLICATIONS_PATH",
     "MAX_LIST_LIMIT",
@@ -55,6 +62,9 @@ APPLICATIONS_PATH = re.compile(_PREFIX + r"/applications/?")
 OFFERS_PATH = re.compile(_PREFIX + r"/applications/(?P<id>[0-9]+)/offers/?")
 OFFER_TYPES_PATH = re.compile(_PREFIX + r"/applications/offers/types(?:/(?P<id>[^/]+))?/?")
 PURGED_PATH = re.compile(_PREFIX + r"/purged-resources/?")
+ACADEMIC_TERMS_PATH = re.compile(_PREFIX + r"/academic-terms/?")
+PURGED_PER_PAGE = 1000
+_TERM_FILTERS = ("byAcademicTermID", "byAcademicYear", "byAcademicYears")
 
 MAX_LIST_LIMIT = 32768
 MAX_LIST_LIMIT_EXPANDED = 8192
@@ -62,6 +72,20 @@ MAX_LIST_LIMIT_EXPANDED = 8192
 _DIGITS = re.compile(r"[0-9]+")
 _TYPES: dict[int, bytes] = {
     id_: orjson.dumps({"id": id_, "title": title}) for id_, title in OFFER_TYPES.items()
+}
+# AcademicTerm.php: name, start, grace, finish, year and type links.
+_TERMS: dict[int, bytes] = {
+    id_: orjson.dumps(
+        {
+            "name": f"{term} {year}",
+            "start": f"{year}-{'02' if term == 'Spring' else '09'}-01",
+            "grace": f"{year}-{'02' if term == 'Spring' else '09'}-15",
+            "finish": f"{year}-{'06' if term == 'Spring' else '12'}-30",
+            "year": f"/api/academic-years/{year}",
+            "type": f"/api/academic-terms/types/{1 if term == 'Spring' else 2}",
+        }
+    )
+    for id_, (year, term) in ACADEMIC_TERMS.items()
 }
 
 
@@ -126,22 +150,28 @@ def _object(items: Iterable[tuple[int, bytes]]) -> bytes:
 
 def _application_json(application: Entity, expand: frozenset[str]) -> bytes:
     owner = application.owner
-    if "applicant" not in expand or owner is None:
+    offers = "offer" in expand or "offers" in expand
+    if not offers and ("applicant" not in expand or owner is None):
         return application.json()
     data = application.data()
-    data["applicant"] = orjson.Fragment(owner.json())
+    if "applicant" in expand and owner is not None:
+        data["applicant"] = orjson.Fragment(owner.json())
+    if offers:
+        children = application.children or ()
+        data["offers"] = orjson.Fragment(_object((offer.id, offer.json()) for offer in children))
     return orjson.dumps(data)
 
 
 def _purge_json(purge: Purge) -> bytes:
-    entity = purge.entity
+    """An entry as the v9 purged-resources page shows it."""
+    moment = {"at": purge.purged}
     return orjson.dumps(
         {
-            "type": entity.kind,
-            "id": entity.id,
-            "resource": entity.link,
-            "purged": purge.purged,
-            "reason": purge.reason,
+            "id": purge.entity.id,
+            "type": purge.entity.kind.capitalize(),
+            "created": purge.purged,
+            "request_to_be_forgotten": moment if purge.reason == "forgotten" else None,
+            "marked": moment,
         }
     )
 
@@ -164,12 +194,53 @@ def _applicants(registry: Registry, request: Request, path: re.Match[str]) -> Re
     return _listing(request, count, ((entity.id, entity.json()) for entity in page))
 
 
-def _applications(registry: Registry, request: Request, path: re.Match[str]) -> Response:
-    query = parse_list_query(request.query)
-    entities = registry.entities("application")
-    count, page = select_entities(entities, FIRST_IDS["application"], query)
-    items = ((entity.id, _application_json(entity, query.expand)) for entity in page)
-    return _listing(request, count, items)
+def _terms_wanted(query: Mapping[str, str]) -> Callable[[Entity], bool]:
+    """The term filter /applications requires: a term id, a year or years."""
+    if not any(query.get(name, "").strip() for name in _TERM_FILTERS):
+        raise BadQueryError("one of byAcademicTermID, byAcademicYear, byAcademicYears is required")
+    terms: set[int] = set()
+    term = query.get("byAcademicTermID", "").strip()
+    if term:
+        if not _DIGITS.fullmatch(term):
+            raise BadQueryError(f"byAcademicTermID: expected an id, got {term!r}")
+        terms.add(int(term))
+    years = query.get("byAcademicYear", "") + "," + query.get("byAcademicYears", "")
+    for year in re.split(r"[\s,]+", years.strip(", ")):
+        if not year:
+            continue
+        if not _DIGITS.fullmatch(year):
+            raise BadQueryError(f"byAcademicYear(s): expected years, got {year!r}")
+        terms.update(id_ for id_, (y, _) in ACADEMIC_TERMS.items() if y == int(year))
+    applicants = _ids("byApplicantIDs", query.get("byApplicantIDs", ""))
+    if applicants is None:
+        return lambda application: application.term in terms
+    return lambda app: app.term in terms and app.owner is not None and app.owner.id in applicants
+
+
+def _ids(param: str, value: str) -> set[int] | None:
+    """A documented id-list filter (comma or space separated), or None when absent."""
+    terms = [term for term in re.split(r"[\s,]+", value.strip()) if term]
+    if not terms:
+        return None
+    if not all(_DIGITS.fullmatch(term) for term in terms):
+        raise BadQueryError(f"{param}: expected ids, got {value!r}")
+    return {int(term) for term in terms}
+
+
+def _applications(
+    registry: Registry, request: Request, path: re.Match[str], *, embed: bool = True
+) -> Response:
+    # No bySince paging here (the vendor documents none): the hard cap only.
+    wanted = _terms_wanted(request.query)
+    query = parse_list_query({k: v for k, v in request.query.items() if not k.startswith("by")})
+    live = [app for app in registry.entities("application") if app.live and wanted(app)]
+    expand = query.expand if embed else query.expand - {"offer", "offers"}
+    items = ((entity.id, _application_json(entity, expand)) for entity in live[: query.limit])
+    return _listing(request, len(live), items)
+
+
+def _academic_terms(registry: Registry, request: Request, path: re.Match[str]) -> Response:
+    return _listing(request, len(_TERMS), _TERMS.items())
 
 
 def _offers(registry: Registry, request: Request, path: re.Match[str]) -> Response:
@@ -194,16 +265,40 @@ def _offer_types(registry: Registry, request: Request, path: re.Match[str]) -> R
 
 
 def _purged(registry: Registry, request: Request, path: re.Match[str]) -> Response:
-    query = parse_list_query(request.query)
-    count, page = select_purges(registry.purges, query)
-    return _listing(request, count, ((purge.number, _purge_json(purge)) for purge in page))
+    """The documented page: ``pages`` beside the entries; ``page`` picks one."""
+    number = _parse_id("page", request.query.get("page")) or 1
+    entries = list(registry.purges.values())
+    total = max(1, -(-len(entries) // PURGED_PER_PAGE))
+    page = entries[(number - 1) * PURGED_PER_PAGE : number * PURGED_PER_PAGE]
+    pages = {
+        "total": total,
+        "current": number,
+        "prev": number - 1 if number > 1 else None,
+        "next": number + 1 if number < total else None,
+        "items": {"current": len(page), "total": len(entries)},
+    }
+    headers = {"Content-Type": JSON, "X-Count": str(len(entries))}
+    if request.method == "HEAD":
+        return Response(200, b"", headers)
+    items = [(b"pages", orjson.dumps(pages))]
+    items += [(b"%d" % purge.number, _purge_json(purge)) for purge in page]
+    return Response(200, b"{" + b",".join(b'"%b":%b' % item for item in items) + b"}", headers)
 
 
 def list_routes(
-    journal: Journal, api_key: str, before: Callable[[], None] | None = None
+    journal: Journal,
+    api_key: str,
+    before: Callable[[], None] | None = None,
+    embed_offers: Callable[[], bool] | None = None,
 ) -> list[Route]:
     """The list endpoints' routes; ``before`` runs first on each request (the
-    simulator grows the journal there, as for the journal route)."""
+    simulator grows the journal there, as for the journal route);
+    ``embed_offers`` says whether the applications list honours ``expand=offer``
+    (default: yes)."""
+
+    def applications(registry: Registry, request: Request, path: re.Match[str]) -> Response:
+        embed = embed_offers is None or embed_offers()
+        return _applications(registry, request, path, embed=embed)
 
     def route(name: str, pattern: re.Pattern[str], handle: _Handler) -> Route:
         def serve(request: Request) -> Response:
@@ -227,6 +322,7 @@ def list_routes(
         route("dreamapply-offer-types", OFFER_TYPES_PATH, _offer_types),
         route("dreamapply-offers", OFFERS_PATH, _offers),
         route("dreamapply-applicants", APPLICANTS_PATH, _applicants),
-        route("dreamapply-applications", APPLICATIONS_PATH, _applications),
+        route("dreamapply-applications", APPLICATIONS_PATH, applications),
         route("dreamapply-purged", PURGED_PATH, _purged),
+        route("dreamapply-academic-terms", ACADEMIC_TERMS_PATH, _academic_terms),
     ]

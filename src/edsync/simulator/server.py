@@ -217,10 +217,13 @@ class Simulator:
 
     DreamApply serves the journal and, over the same history, the list
     endpoints a mirror bootstraps from (``dreamapply_lists``): applicants,
-    applications, an application's offers, offer types, purged resources.
-    The journal forgets events older than ``journal_window`` seconds before
-    its clock (upstream keeps six months; ``None`` keeps all); the attribute
-    may be changed while running.
+    academic terms, applications (per term), an application's offers, offer
+    types, purged resources, strict where the vendor's documents say Required.
+    ``embed_offers`` (default True) makes the applications list embed offers
+    on ``expand=offer``; False plays a server that ignores that expansion, so
+    a client must read each application's offers. The journal forgets events
+    older than ``journal_window`` seconds before its clock (upstream keeps six
+    months; ``None`` keeps all); the attribute may be changed while running.
 
     ``edlink`` is the Edlink side (``edlink_graph.EdlinkGraph``): ``edlink_people``
     sizes the initial graph, ``edlink_events`` (default five per person) the
@@ -269,6 +272,7 @@ class Simulator:
             raise ValueError(f"journal_window must be None or at least 0, got {journal_window}")
         self.journal = Journal(events=events, seed=seed, start=start)
         self.journal_window = journal_window
+        self.embed_offers = True
         self.on_request: Callable[[RecordedRequest], None] | None = None
         self.edlink = EdlinkGraph(
             people=edlink_people,
@@ -289,7 +293,9 @@ class Simulator:
             dreamapply.journal_route(
                 self.journal, api_key, before=self._grow, window=lambda: self.journal_window
             ),
-            *dreamapply_lists.list_routes(self.journal, api_key, before=self._grow),
+            *dreamapply_lists.list_routes(
+                self.journal, api_key, before=self._grow, embed_offers=lambda: self.embed_offers
+            ),
             *edlink.edlink_routes(
                 self.edlink,
                 self.edlink_integration,

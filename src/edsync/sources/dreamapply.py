@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from edsync.config import Duration, Secret, SourceSettings
-from edsync.errors import ConfigError, GapError, InvalidEventError, MalformedPageError
+from edsync.errors import ConfigError, InvalidEventError, MalformedPageError
 from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
 from edsync.sources.base import Bounds, RawPage, SnapshotPage
 from edsync.sources.http import HttpClient, Reply
@@ -32,6 +32,7 @@ class Settings(SourceSettings):
     page_size: int = 1024
     expand: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    new_events: list[str] = field(default_factory=list)
     snapshot: bool = False
     resync: str = "auto"
 
@@ -44,6 +45,16 @@ class Settings(SourceSettings):
             return "api_prefix", "must start with '/', e.g. '/api' or '/api/v9'"
         if self.resync not in ("auto", "manual"):
             return "resync", 'must be "auto" or "manual"'
+        for name in self.events:
+            # A typo would filter the journal down to nothing, silently.
+            if pattern_problem(name) is not None and name not in self.new_events:
+                return "events", (
+                    f"{name!r} is not a DreamApply journal event name; list a name "
+                    "DreamApply added since in `new_events` too"
+                )
+        for name in self.new_events:
+            if not name.strip() or "," in name:
+                return "new_events", f"{name!r} is not an event name (empty or has a comma)"
         return None
 
 
@@ -122,6 +133,24 @@ _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply's docs use curly quotes
 _TRAILING_ID = re.compile(r"(\d+)/?$", re.ASCII)
 _EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit a 64-bit position
 _NOT_DATA = frozenset({"logged", "event", "bind"})
+# The link fields a journal item has (JournalItem.php; administrator lately).
+LINK_FIELDS = frozenset(
+    {
+        "applicant",
+        "application",
+        "course",
+        "institution",
+        "invoice",
+        "offer",
+        "document",
+        "flag",
+        "tracker",
+        "administrator",
+    }
+)
+_FALLBACK_LINKS = ("application", "applicant")
+# A person or an application is never keyed by another entity's id.
+_NO_FALLBACK = frozenset({"applicant", "application"})
 
 
 def parse_name(name: str) -> tuple[EventKind, str | None] | None:
@@ -176,6 +205,22 @@ def _record_data(body: Mapping[str, Any], subject: object) -> dict[str, Any]:
     }
 
 
+def subject_of(entity: str, body: Mapping[str, Any]) -> tuple[object, str | None]:
+    """The event's own object for ``entity`` (kept as the record's data when
+    expanded) and the record id: its own link or object id, else (SPEC 2.1) the
+    ``application``'s, else the ``applicant``'s. Referee, task, interview and
+    media events never carry their own link, and an expanded document is file
+    metadata without an id: both take the fallback."""
+    own = body.get(entity)
+    entity_id = ref_id(own)
+    if entity_id is None and entity not in _NO_FALLBACK:
+        for link in _FALLBACK_LINKS:
+            entity_id = ref_id(body.get(link))
+            if entity_id is not None:
+                break
+    return (own if isinstance(own, dict) else None), entity_id
+
+
 class DreamApplySource:
     person_entity = "applicant"
     retention = JOURNAL_RETENTION
@@ -202,6 +247,9 @@ class DreamApplySource:
         cap = SERVER_MAX_EXPANDED_PAGE if settings.expand else SERVER_MAX_PAGE
         self.limit = min(settings.page_size, cap)
         self._unknown_logged: set[str] = set()
+        # API v9 requires byEvents (HEAD too): the configured names, or all of them.
+        names = [*(settings.events or EVENT_KINDS), *settings.new_events]
+        self.by_events = ",".join(dict.fromkeys(names))
 
     def close(self) -> None:
         self.http.close()
@@ -212,8 +260,7 @@ class DreamApplySource:
             params["bySince"] = start
         if bounds.until is not None:
             params["byUntil"] = bounds.until
-        if self.settings.events:
-            params["byEvents"] = ",".join(self.settings.events)
+        params["byEvents"] = self.by_events
         if self.settings.expand:
             params["expand"] = ",".join(self.settings.expand)
         return params
@@ -226,8 +273,8 @@ class DreamApplySource:
         return bounds.since
 
     def head(self) -> str | None:
-        """The newest journal id (whatever ``events`` filters), or None if it is empty."""
-        params = {"order": "newest-first", "limit": "1"}
+        """The newest journal id among the ``events`` asked for, or None if there is none."""
+        params = {"order": "newest-first", "limit": "1", "byEvents": self.by_events}
         events = self.http.fetch("GET", self.path, params, partial(self._read_page, -1))
         return max((e.event_id for e in events), key=int, default=None)
 
@@ -260,25 +307,14 @@ class DreamApplySource:
                 "GET", self.path, self._params(start, bounds), partial(self._read_page, floor)
             )
             # The server caps `limit` silently: only an empty page means the end.
+            # Ids jump over the events byEvents hides: a jump is no gap (SPEC 2.1).
             if not events:
                 return
-            if cursor is not None and floor == cursor.position:
-                self._check_continuity(floor, events[0].position)
             last = events[-1].position
             spent = self.http.spent
             yield RawPage(events, Cursor(str(last), last), spent.network, spent.read)
             floor = last
             start = str(last + 1)
-
-    def _check_continuity(self, cursor: int, first: int) -> None:
-        """Ids are sequential: unfiltered, the event after the cursor is cursor + 1.
-        A jump means the journal forgot events we never read (SPEC 2.1)."""
-        if self.settings.events or first == cursor + 1:
-            return
-        raise GapError(
-            f"source {self.name!r}: the journal jumped from id {cursor} to {first}: "
-            f"{first - cursor - 1} events are gone upstream unread"
-        )
 
     def _read_page(self, floor: int, reply: Reply) -> list[RawEvent]:
         return self._parse_page(reply.json(f"source {self.name!r}"), floor)
@@ -310,12 +346,16 @@ class DreamApplySource:
         body = raw.body
         if not isinstance(body, dict):
             raise InvalidEventError(f"event is not an object but {type(body).__name__}")
+        # Known before anything can fail, so a quarantined event still names its person.
+        person_id = ref_id(body.get("applicant"))
         name = body.get("event")
         if not isinstance(name, str) or not name:
-            raise InvalidEventError("event has no `event` name")
-        occurred_at = utc_timestamp(body.get("logged"))
+            raise InvalidEventError("event has no `event` name", person_id=person_id)
+        try:
+            occurred_at = utc_timestamp(body.get("logged"))
+        except InvalidEventError as exc:
+            raise InvalidEventError(str(exc), person_id=person_id) from None
         parsed = parse_name(name)
-        person_id = ref_id(body.get("applicant"))
         if parsed is None:
             self._log_unknown(name)
             return Change(
@@ -330,10 +370,12 @@ class DreamApplySource:
                 person_id=person_id,
             )
         kind, status = parsed
-        subject = body.get(kind.entity)
-        entity_id = ref_id(subject)
+        subject, entity_id = subject_of(kind.entity, body)
         if entity_id is None:
-            raise InvalidEventError(f"{name!r} has no usable `{kind.entity}` id: {subject!r}")
+            raise InvalidEventError(
+                f"{name!r} has no usable `{kind.entity}` id, nor a fallback link",
+                person_id=person_id,
+            )
         return Change(
             event_id=raw.event_id,
             position=raw.position,

@@ -1,0 +1,1 @@
+"""DreamApply: each fixture names the vendor document it follows."""

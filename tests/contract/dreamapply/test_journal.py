@@ -1,0 +1,115 @@
+"""Journal items as DreamApply documents them, through edsync's page parsing and
+normalizing: every one of the 48 names, plain and expanded, becomes a record
+change of its entity, none quarantined for lack of a link of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from edsync.config import HttpUrl, Secret
+from edsync.normalize import RawEvent, normalize_page
+from edsync.sources.base import Bounds
+from edsync.sources.dreamapply import EVENT_KINDS, DreamApplySource, Settings
+from tests.contract.dreamapply import payloads
+
+# The fallback SPEC 2.1 prescribes: the subject's own link where the item has
+# one, else its application's (referee, task, interview and media events never
+# carry their own; an expanded document has no id).
+OWN_ID = {"offer": "12", "invoice": "77", "applicant": "123", "application": "321"}
+
+
+def source(**settings: Any) -> DreamApplySource:
+    return DreamApplySource(
+        Settings(
+            name="da",
+            kind="dreamapply",
+            base_url=HttpUrl("http://127.0.0.1:1"),
+            api_key=Secret("X", "k"),
+            **settings,
+        )
+    )
+
+
+def logged_name(name: str) -> str:
+    """The name as the journal logs it: a status in place of "?"."""
+    return name.replace(": ?", ': "Enrolled"')
+
+
+def expected_id(entity: str, *, expanded: bool) -> str:
+    if entity == "document":
+        return "321" if expanded else "55"  # BinaryRecord has no id: the fallback
+    return OWN_ID.get(entity, "321")
+
+
+@pytest.mark.parametrize("expanded", [False, True], ids=["links", "expanded"])
+@pytest.mark.parametrize("name", list(EVENT_KINDS))
+def test_each_documented_item_normalizes_without_quarantine(name: str, expanded: bool) -> None:
+    entity = EVENT_KINDS[name].entity
+    item = payloads.journal_item(logged_name(name), entity, expanded=expanded)
+    # The wire form: an object keyed by the event id (the journal page's example).
+    page = orjson.loads(orjson.dumps({"123": item}))
+    da = source()
+    events = da._parse_page(page, 0)
+    [change] = normalize_page(events, da.normalize)
+    assert change.invalid is None, change.invalid
+    assert (change.entity, change.op) == (entity, EVENT_KINDS[name].op)
+    assert change.entity_id == expected_id(entity, expanded=expanded)
+    assert change.person_id == "123"
+    assert change.occurred_at == payloads.LOGGED
+    assert change.touches_record
+
+
+def test_an_expanded_document_is_kept_as_the_record_data() -> None:
+    item = payloads.journal_item("Document was uploaded", "document", expanded=True)
+    change = source().normalize(_raw(item))
+    assert change.data == payloads.DOCUMENT
+    assert change.entity_id == "321"
+
+
+def test_a_fallback_record_keeps_the_links_not_the_expanded_applicant() -> None:
+    item = payloads.journal_item("Referee committed reference", "referee", expanded=True)
+    change = source().normalize(_raw(item))
+    assert change.data is not None
+    assert change.data["applicant"] == {"id": 123}  # reduced: no personal data copied
+    assert payloads.APPLICANT["email"] not in orjson.dumps(change.data).decode()
+
+
+def test_an_item_naming_an_applicant_keeps_them_when_quarantined() -> None:
+    item = payloads.journal_item("Application was edited", "application", expanded=True)
+    item["logged"] = "yesterday"
+    [change] = normalize_page([_raw(item)], source().normalize)
+    assert change.invalid is not None
+    assert change.person_id == "123"  # so an erasure finds this ledger row (SPEC 5.4)
+
+
+def test_by_events_is_always_sent_every_name_when_none_configured() -> None:
+    params = source()._params(None, _bounds())
+    assert params["byEvents"].split(",") == list(EVENT_KINDS)
+    chosen = source(events=['Offer was edited: "Enrolled"'])._params("5", _bounds())
+    assert chosen["byEvents"] == 'Offer was edited: "Enrolled"'
+
+
+def test_new_names_listed_deliberately_are_asked_for_too() -> None:
+    settings = {"events": ["Applicant registered", "Ticket was raised"]}
+    assert _check(**settings) == "events"
+    assert _check(**settings, new_events=["Ticket was raised"]) is None
+    da = source(**settings, new_events=["Ticket was raised"])
+    assert da._params(None, _bounds())["byEvents"] == "Applicant registered,Ticket was raised"
+    everything = source(new_events=["Ticket was raised"])._params(None, _bounds())
+    assert everything["byEvents"].split(",") == [*EVENT_KINDS, "Ticket was raised"]
+
+
+def _check(**settings: Any) -> str | None:
+    problem = source(**settings).settings.check()
+    return None if problem is None else problem[0]
+
+
+def _raw(item: dict[str, Any]) -> RawEvent:
+    return RawEvent("123", 123, item)
+
+
+def _bounds() -> Bounds:
+    return Bounds()
