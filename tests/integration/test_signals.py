@@ -153,6 +153,11 @@ def test_deliveries_that_keep_failing_stay_in_the_outbox_until_retried(
 
     assert {put.status for put in sim.hub.puts} == {401}
     assert "revoked-key" not in capsys.readouterr().err
+    engine = create_mirror_engine(load_config(path).mirror)
+    with engine.connect() as conn:
+        errors = set(conn.exec_driver_sql("SELECT last_error FROM deliveries").scalars().all())
+    assert errors
+    assert all("HUB_KEY" in error for error in errors)  # what to fix, never its value
 
     monkeypatch.setenv("HUB_KEY", "sim-hub-key")  # the key is fixed
     assert main(["deliver", "-c", str(path), "--retry-failed"]) == 0

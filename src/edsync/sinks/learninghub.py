@@ -24,6 +24,7 @@ def _client(settings: Settings) -> HttpClient:
         f"sink {settings.name!r}",
         settings.base_url,
         auth=(settings.user_id, settings.api_key.reveal()),
+        credential_env=settings.api_key.env,
         timeout=settings.timeout,
         ca_bundle=settings.ca_bundle,
     )
