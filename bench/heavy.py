@@ -49,6 +49,7 @@ _SEGMENTS = {
 }
 _LINK = re.compile(rb"/(" + b"|".join(_SEGMENTS) + rb")/(\d+)")
 _FORGET = "Applicant requested to be forgotten"
+EXPAND = frozenset({"applicant", "application", "offer"})  # what backfill.py asks for
 
 
 def install(journal: Journal, events: int) -> None:
@@ -101,6 +102,9 @@ def serve_forever(events: int) -> int:
         signal.signal(signum, on_signal)
     with Simulator(events=events, journal_window=None, edlink_people=1) as sim:
         install(sim.journal, events)
+        # Reshape every event now, as the current shape's events are cheap to
+        # render: edsync's timed run must not wait on this process's reshaping.
+        sim.journal.fragments(EXPAND, range(len(sim.journal)))
         print(f"edsync simulator (heavy shape): DreamApply at {sim.url}", flush=True)
         stopping.wait()
     return 0
