@@ -15,6 +15,9 @@ as they are served, in the benchmark's simulator process only:
 
 Erasure requests are renamed to an applicant update: folded onto a shared id,
 one would scrub every later story of that id, which no real feed does.
+
+It reaches into the simulator's journal (``_render``, the generator's ids):
+a benchmark's liberty, so the simulator itself needs no knob for it.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from edsync.simulator.dataset import FIRST_IDS, Journal
 from edsync.simulator.server import Simulator
 
 UPDATES_PER_RECORD = 7.5
-# Short fields added to each expanded object, by kind: about 1.26 KB an event
-# and about 530 bytes of a record's data on average, as the issue's feed.
+# Short fields added to each expanded object, by kind: about 1.23 KB an event
+# and 500 bytes of a record's data on average (the issue's feed: 1.26 KB, 534).
 PROFILE_FIELDS = {"applicant": 1, "application": 8, "offer": 8}
 MINOR_SQUEEZE = 12.0
 
