@@ -84,7 +84,7 @@ def test_status_json_and_db_current(
     assert source["last_success"] is not None
     assert source["records"] > 0
     assert main(["db", "-c", str(path), "current"]) == 0
-    assert "current: 0006" in capsys.readouterr().out
+    assert "current: 0007" in capsys.readouterr().out
 
 
 def test_check_reaches_the_source(
