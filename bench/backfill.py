@@ -1,6 +1,7 @@
 """Backfill N simulator events with ``edsync backfill`` and compare with a bare loop.
 
     python bench/backfill.py [--events 100000] [--expand applicant,application,offer]
+                             [--shape current|heavy|both] [--runs 3]
                              [--mirror postgresql+psycopg://…] [--no-replay]
 
 The simulator and ``edsync backfill`` each run in their own process, as in
@@ -22,6 +23,10 @@ issue's "naive end to end" loop, which does none of edsync's bookkeeping
 either.
 
 A second run with ``--reset`` replays every event (all already ledgered).
+
+``--shape heavy`` serves the simulator's events reshaped as issue 23's feed
+(about 1.26 KB an event, about 7.5 updates a record: see ``heavy.py``);
+``--shape both`` measures both shapes, each run, in one invocation.
 """
 
 from __future__ import annotations
@@ -50,13 +55,19 @@ from edsync.sources.dreamapply import parse_name, ref_id
 KEY = DEFAULT_API_KEY  # what `edsync simulate` accepts
 
 
-def start_simulator(events: int) -> tuple[subprocess.Popen[str], str]:
+def start_simulator(events: int, shape: str = "current") -> tuple[subprocess.Popen[str], str]:
     # `edsync simulate`, but with a journal that forgets nothing: a million
     # events span more than the six months DreamApply's journal keeps.
-    serve = (
-        "import sys; from edsync.simulator.server import serve_forever; "
-        f"sys.exit(serve_forever(0, {events}, 0, 0.0, journal_window=None))"
-    )
+    if shape == "heavy":
+        serve = (
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import heavy; sys.exit(heavy.serve_forever({events}))"
+        )
+    else:
+        serve = (
+            "import sys; from edsync.simulator.server import serve_forever; "
+            f"sys.exit(serve_forever(0, {events}, 0, 0.0, journal_window=None))"
+        )
     proc = subprocess.Popen([sys.executable, "-c", serve], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the simulator announces its URL once it listens
@@ -151,71 +162,10 @@ def run_loop(
         # edsync's engine left the file in WAL mode (it persists): back to the default.
         conn.execute("PRAGMA journal_mode=DELETE")
     elapsed, count = 0.0, 0
-    now = "2026-01-01T00:00:00+00:00"
     begun = time.perf_counter()
     for chunk in pages(url, expand):
         started = time.perf_counter()
-        ledger, records = [], []
-        for position, body in chunk:
-            parsed = parse_name(body["event"])
-            entity = parsed[0].entity if parsed else "unknown"
-            subject = body.get(entity)
-            entity_id = ref_id(subject)
-            ledger.append(
-                (
-                    "da",
-                    str(position),
-                    position,
-                    body["event"],
-                    entity,
-                    entity_id,
-                    "updated",
-                    body["logged"],
-                    orjson.dumps(body).decode(),
-                    "applied",
-                    None,
-                    ref_id(body.get("applicant")),
-                    now,
-                )
-            )
-            if entity_id is not None:
-                data = subject if isinstance(subject, dict) else body
-                records.append(
-                    (
-                        "da",
-                        entity,
-                        entity_id,
-                        orjson.dumps(data).decode(),
-                        False,
-                        position,
-                        str(position),
-                        None,
-                        now,
-                        body["logged"],
-                        now,
-                    )
-                )
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT INTO events (source, event_id, position, type, entity, entity_id, op, "
-            "occurred_at, payload, status, reason, person_id, applied_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            ledger,
-        )
-        conn.executemany(
-            "INSERT INTO records (source, entity, entity_id, data, deleted, version, "
-            "last_event_id, person_id, first_seen_at, changed_at, synced_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source, entity, entity_id) DO UPDATE "
-            "SET data = excluded.data, version = excluded.version, synced_at = excluded.synced_at",
-            records,
-        )
-        conn.execute(
-            "INSERT INTO checkpoints (source, cursor, position, updated_at, events_total, "
-            "consecutive_failures) VALUES ('da', ?, ?, ?, ?, 0) ON CONFLICT (source) DO UPDATE "
-            "SET cursor = excluded.cursor, position = excluded.position",
-            (str(chunk[-1][0]), chunk[-1][0], now, len(chunk)),
-        )
-        conn.execute("COMMIT")
+        bare_page(conn, chunk)
         elapsed += time.perf_counter() - started
         count += len(chunk)
     if naive:
@@ -224,10 +174,82 @@ def run_loop(
     return elapsed, count
 
 
+def bare_page(conn: sqlite3.Connection, chunk: list[tuple[int, dict[str, Any]]]) -> None:
+    """One page of the bare loop: build the rows, then one transaction."""
+    now = "2026-01-01T00:00:00+00:00"
+    ledger, records = [], []
+    for position, body in chunk:
+        parsed = parse_name(body["event"])
+        entity = parsed[0].entity if parsed else "unknown"
+        subject = body.get(entity)
+        entity_id = ref_id(subject)
+        ledger.append(
+            (
+                "da",
+                str(position),
+                position,
+                body["event"],
+                entity,
+                entity_id,
+                "updated",
+                body["logged"],
+                orjson.dumps(body).decode(),
+                "applied",
+                None,
+                ref_id(body.get("applicant")),
+                now,
+            )
+        )
+        if entity_id is not None:
+            data = subject if isinstance(subject, dict) else body
+            records.append(
+                (
+                    "da",
+                    entity,
+                    entity_id,
+                    orjson.dumps(data).decode(),
+                    False,
+                    position,
+                    str(position),
+                    None,
+                    now,
+                    body["logged"],
+                    now,
+                )
+            )
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO events (source, event_id, position, type, entity, entity_id, op, "
+        "occurred_at, payload, status, reason, person_id, applied_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        ledger,
+    )
+    conn.executemany(
+        "INSERT INTO records (source, entity, entity_id, data, deleted, version, "
+        "last_event_id, person_id, first_seen_at, changed_at, synced_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source, entity, entity_id) DO UPDATE "
+        "SET data = excluded.data, version = excluded.version, synced_at = excluded.synced_at",
+        records,
+    )
+    conn.execute(
+        "INSERT INTO checkpoints (source, cursor, position, updated_at, events_total, "
+        "consecutive_failures) VALUES ('da', ?, ?, ?, ?, 0) ON CONFLICT (source) DO UPDATE "
+        "SET cursor = excluded.cursor, position = excluded.position",
+        (str(chunk[-1][0]), chunk[-1][0], now, len(chunk)),
+    )
+    conn.execute("COMMIT")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--expand", default="applicant,application,offer")
+    parser.add_argument(
+        "--shape",
+        choices=("current", "heavy", "both"),
+        default="current",
+        help="the simulator's journal as it is, issue 23's heavy feed (heavy.py), or both",
+    )
     parser.add_argument(
         "--mirror", help="a mirror URL for edsync (an empty PostgreSQL database); default SQLite"
     )
@@ -239,20 +261,24 @@ def main() -> int:
     compile_edsync()
     if args.runs > 1 and args.mirror:
         parser.error("--runs needs the default SQLite mirror: each run starts from an empty one")
+    if args.shape != "current" and args.expand != "applicant,application,offer":
+        parser.error("the heavy shape is defined with the default --expand")
     expand = [e for e in args.expand.split(",") if e]
-    ratios = []
-    proc, url = start_simulator(args.events)
+    shapes = ("current", "heavy") if args.shape == "both" else (args.shape,)
+    ratios: dict[str, list[tuple[float, float, float]]] = {shape: [] for shape in shapes}
+    simulators = {shape: start_simulator(args.events, shape) for shape in shapes}
     try:
         for run in range(1, args.runs + 1):
-            if args.runs > 1:
-                print(f"-- run {run} of {args.runs}")
-            ratios.append(measure(args, url, expand))
+            for shape, (_, url) in simulators.items():
+                print(f"-- run {run} of {args.runs}, {shape} shape")
+                ratios[shape].append(measure(args, url, expand))
     finally:
-        proc.terminate()
-        proc.wait()
-    if args.runs > 1:
-        figures = ", ".join(" / ".join(f"{r:.2f}" for r in run) for run in ratios)
-        print(f"ratios (against the bare loop / the tuned loop / the naive loop): {figures}")
+        for proc, _ in simulators.values():
+            proc.terminate()
+            proc.wait()
+    for shape, runs in ratios.items():
+        figures = ", ".join(" / ".join(f"{r:.2f}" for r in run) for run in runs)
+        print(f"ratios, {shape} shape (against the bare loop / the tuned / the naive): {figures}")
     return 0
 
 
@@ -262,12 +288,29 @@ def measure(args: argparse.Namespace, url: str, expand: list[str]) -> tuple[floa
         config = Path(tmp) / "edsync.toml"
         write_config(config, url, args.mirror or f"sqlite:///{tmp}/edsync.db", expand)
         first = run_edsync(config)
+        shape = None if args.mirror else mirror_shape(Path(tmp) / "edsync.db")
         replay = None if args.no_replay else run_edsync(config, "--reset")
         bare, n = run_loop(url, expand, Path(tmp) / "bare.db", tuned=False)
         tuned, _ = run_loop(url, expand, Path(tmp) / "tuned.db", tuned=True)
         naive, _ = run_loop(url, expand, Path(tmp) / "naive.db", tuned=False, naive=True)
-    report(args, first, replay, (bare, tuned, naive), n)
+    report(args, first, replay, (bare, tuned, naive), n, shape=shape)
     return bare / first.seconds, tuned / first.seconds, naive / first.seconds
+
+
+def mirror_shape(db: Path) -> str:
+    """Records, and the average bytes of a record's data and of a ledger payload."""
+    conn = sqlite3.connect(db)
+    try:
+        records, data = conn.execute("SELECT count(*), avg(length(data)) FROM records").fetchone()
+        events, payload = conn.execute(
+            "SELECT count(*), avg(length(payload)) FROM events"
+        ).fetchone()
+    finally:
+        conn.close()
+    return (
+        f"{records:,} records ({events / max(records, 1):.1f} events a record), "
+        f"data {data or 0:.0f} B, payload {payload or 0:.0f} B on average"
+    )
 
 
 def report(
@@ -276,17 +319,28 @@ def report(
     replay: Run | None,
     loops: tuple[float, float, float],
     n: int,
+    *,
+    shape: str | None,
 ) -> None:
     bare, tuned, naive = loops
     page = 512 if args.expand else 1024
     print(f"events           {n:>12,}   (expand={args.expand or 'none'}, page={page})")
     print(f"mirror           {args.mirror or 'SQLite (temporary file)'}")
+    if shape is not None:
+        print(f"  shape          {shape}")
     print(
         f"edsync backfill  {first.seconds:>12.2f} s  {n / first.seconds:>12,.0f} events/s  "
         "(process start to exit: HTTP + parse + normalize + apply + checkpoint)"
     )
     stages = "  ".join(f"{name} {value:.1f}" for name, value in first.stages.items())
     print(f"  µs/event       {stages}  (fetch and parse overlap the rest; apply = fold + sql)")
+    bare_us = bare / n * 1e6
+    sql = first.stages.get("sql")
+    if sql is not None:
+        print(
+            f"  sql / bare     {sql / bare_us:>12.2f}    (the SQL stage over the bare loop's "
+            f"whole time, {bare_us:.1f} µs an event)"
+        )
     print(f"  peak RSS       {first.rss_mb:>12.1f} MB")
     if replay is not None:
         print(

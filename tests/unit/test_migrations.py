@@ -60,3 +60,18 @@ def test_the_fast_schema_check_knows_the_newest_migration() -> None:
     from edsync.mirror.db import SCHEMA_HEAD
 
     assert head_revision() == SCHEMA_HEAD
+
+
+@pytest.mark.sqlite_only  # the query plan's wording is SQLite's
+def test_records_by_source_and_entity_use_the_primary_key(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # Migration 0008 dropped ix_records_entity: the primary key's leading
+    # columns serve the same queries.
+    engine = make_engine()
+    assert "ix_records_entity" not in {ix["name"] for ix in inspect(engine).get_indexes("records")}
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT entity_id FROM records WHERE source = 'da' AND entity = 'x'"
+        ).all()
+    assert any("USING COVERING INDEX sqlite_autoindex_records_1" in row[-1] for row in plan), plan

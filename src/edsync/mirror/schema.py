@@ -50,7 +50,7 @@ records = Table(
     Column("synced_at", Timestamp, nullable=False),
     Column("snapshot_id", String(64)),
     Index("ix_records_person", "source", "person_id"),
-    Index("ix_records_entity", "source", "entity"),
+    # By source and entity: the primary key's leading columns (migration 0008).
     Index("ix_records_changed_at", "changed_at"),
     Index(
         "ix_records_data",
