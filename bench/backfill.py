@@ -50,7 +50,7 @@ from _compiled import compile_edsync
 from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.simulator.server import DEFAULT_API_KEY
-from edsync.sources.dreamapply import parse_name, ref_id
+from edsync.sources.dreamapply import EVENT_KINDS, parse_name, ref_id
 
 KEY = DEFAULT_API_KEY  # what `edsync simulate` accepts
 
@@ -132,7 +132,8 @@ def pages(url: str, expand: list[str]) -> Iterator[list[tuple[int, dict[str, Any
     since = 1
     with httpx.Client(base_url=url, headers={"Authorization": f'DREAM apikey="{KEY}"'}) as c:
         while True:
-            params = {"bySince": str(since), "limit": "1024"}
+            # API v9 requires byEvents: all 48 names, as edsync sends them.
+            params = {"byEvents": ",".join(EVENT_KINDS), "bySince": str(since), "limit": "1024"}
             if expand:
                 params["expand"] = ",".join(expand)
             page = orjson.loads(c.get("/api/journal", params=params).content)
