@@ -139,25 +139,14 @@ def run_demo(events: int, db: Path) -> int:
 def _summary(engine: object, db: Path) -> None:
     from sqlalchemy import Engine
 
+    from edsync.mirror import outbox, reads
     from edsync.ui import print_table
 
     assert isinstance(engine, Engine)
-    with engine.connect() as conn:
-        per_entity = conn.exec_driver_sql(
-            "SELECT source, entity, COUNT(*), SUM(CASE WHEN deleted THEN 1 ELSE 0 END) "
-            "FROM records GROUP BY source, entity ORDER BY source, entity"
-        ).all()
-        enrolled = conn.exec_driver_sql(
-            "SELECT COUNT(*) FROM records WHERE entity = 'offer' "
-            "AND json_extract(data, '$.status') = 'Enrolled'"
-        ).scalar_one()
-        ledger = conn.exec_driver_sql(
-            "SELECT source, status, COUNT(*) FROM events GROUP BY source, status "
-            "ORDER BY source, status"
-        ).all()
-        signals = conn.exec_driver_sql(
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'"
-        ).scalar_one()
+    per_entity = reads.records_by_entity(engine)
+    enrolled = reads.enrolled_offers(engine)
+    ledger = reads.ledger_by_status(engine)
+    signals = sum(n for (_, status), n in outbox.counts(engine).items() if status == "delivered")
     print_table(
         "records", ["source", "entity", "records", "deleted"], [list(r) for r in per_entity]
     )
@@ -168,9 +157,5 @@ def _summary(engine: object, db: Path) -> None:
         "(rule offer-enrolled: one PUT per offer edited to Enrolled)"
     )
     print(f"\nThe mirror is {db}. Try:\n")
-    print(
-        f'  sqlite3 {db} "SELECT o.id, o.application_id, a.email FROM dreamapply_offers o '
-        "JOIN dreamapply_applicants a ON a.id = o.applicant_id "
-        "WHERE o.status = 'Enrolled' AND NOT o.deleted LIMIT 5;\""
-    )
+    print(f'  sqlite3 {db} "{reads.ENROLLED_EXAMPLE}"')
     print('\n(every entity of both feeds has such a view: README, "Query the mirror")')

@@ -31,7 +31,7 @@ from edsync.coordination import release_run_lock, source_locks, sqlite_run_lock
 from edsync.errors import ConfigError
 from edsync.lifecycle import Stopper
 from edsync.metrics import Health, Metrics, MetricsServer
-from edsync.mirror.sql import adapt
+from edsync.mirror import outbox
 from edsync.publisher import Publisher
 from edsync.rules import compile_rules
 from edsync.runner import PollOutcome, Runner, SourceState, error_kind, next_delay
@@ -264,16 +264,10 @@ class Daemon:
             except SQLAlchemyError as exc:
                 log.error("publisher_failed", error=str(exc))
         try:
-            with self.engine.connect() as conn:
-                rows = conn.exec_driver_sql(
-                    adapt(
-                        conn, "SELECT sink, status, COUNT(*) FROM deliveries GROUP BY sink, status"
-                    )
-                ).all()
+            counts = outbox.counts(self.engine)
         except SQLAlchemyError as exc:
             log.error("publisher_failed", error=str(exc))
             return
-        counts = {(sink, status): n for sink, status, n in rows}
         for sink in self.config.sinks:
             for status in ("pending", "failed", "delivered"):
                 self.metrics.deliveries.labels(sink, status).set(counts.get((sink, status), 0))
