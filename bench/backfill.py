@@ -42,10 +42,11 @@ import httpx
 import orjson
 from _compiled import compile_edsync
 
-from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine, ensure_schema
+from edsync.settings import MirrorSettings
 from edsync.simulator.server import DEFAULT_API_KEY
-from edsync.sources.dreamapply import parse_name, ref_id
+from edsync.sources.dreamapply import parse_name
+from edsync.sources.dreamapply_links import ref_id
 
 KEY = DEFAULT_API_KEY  # what `edsync simulate` accepts
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from edsync.config import Config, load_config, resolve_path
+from edsync.config import load_config, resolve_path
 from edsync.errors import ConfigError, EdsyncError, FatalError
+from edsync.settings import Config
 
 if TYPE_CHECKING:
     from edsync.mirror.db import Access

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from edsync.errors import FatalError, RetriableError
-from edsync.mirror import advisory
+from edsync.mirror import locks
 
 log = structlog.get_logger("edsync.coordination")
 
@@ -77,7 +77,7 @@ class AdvisoryLocks:
                 return True
             conn = self.engine.connect()
             try:
-                got = advisory.try_lock(conn, lock_key(source))
+                got = locks.try_lock(conn, lock_key(source))
                 conn.commit()  # the session lock outlives the transaction
             except DBAPIError:
                 conn.invalidate()
@@ -97,7 +97,7 @@ class AdvisoryLocks:
     def _alive(self, source: str) -> bool:
         conn = self.held[source]
         try:
-            mine = advisory.held(conn, lock_key(source))
+            mine = locks.held(conn, lock_key(source))
             conn.commit()
         except DBAPIError:
             mine = False

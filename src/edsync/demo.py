@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edsync.config import (
+from edsync.config import with_compiled_rules
+from edsync.errors import EdsyncError
+from edsync.settings import (
     Config,
     Duration,
     HttpUrl,
@@ -15,7 +17,6 @@ from edsync.config import (
     Secret,
     SourceSettings,
 )
-from edsync.errors import EdsyncError
 
 DEMO_KEY = "sim-dreamapply-key"
 DEMO_HUB_KEY = "sim-hub-key"
@@ -93,13 +94,15 @@ def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
         event_type="offer.enrolled",
         member="applicant.email",
     )
-    return Config(
-        path="(demo)",
-        mirror=MirrorSettings(url=f"sqlite:///{db}"),
-        log=LogSettings(level="warning"),
-        sources=sources,
-        sinks={"learninghub": hub},
-        rules=[enrolled],
+    return with_compiled_rules(
+        Config(
+            path="(demo)",
+            mirror=MirrorSettings(url=f"sqlite:///{db}"),
+            log=LogSettings(level="warning"),
+            sources=sources,
+            sinks={"learninghub": hub},
+            rules=[enrolled],
+        )
     )
 
 

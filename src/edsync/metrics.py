@@ -17,7 +17,7 @@ import orjson
 from edsync.errors import ConfigError
 
 if TYPE_CHECKING:
-    from edsync.config import MetricsSettings
+    from edsync.settings import MetricsSettings
 
 
 class Metrics:

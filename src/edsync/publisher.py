@@ -23,10 +23,10 @@ import structlog
 from sqlalchemy import Engine
 
 from edsync import sinks
-from edsync.config import Config
 from edsync.errors import AuthError, EdsyncError, RetriableError
 from edsync.mirror import outbox
 from edsync.mirror.outbox import Due, Outcome
+from edsync.settings import Config
 from edsync.sinks.base import Sink
 
 log = structlog.get_logger("edsync.publisher")

@@ -9,13 +9,12 @@ import structlog
 from sqlalchemy import Engine
 
 from edsync import sources
-from edsync.config import Config
 from edsync.errors import InvalidEventError
 from edsync.mirror import reads
 from edsync.mirror.apply import Applier
 from edsync.mirror.reads import Quarantined
 from edsync.normalize import RawEvent
-from edsync.rules import compile_rules
+from edsync.settings import Config
 
 log = structlog.get_logger("edsync.quarantine")
 
@@ -34,7 +33,7 @@ def list_quarantined(engine: Engine, names: Sequence[str]) -> list[Quarantined]:
 def retry(config: Config, engine: Engine, names: Sequence[str]) -> RetryReport:
     """Normalize each quarantined event again; apply those that now pass, in position order."""
     report = RetryReport()
-    rules = compile_rules(config)
+    rules = config.compiled_rules
     by_source: dict[str, list[Quarantined]] = {}
     for item in list_quarantined(engine, names):
         by_source.setdefault(item.source, []).append(item)

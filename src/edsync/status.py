@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import Engine
 
-from edsync.config import Config
 from edsync.mirror import outbox, reads
+from edsync.settings import Config
 
 if TYPE_CHECKING:
     from rich.console import Console

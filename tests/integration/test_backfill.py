@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine
+from edsync.settings import MirrorSettings
 from edsync.simulator.dataset import EVENT_NAMES
 from tests.conftest import (
     DREAMAPPLY_KEY,

@@ -10,8 +10,9 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
 from edsync.cli import main
-from edsync.config import Secret, load_config, parse_duration
+from edsync.config import load_config, parse_duration
 from edsync.errors import ConfigError
+from edsync.settings import Secret
 
 GOOD_SOURCE = """
 [sources.da]
@@ -184,6 +185,22 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).parents[2] / "config.example.toml"
     config = load_config(example)
     assert "dreamapply" in config.sources
+
+
+def test_the_loaded_config_carries_its_rules_compiled_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DA_KEY", "x")
+    path = tmp_path / "edsync.toml"
+    path.write_text(
+        mirror(f"sqlite:///{tmp_path / 'mirror.db'}")
+        + GOOD_SOURCE
+        + '[[rules]]\nname = "enrolled"\nsource = "da"\nevent = "Offer was edited: ?"\n'
+    )
+    config = load_config(path)
+    (rule,) = config.compiled_rules
+    assert (rule.name, rule.source, rule.event_type) == ("enrolled", "da", "enrolled")
+    assert rule.event is not None
 
 
 @pytest.mark.parametrize(

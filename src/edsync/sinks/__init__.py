@@ -6,7 +6,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edsync.config import SinkSettings
+    from edsync.settings import SinkSettings
     from edsync.sinks.base import Sink
 
 _KINDS: dict[str, str] = {

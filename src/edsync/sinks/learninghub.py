@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from edsync.config import Secret, SinkSettings
 from edsync.errors import ConfigError, FatalError, error_for_status
+from edsync.settings import Secret, SinkSettings
 from edsync.sinks.base import Signal
 from edsync.sources.http import HttpClient
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from edsync.config import Secret, SinkSettings
 from edsync.errors import ConfigError
+from edsync.settings import Secret, SinkSettings
 from edsync.sinks.base import Signal
 from edsync.sources.http import HttpClient
 

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edsync.config import SourceSettings
+    from edsync.settings import SourceSettings
     from edsync.sources.base import Source
 
 _KINDS: dict[str, str] = {

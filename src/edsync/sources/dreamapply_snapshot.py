@@ -24,7 +24,7 @@ import structlog
 
 from edsync.errors import FatalError, MalformedPageError
 from edsync.sources.base import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
-from edsync.sources.dreamapply import ref_id
+from edsync.sources.dreamapply_links import ref_id
 from edsync.sources.http import HttpClient, Reply
 
 log = structlog.get_logger("edsync.dreamapply")

@@ -15,7 +15,6 @@ from typing import Any, Literal
 import orjson
 import structlog
 
-from edsync.config import Duration, HttpUrl, Secret, SourceSettings
 from edsync.errors import (
     ConfigError,
     EdsyncError,
@@ -26,6 +25,7 @@ from edsync.errors import (
     edlink_error,
 )
 from edsync.normalize import Change, Cursor, Op, RawEvent, utc_timestamp
+from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
 from edsync.sources.base import SNAPSHOT_DONE, Bounds, RawPage, SnapshotObject, SnapshotPage
 from edsync.sources.http import HttpClient, Reply
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import Duration, HttpUrl, Secret, load_config
+from edsync.config import load_config
 from edsync.errors import (
     AuthError,
     EdsyncError,
@@ -26,6 +26,7 @@ from edsync.errors import (
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.normalize import Cursor
+from edsync.settings import Duration, HttpUrl, Secret
 from edsync.simulator import Simulator
 from edsync.sources.base import Bounds
 from edsync.sources.edlink import EdlinkSource, Settings
