@@ -44,9 +44,9 @@ from _compiled import compile_edsync
 
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.settings import MirrorSettings
-from edsync.simulator.server import DEFAULT_API_KEY
 from edsync.sources.dreamapply import parse_name
 from edsync.sources.dreamapply_links import ref_id
+from edsync_sim.server import DEFAULT_API_KEY
 
 KEY = DEFAULT_API_KEY  # what `edsync simulate` accepts
 
@@ -55,7 +55,7 @@ def start_simulator(events: int) -> tuple[subprocess.Popen[str], str]:
     # `edsync simulate`, but with a journal that forgets nothing: a million
     # events span more than the six months DreamApply's journal keeps.
     serve = (
-        "import sys; from edsync.simulator.server import serve_forever; "
+        "import sys; from edsync_sim.server import serve_forever; "
         f"sys.exit(serve_forever(0, {events}, 0, 0.0, journal_window=None))"
     )
     proc = subprocess.Popen([sys.executable, "-c", serve], stdout=subprocess.PIPE, text=True)

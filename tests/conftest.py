@@ -196,7 +196,7 @@ def make_engine(mirror_url: Callable[[str], str]) -> Iterator[Callable[..., Engi
 
 @pytest.fixture
 def make_simulator() -> Iterator[Callable[..., Any]]:
-    from edsync.simulator import Simulator
+    from edsync_sim import Simulator
 
     started: list[Simulator] = []
 

@@ -286,7 +286,7 @@ def _print_views(config: Config, engine: Any) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from edsync.simulator import serve_forever
+    from edsync_sim import serve_forever
 
     code: int = serve_forever(port=args.port, events=args.events, seed=args.seed, rate=args.rate)
     return code

@@ -110,8 +110,8 @@ def run_demo(events: int, db: Path) -> int:
     from edsync import logs
     from edsync.backfill import run_backfill
     from edsync.mirror.db import create_mirror_engine, ensure_schema, mark_demo
-    from edsync.simulator import Simulator
     from edsync.ui import RichProgress
+    from edsync_sim import Simulator
 
     fresh_file(db)
     # The simulated institution keeps working while the demo runs: what changes

@@ -17,7 +17,7 @@ from edsync.cli import main
 from edsync.config import load_config
 from edsync.mirror.db import create_mirror_engine
 from edsync.settings import MirrorSettings
-from edsync.simulator.dataset import Entity
+from edsync_sim.dataset import Entity
 
 SNAPSHOT = 'snapshot = true\nexpand = ["applicant", "application", "offer"]\n'
 

@@ -26,8 +26,8 @@ from edsync.config import load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine
 from edsync.settings import MirrorSettings
-from edsync.simulator.dataset import EVENT_NAMES
 from edsync.sources import dreamapply_snapshot
+from edsync_sim.dataset import EVENT_NAMES
 from tests.conftest import DREAMAPPLY_KEY, json_value
 
 DAY = 86400.0
