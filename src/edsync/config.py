@@ -16,12 +16,13 @@ import ssl
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from edsync import sinks, sources
+from edsync import sinks as sink_kinds
+from edsync import sources as source_kinds
 from edsync.errors import ConfigError
 from edsync.rules import compile_rules
 from edsync.settings import (
@@ -82,11 +83,15 @@ def parse_config(
     known = {"mirror", "log", "metrics", "sources", "sinks", "rules"}
     reader.reject_unknown(doc, known, "")
     sources = {
-        name: reader.plugin(table, f"sources.{name}", name, _source_kinds())
+        name: reader.plugin(
+            table, f"sources.{name}", name, source_kinds.KINDS, source_kinds.settings_class
+        )
         for name, table in reader.tables(doc.get("sources", {}), "sources").items()
     }
     sinks = {
-        name: reader.plugin(table, f"sinks.{name}", name, _sink_kinds())
+        name: reader.plugin(
+            table, f"sinks.{name}", name, sink_kinds.KINDS, sink_kinds.settings_class
+        )
         for name, table in reader.tables(doc.get("sinks", {}), "sinks").items()
     }
     rules = [
@@ -125,14 +130,6 @@ def _check_references(config: Config) -> None:
                 raise ConfigError(config.path, f"rules[{i}].publish", f"no sink named {sink!r}")
 
 
-def _source_kinds() -> Mapping[str, type[Any]]:
-    return sources.settings_classes()
-
-
-def _sink_kinds() -> Mapping[str, type[Any]]:
-    return sinks.settings_classes()
-
-
 class _Reader:
     """Walks the TOML document, turning every problem into one ConfigError."""
 
@@ -165,14 +162,20 @@ class _Reader:
                 raise self.fail(f"{prefix}{key}", f"unknown key{extra}")
 
     def plugin(
-        self, table: Mapping[str, Any], key: str, name: str, kinds: Mapping[str, type[Any]]
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        name: str,
+        kinds: Sequence[str],
+        settings_class: Callable[[str], type[Any]],
     ) -> Any:
+        """A source or sink table; only the module of the kind it names is imported."""
         kind = table.get("kind")
         if not isinstance(kind, str):
             raise self.fail(f"{key}.kind", f"required; one of {', '.join(sorted(kinds))}")
         if kind not in kinds:
             raise self.fail(f"{key}.kind", f"unknown kind {kind!r}; one of {', '.join(kinds)}")
-        return self.settings(kinds[kind], table, key, {"name": name, "kind": kind})
+        return self.settings(settings_class(kind), table, key, {"name": name, "kind": kind})
 
     def settings(self, cls: type[Any], table: object, key: str, implicit: Mapping[str, Any]) -> Any:
         if not isinstance(table, dict):

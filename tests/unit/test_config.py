@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -306,3 +308,25 @@ def test_a_new_journal_name_is_accepted_when_listed_deliberately(
     )
     settings = load_config(path).sources["da"]
     assert settings.events == ["Applicant registered", "Ticket was raised"]  # type: ignore[attr-defined]
+
+
+def test_loading_a_config_imports_only_the_kinds_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "edsync.toml"
+    path.write_text(
+        mirror(f"sqlite:///{tmp_path / 'mirror.db'}")
+        + '[sources.ed]\nkind = "edlink"\nbase_url = "https://ed.example.com"\n'
+        + 'token_env = "ED_TOKEN"\n'
+    )
+    probe = (
+        "import sys; from pathlib import Path; from edsync.config import load_config; "
+        f"load_config(Path({str(path)!r})); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('edsync.sources.', "
+        "'edsync.sinks.')))))"
+    )
+    monkeypatch.setenv("ED_TOKEN", "x")
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["edsync.sources.base", "edsync.sources.edlink", "edsync.sources.http"]

@@ -24,8 +24,13 @@ def _module(kind: str) -> ModuleType:
     return importlib.import_module(_KINDS[kind])
 
 
-def settings_classes() -> dict[str, type[SourceSettings]]:
-    return {kind: _module(kind).Settings for kind in _KINDS}
+KINDS = tuple(_KINDS)
+
+
+def settings_class(kind: str) -> type[SourceSettings]:
+    """The kind's settings dataclass; imports that kind's module alone."""
+    cls: type[SourceSettings] = _module(kind).Settings
+    return cls
 
 
 def pattern_problem(kind: str, pattern: str) -> str | None:
