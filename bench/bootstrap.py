@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edsync.sources.http import Pacer
+from edsync.http import Pacer
 from edsync_sim import dreamapply, dreamapply_lists
 from edsync_sim.dataset import Journal
 from edsync_sim.server import DEFAULT_API_KEY, RecordedRequest, Simulator

@@ -54,7 +54,7 @@ class Metrics:
             registry=r,
         )
         # stamina's own counter lives in prometheus-client's global registry,
-        # which nothing serves; its retry hook feeds this one (sources/http.py).
+        # which nothing serves; its retry hook feeds this one (http.py).
         self.retries = Counter(
             "edsync_http_retries",
             "HTTP retries scheduled, by source (sink:NAME for a sink) and cause",

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import orjson
 
 from edsync.errors import ConfigError
+from edsync.http import HttpClient
 from edsync.settings import Secret, SinkSettings
 from edsync.sinks.base import Signal
-from edsync.sources.http import HttpClient
 
 ID = "webhook-id"
 TIMESTAMP = "webhook-timestamp"

@@ -11,11 +11,11 @@ from typing import Any
 import structlog
 
 from edsync.errors import ConfigError, InvalidEventError, MalformedPageError
+from edsync.http import HttpClient, Reply
 from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
 from edsync.sources.base import Bounds, RawPage, SnapshotPage
 from edsync.sources.dreamapply_links import ref_id
-from edsync.sources.http import HttpClient, Reply
 
 log = structlog.get_logger("edsync.dreamapply")
 
