@@ -12,7 +12,10 @@ import compileall
 from pathlib import Path
 
 import edsync
+import edsync_sim
 
 
 def compile_edsync() -> None:
-    compileall.compile_dir(Path(edsync.__file__).parent, quiet=1)
+    """edsync and, since it is its own package now, the simulator the benches serve from."""
+    for package in (edsync, edsync_sim):
+        compileall.compile_dir(Path(package.__file__ or "").parent, quiet=1)

@@ -26,13 +26,14 @@ from pathlib import Path
 from _compiled import compile_edsync
 from backfill import KEY, bare_page, write_config
 
-from edsync.config import MirrorSettings, load_config
+from edsync.config import load_config
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.normalize import Change, Cursor, normalize_page
-from edsync.simulator.server import Simulator
+from edsync.settings import MirrorSettings
 from edsync.sources import create
 from edsync.sources.base import Bounds
+from edsync_sim.server import Simulator
 
 
 def pages(events: int, shape: str) -> list[tuple[list[Change], Cursor]]:

@@ -47,10 +47,11 @@ import httpx
 import orjson
 from _compiled import compile_edsync
 
-from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.simulator.server import DEFAULT_API_KEY
-from edsync.sources.dreamapply import EVENT_KINDS, parse_name, ref_id
+from edsync.settings import MirrorSettings
+from edsync.sources.dreamapply import EVENT_KINDS, parse_name
+from edsync.sources.dreamapply_links import ref_id
+from edsync_sim.server import DEFAULT_API_KEY
 
 KEY = DEFAULT_API_KEY  # what `edsync simulate` accepts
 
@@ -65,7 +66,7 @@ def start_simulator(events: int, shape: str = "current") -> tuple[subprocess.Pop
         )
     else:
         serve = (
-            "import sys; from edsync.simulator.server import serve_forever; "
+            "import sys; from edsync_sim.server import serve_forever; "
             f"sys.exit(serve_forever(0, {events}, 0, 0.0, journal_window=None))"
         )
     proc = subprocess.Popen([sys.executable, "-c", serve], stdout=subprocess.PIPE, text=True)

@@ -47,10 +47,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edsync.simulator import dreamapply, dreamapply_lists
-from edsync.simulator.dataset import Journal
-from edsync.simulator.server import DEFAULT_API_KEY, RecordedRequest, Simulator
-from edsync.sources.http import Pacer
+from edsync.http import Pacer
+from edsync_sim import dreamapply, dreamapply_lists
+from edsync_sim.dataset import Journal
+from edsync_sim.server import DEFAULT_API_KEY, RecordedRequest, Simulator
 
 KEY_ENV = "EDSYNC_BENCH_KEY"
 SOURCE = "dreamapply"

@@ -25,10 +25,11 @@ import structlog
 from _compiled import compile_edsync
 from backfill import KEY, start_simulator, write_config
 
-from edsync.config import MirrorSettings, load_config
+from edsync.config import load_config
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.normalize import Change, normalize_page
+from edsync.settings import MirrorSettings
 from edsync.sources import create
 from edsync.sources.base import Bounds, RawPage
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
-from edsync.simulator.dataset import FIRST_IDS, Journal
-from edsync.simulator.server import Simulator
+from edsync_sim.dataset import FIRST_IDS, Journal
+from edsync_sim.server import Simulator
 
 # The pool's target, not the result: since issue 19, referee, task, interview
 # and media events are keyed by their application (no own link), so records

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from _compiled import compile_edsync
 
-from edsync.simulator.server import DEFAULT_API_KEY, Simulator
+from edsync_sim.server import DEFAULT_API_KEY, Simulator
 
 
 def backfill(config: Path) -> float:

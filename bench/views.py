@@ -24,9 +24,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.schema import records
+from edsync.settings import MirrorSettings
 
 SOURCES = {"dreamapply": "dreamapply", "edlink": "edlink"}
 STATUSES = ("Unreplied", "Accepted", "Conditional", "Rejected", "Enrolled")

@@ -19,8 +19,8 @@ import pytest
 import stamina
 from sqlalchemy import Connection, Engine, event
 
-from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine, ensure_schema
+from edsync.settings import MirrorSettings
 
 DREAMAPPLY_KEY = "sim-dreamapply-key"
 PG_URL_ENV = "EDSYNC_TEST_PG_URL"  # a server to use instead of a throwaway cluster
@@ -196,7 +196,7 @@ def make_engine(mirror_url: Callable[[str], str]) -> Iterator[Callable[..., Engi
 
 @pytest.fixture
 def make_simulator() -> Iterator[Callable[..., Any]]:
-    from edsync.simulator import Simulator
+    from edsync_sim import Simulator
 
     started: list[Simulator] = []
 

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import Engine
 
-from edsync.config import Config
 from edsync.lifecycle import Stopper
 from edsync.publisher import Publisher, Report, burst_budget
-from edsync.rules import compile_rules
 from edsync.runner import Runner
+from edsync.settings import Config
 from edsync.sources.base import Bounds
 from edsync.sync import DrainResult, Progress
 
@@ -54,7 +53,7 @@ def run_backfill(
     raised, retrying for the sinks' ``retry_for`` (at most
     ``publisher.BURST_WAIT``; what is still pending stays in the outbox)."""
     outcome = Outcome()
-    rules = compile_rules(config)
+    rules = config.compiled_rules
     stopper = Stopper(stop, gate=gate)
     # No source locks: a backfill has always run beside anything (the
     # checkpoint row lock keeps two writers of one source in turn).

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from edsync.config import Config, load_config, resolve_path
+from edsync.config import load_config, resolve_path
 from edsync.errors import ConfigError, EdsyncError, FatalError
+from edsync.settings import Config
 
 if TYPE_CHECKING:
     from edsync.mirror.db import Access
@@ -285,7 +286,7 @@ def _print_views(config: Config, engine: Any) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from edsync.simulator import serve_forever
+    from edsync_sim import serve_forever
 
     code: int = serve_forever(port=args.port, events=args.events, seed=args.seed, rate=args.rate)
     return code

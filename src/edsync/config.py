@@ -16,19 +16,27 @@ import ssl
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NewType, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
+from edsync import sinks as sink_kinds
+from edsync import sources as source_kinds
 from edsync.errors import ConfigError
-
-Duration = NewType("Duration", float)
-"""Seconds, written in the file as ``"30s"``, ``"5m"``, ``"1h"``, ``"30d"``."""
-
-HttpUrl = NewType("HttpUrl", str)
-"""An ``http(s)://`` URL; plain http only to loopback or when allowed."""
+from edsync.rules import compile_rules
+from edsync.settings import (
+    Config,
+    Duration,
+    HttpUrl,
+    LogSettings,
+    MetricsSettings,
+    MirrorSettings,
+    RuleSettings,
+    Secret,
+    SinkSettings,
+    SourceSettings,
+)
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -41,110 +49,6 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(f"{text!r} is not a duration (use e.g. '30s', '5m', '1h', '30d')")
     return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A credential read from the environment; never shows its value."""
-
-    env: str
-    value: str = field(repr=False)
-
-    def reveal(self) -> str:
-        return self.value
-
-    def __str__(self) -> str:
-        return "***"
-
-    def __repr__(self) -> str:
-        return f"Secret(env={self.env!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorSettings:
-    url: str = "sqlite:///edsync.db"
-    auto_migrate: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSettings:
-    listen: str = "127.0.0.1:9464"
-    unhealthy_after: Duration = Duration(900.0)
-
-
-@dataclass(frozen=True, slots=True)
-class LogSettings:
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EndpointSettings:
-    """Keys every HTTP peer (source or sink) has; ``name`` and ``kind`` come
-    from the table key and its ``kind``."""
-
-    name: str
-    kind: str
-    base_url: HttpUrl
-    timeout: Duration = Duration(30.0)
-    retry_for: Duration = Duration(120.0)
-    ca_bundle: str | None = None
-    allow_insecure_http: bool = False
-
-    def check(self) -> tuple[str, str] | None:
-        """Cross-field validation: (key, message) for the first problem."""
-        return None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SourceSettings(EndpointSettings):
-    """Keys every feed kind has; a kind subclasses it with its own."""
-
-    interval: Duration = Duration(60.0)
-    page_size: int = 1000
-    on_invalid: Literal["quarantine", "stop"] = "quarantine"
-
-    def check(self) -> tuple[str, str] | None:
-        if self.page_size < 1:
-            return "page_size", "must be at least 1"
-        return None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SinkSettings(EndpointSettings):
-    """Keys every sink kind has. ``retry_for`` is the delivery budget: a delivery
-    that keeps failing is retried (capped backoff) this long after its first
-    failed attempt, then marked ``failed``; a day outlasts an ordinary outage."""
-
-    retry_for: Duration = Duration(86400.0)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuleSettings:
-    name: str
-    source: str
-    event: str | None = None
-    match: dict[str, str] = field(default_factory=dict)
-    where: dict[str, Any] = field(default_factory=dict)
-    publish: list[str] = field(default_factory=list)
-    event_type: str | None = None
-    member: str | None = None
-
-    def check(self) -> tuple[str, str] | None:
-        if self.event is None and not self.match:
-            return "event", "a rule needs `event` (a journal name) or `match`"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    path: str
-    mirror: MirrorSettings = field(default_factory=MirrorSettings)
-    log: LogSettings = field(default_factory=LogSettings)
-    metrics: MetricsSettings | None = None
-    sources: dict[str, SourceSettings] = field(default_factory=dict)
-    sinks: dict[str, SinkSettings] = field(default_factory=dict)
-    rules: list[RuleSettings] = field(default_factory=list)
 
 
 def resolve_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path:
@@ -179,11 +83,15 @@ def parse_config(
     known = {"mirror", "log", "metrics", "sources", "sinks", "rules"}
     reader.reject_unknown(doc, known, "")
     sources = {
-        name: reader.plugin(table, f"sources.{name}", name, _source_kinds())
+        name: reader.plugin(
+            table, f"sources.{name}", name, source_kinds.KINDS, source_kinds.settings_class
+        )
         for name, table in reader.tables(doc.get("sources", {}), "sources").items()
     }
     sinks = {
-        name: reader.plugin(table, f"sinks.{name}", name, _sink_kinds())
+        name: reader.plugin(
+            table, f"sinks.{name}", name, sink_kinds.KINDS, sink_kinds.settings_class
+        )
         for name, table in reader.tables(doc.get("sinks", {}), "sinks").items()
     }
     rules = [
@@ -204,10 +112,13 @@ def parse_config(
         rules=rules,
     )
     _check_references(config)
-    from edsync.rules import compile_rules
+    return with_compiled_rules(config)
 
-    compile_rules(config)  # invalid rules are configuration errors, named
-    return config
+
+def with_compiled_rules(config: Config) -> Config:
+    """``config`` with ``compiled_rules`` set: the one place rules are compiled
+    (an invalid rule is a configuration error, named)."""
+    return dataclasses.replace(config, compiled_rules=tuple(compile_rules(config)))
 
 
 def _check_references(config: Config) -> None:
@@ -217,18 +128,6 @@ def _check_references(config: Config) -> None:
         for sink in rule.publish:
             if sink not in config.sinks:
                 raise ConfigError(config.path, f"rules[{i}].publish", f"no sink named {sink!r}")
-
-
-def _source_kinds() -> Mapping[str, type[Any]]:
-    from edsync.sources import settings_classes
-
-    return settings_classes()
-
-
-def _sink_kinds() -> Mapping[str, type[Any]]:
-    from edsync.sinks import settings_classes
-
-    return settings_classes()
 
 
 class _Reader:
@@ -263,14 +162,20 @@ class _Reader:
                 raise self.fail(f"{prefix}{key}", f"unknown key{extra}")
 
     def plugin(
-        self, table: Mapping[str, Any], key: str, name: str, kinds: Mapping[str, type[Any]]
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        name: str,
+        kinds: Sequence[str],
+        settings_class: Callable[[str], type[Any]],
     ) -> Any:
+        """A source or sink table; only the module of the kind it names is imported."""
         kind = table.get("kind")
         if not isinstance(kind, str):
             raise self.fail(f"{key}.kind", f"required; one of {', '.join(sorted(kinds))}")
         if kind not in kinds:
             raise self.fail(f"{key}.kind", f"unknown kind {kind!r}; one of {', '.join(kinds)}")
-        return self.settings(kinds[kind], table, key, {"name": name, "kind": kind})
+        return self.settings(settings_class(kind), table, key, {"name": name, "kind": kind})
 
     def settings(self, cls: type[Any], table: object, key: str, implicit: Mapping[str, Any]) -> Any:
         if not isinstance(table, dict):

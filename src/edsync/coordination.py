@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from edsync.errors import FatalError, RetriableError
+from edsync.mirror import locks
 
 log = structlog.get_logger("edsync.coordination")
 
@@ -76,11 +77,7 @@ class AdvisoryLocks:
                 return True
             conn = self.engine.connect()
             try:
-                got = bool(
-                    conn.exec_driver_sql(
-                        "SELECT pg_try_advisory_lock(%s)", (lock_key(source),)
-                    ).scalar()
-                )
+                got = locks.try_lock(conn, lock_key(source))
                 conn.commit()  # the session lock outlives the transaction
             except DBAPIError:
                 conn.invalidate()
@@ -100,15 +97,10 @@ class AdvisoryLocks:
     def _alive(self, source: str) -> bool:
         conn = self.held[source]
         try:
-            mine = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND pid = pg_backend_pid() AND granted "
-                "AND ((classid::bigint << 32) | objid::bigint) = %s",
-                (lock_key(source),),
-            ).scalar()
+            mine = locks.held(conn, lock_key(source))
             conn.commit()
         except DBAPIError:
-            mine = 0
+            mine = False
             conn.invalidate()
         if not mine:
             del self.held[source]

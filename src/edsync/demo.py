@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edsync.config import (
+from edsync.config import with_compiled_rules
+from edsync.errors import EdsyncError
+from edsync.settings import (
     Config,
     Duration,
     HttpUrl,
@@ -15,7 +17,6 @@ from edsync.config import (
     Secret,
     SourceSettings,
 )
-from edsync.errors import EdsyncError
 
 DEMO_KEY = "sim-dreamapply-key"
 DEMO_HUB_KEY = "sim-hub-key"
@@ -93,13 +94,15 @@ def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
         event_type="offer.enrolled",
         member="applicant.email",
     )
-    return Config(
-        path="(demo)",
-        mirror=MirrorSettings(url=f"sqlite:///{db}"),
-        log=LogSettings(level="warning"),
-        sources=sources,
-        sinks={"learninghub": hub},
-        rules=[enrolled],
+    return with_compiled_rules(
+        Config(
+            path="(demo)",
+            mirror=MirrorSettings(url=f"sqlite:///{db}"),
+            log=LogSettings(level="warning"),
+            sources=sources,
+            sinks={"learninghub": hub},
+            rules=[enrolled],
+        )
     )
 
 
@@ -107,8 +110,8 @@ def run_demo(events: int, db: Path) -> int:
     from edsync import logs
     from edsync.backfill import run_backfill
     from edsync.mirror.db import create_mirror_engine, ensure_schema, mark_demo
-    from edsync.simulator import Simulator
     from edsync.ui import RichProgress
+    from edsync_sim import Simulator
 
     fresh_file(db)
     # The simulated institution keeps working while the demo runs: what changes
@@ -139,25 +142,14 @@ def run_demo(events: int, db: Path) -> int:
 def _summary(engine: object, db: Path) -> None:
     from sqlalchemy import Engine
 
+    from edsync.mirror import outbox, reads
     from edsync.ui import print_table
 
     assert isinstance(engine, Engine)
-    with engine.connect() as conn:
-        per_entity = conn.exec_driver_sql(
-            "SELECT source, entity, COUNT(*), SUM(CASE WHEN deleted THEN 1 ELSE 0 END) "
-            "FROM records GROUP BY source, entity ORDER BY source, entity"
-        ).all()
-        enrolled = conn.exec_driver_sql(
-            "SELECT COUNT(*) FROM records WHERE entity = 'offer' "
-            "AND json_extract(data, '$.status') = 'Enrolled'"
-        ).scalar_one()
-        ledger = conn.exec_driver_sql(
-            "SELECT source, status, COUNT(*) FROM events GROUP BY source, status "
-            "ORDER BY source, status"
-        ).all()
-        signals = conn.exec_driver_sql(
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'"
-        ).scalar_one()
+    per_entity = reads.records_by_entity(engine)
+    enrolled = reads.enrolled_offers(engine)
+    ledger = reads.ledger_by_status(engine)
+    signals = sum(n for (_, status), n in outbox.counts(engine).items() if status == "delivered")
     print_table(
         "records", ["source", "entity", "records", "deleted"], [list(r) for r in per_entity]
     )
@@ -168,9 +160,5 @@ def _summary(engine: object, db: Path) -> None:
         "(rule offer-enrolled: one PUT per offer edited to Enrolled)"
     )
     print(f"\nThe mirror is {db}. Try:\n")
-    print(
-        f'  sqlite3 {db} "SELECT o.id, o.application_id, a.email FROM dreamapply_offers o '
-        "JOIN dreamapply_applicants a ON a.id = o.applicant_id "
-        "WHERE o.status = 'Enrolled' AND NOT o.deleted LIMIT 5;\""
-    )
+    print(f'  sqlite3 {db} "{reads.ENROLLED_EXAMPLE}"')
     print('\n(every entity of both feeds has such a view: README, "Query the mirror")')

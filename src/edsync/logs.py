@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import structlog
 
-from edsync.config import LogSettings
+from edsync.settings import LogSettings
 
 
 class _StderrLogger:

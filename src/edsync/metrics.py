@@ -17,7 +17,7 @@ import orjson
 from edsync.errors import ConfigError
 
 if TYPE_CHECKING:
-    from edsync.config import MetricsSettings
+    from edsync.settings import MetricsSettings
 
 
 class Metrics:
@@ -54,7 +54,7 @@ class Metrics:
             registry=r,
         )
         # stamina's own counter lives in prometheus-client's global registry,
-        # which nothing serves; its retry hook feeds this one (sources/http.py).
+        # which nothing serves; its retry hook feeds this one (http.py).
         self.retries = Counter(
             "edsync_http_retries",
             "HTTP retries scheduled, by source (sink:NAME for a sink) and cause",

@@ -23,10 +23,11 @@ import structlog
 from sqlalchemy import Engine
 
 from edsync import sinks
-from edsync.config import Config
 from edsync.errors import AuthError, EdsyncError, RetriableError
-from edsync.mirror.sql import adapt, loads
-from edsync.sinks.base import Signal, Sink
+from edsync.mirror import outbox
+from edsync.mirror.outbox import Due, Outcome
+from edsync.settings import Config
+from edsync.sinks.base import Sink
 
 log = structlog.get_logger("edsync.publisher")
 
@@ -38,21 +39,6 @@ BURST_WAIT = 120.0
 leaves them pending in the outbox for ``run`` or ``deliver`` (a sink's day of
 ``retry_for`` would otherwise hold a burst job, and the daemon it conflicts
 with, for a day)."""
-
-_DUE = """
-SELECT d.signal_id, d.sink, d.attempts, s.rule, s.source, s.event_id, s.entity, s.entity_id,
-       s.occurred_at, s.data, d.failing_since
-FROM deliveries d JOIN signals s ON s.id = d.signal_id
-WHERE d.status = 'pending' AND (? OR d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
-ORDER BY s.created_at, s.occurred_at, s.id
-LIMIT ?
-"""
-
-_UPDATE = """
-UPDATE deliveries SET status = ?, attempts = ?, last_error = COALESCE(?, last_error),
-                      next_attempt_at = ?, delivered_at = ?, failing_since = ?
-WHERE signal_id = ? AND sink = ?
-"""
 
 
 @dataclass(slots=True)
@@ -123,37 +109,31 @@ class Publisher:
 
     def round(self, *, due_only: bool = True) -> Report:
         """One attempt for each delivery that is due (or every pending one)."""
-        now = self.clock()
-        with self.engine.connect() as conn:
-            rows: list[tuple[Any, ...]] = [
-                (*row[:9], loads(row[9], conn), row[10])
-                for row in conn.exec_driver_sql(
-                    adapt(conn, _DUE), (not due_only, _iso(now), ROUND_LIMIT)
-                )
-            ]
+        due = outbox.due(
+            self.engine, everything=not due_only, now=_iso(self.clock()), limit=ROUND_LIMIT
+        )
         report = Report()
-        for row in rows:
-            self._attempt(row, report)
+        for delivery in due:
+            self._attempt(delivery, report)
         report.pending = self.pending()
         return report
 
-    def _attempt(self, row: Any, report: Report) -> None:
-        signal_id, sink_name, attempts = row[0], row[1], int(row[2])
+    def _attempt(self, delivery: Due, report: Report) -> None:
+        signal_id, sink_name = delivery.signal.id, delivery.sink
         sink = self.sinks.get(sink_name)
         if sink is None:
             if sink_name not in self._unknown:
                 self._unknown.add(sink_name)
                 log.warning("delivery_for_unknown_sink", sink=sink_name)
             return
-        signal = Signal(signal_id, row[3], row[4], row[5], row[6], row[7], row[8], row[9])
-        attempts += 1
+        attempts = delivery.attempts + 1
         try:
-            sink.send(signal)
+            sink.send(delivery.signal)
         except (RetriableError, AuthError) as exc:
             # A refused credential is retried too: it is fixed by a human, not by waiting
             # less, and the budget keeps the delivery until then.
             now = self.clock()
-            started = _epoch(row[10])
+            started = _epoch(delivery.failing_since)
             since = now if started is None else started
             retry_after = getattr(exc, "retry_after", None)
             when = next_attempt(now, since + self.retry_for[sink_name], attempts, retry_after)
@@ -167,9 +147,8 @@ class Publisher:
                     report=report,
                 )
                 return
-            self._update(
-                "pending", attempts, str(exc), _iso(when), None, _iso(since), signal_id, sink_name
-            )
+            outcome = Outcome("pending", attempts, str(exc), _iso(when), None, _iso(since))
+            outbox.record(self.engine, signal_id, sink_name, outcome)
             report.retried += 1
             log.warning(
                 "delivery_retry",
@@ -187,13 +166,12 @@ class Publisher:
                 sink_name,
                 attempts=attempts,
                 error=str(exc),
-                since=_epoch(row[10]),
+                since=_epoch(delivery.failing_since),
                 report=report,
             )
         else:
-            self._update(
-                "delivered", attempts, None, None, _iso(self.clock()), None, signal_id, sink_name
-            )
+            outcome = Outcome("delivered", attempts, None, None, _iso(self.clock()), None)
+            outbox.record(self.engine, signal_id, sink_name, outcome)
             report.delivered += 1
 
     def _failed(
@@ -207,42 +185,22 @@ class Publisher:
         report: Report,
     ) -> None:
         since_text = _iso(since if since is not None else self.clock())
-        self._update("failed", attempts, error, None, None, since_text, signal_id, sink)
+        outcome = Outcome("failed", attempts, error, None, None, since_text)
+        outbox.record(self.engine, signal_id, sink, outcome)
         report.failed += 1
         log.error("delivery_failed", sink=sink, signal=signal_id, attempts=attempts, error=error)
 
-    def _update(self, *values: Any) -> None:
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(adapt(conn, _UPDATE), values)
-
     def pending(self) -> int:
-        with self.engine.connect() as conn:
-            count = conn.exec_driver_sql(
-                "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"
-            ).scalar_one()
-        return int(count)
+        return outbox.pending_count(self.engine)
 
     def next_due(self) -> float | None:
         """Seconds until the earliest pending delivery is due, or None if none is."""
-        with self.engine.connect() as conn:
-            value = conn.exec_driver_sql(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'"
-            ).scalar()
-        when = _epoch(value)
+        when = _epoch(outbox.earliest_due(self.engine))
         return None if when is None else max(0.0, when - self.clock())
 
     def retry_failed(self) -> int:
         """``deliver --retry-failed``: failed deliveries become pending, due now."""
-        with self.engine.begin() as conn:
-            result = conn.exec_driver_sql(
-                adapt(
-                    conn,
-                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
-                    "failing_since = NULL WHERE status = 'failed'",
-                ),
-                (_iso(self.clock()),),
-            )
-        return max(result.rowcount, 0)
+        return outbox.retry_failed(self.engine, _iso(self.clock()))
 
     def drain(self, budget: float, stop: threading.Event | None = None) -> Report:
         """Deliver until nothing is pending or ``budget`` seconds have passed."""

@@ -4,37 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
 from edsync import sources
-from edsync.config import Config
 from edsync.errors import InvalidEventError
+from edsync.mirror import reads
 from edsync.mirror.apply import Applier
-from edsync.mirror.sql import adapt, loads
+from edsync.mirror.reads import Quarantined
 from edsync.normalize import RawEvent
-from edsync.rules import compile_rules
+from edsync.settings import Config
 
 log = structlog.get_logger("edsync.quarantine")
-
-_LIST = """
-SELECT source, event_id, position, type, reason, applied_at, payload
-FROM events WHERE status = 'quarantined' AND source = ?
-ORDER BY position
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Quarantined:
-    source: str
-    event_id: str
-    position: int
-    type: str
-    reason: str | None
-    received_at: str
-    payload: Any
 
 
 @dataclass(slots=True)
@@ -45,23 +27,13 @@ class RetryReport:
 
 
 def list_quarantined(engine: Engine, names: Sequence[str]) -> list[Quarantined]:
-    out = []
-    with engine.connect() as conn:
-        for name in names:
-            for row in conn.exec_driver_sql(adapt(conn, _LIST), (name,)):
-                received = row[5].isoformat() if hasattr(row[5], "isoformat") else row[5]
-                out.append(
-                    Quarantined(
-                        row[0], row[1], int(row[2]), row[3], row[4], received, loads(row[6], conn)
-                    )
-                )
-    return out
+    return [item for name in names for item in reads.quarantined(engine, name)]
 
 
 def retry(config: Config, engine: Engine, names: Sequence[str]) -> RetryReport:
     """Normalize each quarantined event again; apply those that now pass, in position order."""
     report = RetryReport()
-    rules = compile_rules(config)
+    rules = config.compiled_rules
     by_source: dict[str, list[Quarantined]] = {}
     for item in list_quarantined(engine, names):
         by_source.setdefault(item.source, []).append(item)

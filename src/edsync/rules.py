@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edsync.config import Config, RuleSettings
 from edsync.errors import ConfigError
 from edsync.normalize import Change
+from edsync.settings import Config, RuleSettings
 
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply writes either
 MATCH_KEYS = frozenset({"entity", "op"})

@@ -18,7 +18,6 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from edsync import sources
-from edsync.config import SourceSettings
 from edsync.coordination import Fence, LocalLocks, SourceLocks
 from edsync.errors import (
     AuthError,
@@ -33,6 +32,7 @@ from edsync.metrics import Health, Metrics
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import PageResult
 from edsync.rules import Rule
+from edsync.settings import SourceSettings
 from edsync.sources.base import Bounds, Source
 from edsync.sync import DrainResult, Progress, drain
 

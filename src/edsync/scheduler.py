@@ -26,16 +26,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from edsync import logs
-from edsync.config import Config, load_config
+from edsync.config import load_config
 from edsync.coordination import release_run_lock, source_locks, sqlite_run_lock
 from edsync.errors import ConfigError
+from edsync.http import on_retry
 from edsync.lifecycle import Stopper
 from edsync.metrics import Health, Metrics, MetricsServer
-from edsync.mirror.sql import adapt
+from edsync.mirror import outbox
 from edsync.publisher import Publisher
-from edsync.rules import compile_rules
 from edsync.runner import PollOutcome, Runner, SourceState, error_kind, next_delay
-from edsync.sources.http import on_retry
+from edsync.settings import Config
 from edsync.systemd import Notifier
 
 __all__ = ["Daemon", "error_kind", "next_delay", "run_daemon"]
@@ -78,7 +78,7 @@ class Daemon:
         )
         self.state: dict[str, SourceState] = self.runner.state
         self.metrics_server: MetricsServer | None = None
-        self.rules = compile_rules(config)
+        self.rules = config.compiled_rules
         self.publisher: tuple[Config, Publisher] | None = None
         self.run_lock: IO[str] | None = None
         self._unhook: Callable[[], None] = _nothing
@@ -206,7 +206,7 @@ class Daemon:
         logs.configure(new.log)
         old = self.config
         self.config = new
-        self.rules = compile_rules(new)
+        self.rules = new.compiled_rules
         for name in set(old.sources) - set(new.sources):
             self.scheduler.remove_job(f"source:{name}")
             self.runner.forget(name)
@@ -264,16 +264,10 @@ class Daemon:
             except SQLAlchemyError as exc:
                 log.error("publisher_failed", error=str(exc))
         try:
-            with self.engine.connect() as conn:
-                rows = conn.exec_driver_sql(
-                    adapt(
-                        conn, "SELECT sink, status, COUNT(*) FROM deliveries GROUP BY sink, status"
-                    )
-                ).all()
+            counts = outbox.counts(self.engine)
         except SQLAlchemyError as exc:
             log.error("publisher_failed", error=str(exc))
             return
-        counts = {(sink, status): n for sink, status, n in rows}
         for sink in self.config.sinks:
             for status in ("pending", "failed", "delivered"):
                 self.metrics.deliveries.labels(sink, status).set(counts.get((sink, status), 0))

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import Engine
 
-from edsync.config import Config
-from edsync.mirror.sql import adapt
+from edsync.mirror import outbox, reads
+from edsync.settings import Config
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,29 +29,10 @@ def _snapshot(progress: str | None) -> str | None:
 
 
 def collect(config: Config, engine: Engine) -> dict[str, Any]:
-    with engine.connect() as conn:
-        rows = {
-            row[0]: row
-            for row in conn.exec_driver_sql(
-                "SELECT source, cursor, position, events_total, last_success_at, "
-                "consecutive_failures, last_error, gap, updated_at, lag, snapshot FROM checkpoints"
-            )
-        }
-        quarantined: dict[str, int] = dict(
-            conn.exec_driver_sql(
-                adapt(conn, "SELECT source, COUNT(*) FROM events WHERE status = ? GROUP BY source"),
-                ("quarantined",),
-            ).all()
-        )
-        records: dict[str, int] = dict(
-            conn.exec_driver_sql("SELECT source, COUNT(*) FROM records GROUP BY source").all()
-        )
-        deliveries = {
-            (sink, status): count
-            for sink, status, count in conn.exec_driver_sql(
-                "SELECT sink, status, COUNT(*) FROM deliveries GROUP BY sink, status"
-            )
-        }
+    rows = reads.progress(engine)
+    quarantined = reads.events_by_status(engine, "quarantined")
+    records = reads.records_by_source(engine)
+    deliveries = outbox.counts(engine)
     report: dict[str, Any] = {"sources": [], "sinks": []}
     for name, settings in config.sources.items():
         row = rows.get(name)
@@ -59,25 +40,25 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
             {
                 "source": name,
                 "kind": settings.kind,
-                "cursor": row[1] if row else None,
-                "events_total": int(row[3]) if row else 0,
-                "lag": row[9] if row else None,
-                "records": int(records.get(name, 0)),
-                "quarantined": int(quarantined.get(name, 0)),
-                "last_success": _text(row[4]) if row else None,
-                "consecutive_failures": int(row[5]) if row else 0,
-                "last_error": row[6] if row else None,
-                "gap": row[7] if row else None,
-                "snapshot": _snapshot(row[10]) if row else None,
+                "cursor": row.cursor if row else None,
+                "events_total": row.events_total if row else 0,
+                "lag": row.lag if row else None,
+                "records": records.get(name, 0),
+                "quarantined": quarantined.get(name, 0),
+                "last_success": _text(row.last_success_at) if row else None,
+                "consecutive_failures": row.consecutive_failures if row else 0,
+                "last_error": row.last_error if row else None,
+                "gap": row.gap if row else None,
+                "snapshot": _snapshot(row.snapshot) if row else None,
             }
         )
     for sink in config.sinks:
         report["sinks"].append(
             {
                 "sink": sink,
-                "pending": int(deliveries.get((sink, "pending"), 0)),
-                "failed": int(deliveries.get((sink, "failed"), 0)),
-                "delivered": int(deliveries.get((sink, "delivered"), 0)),
+                "pending": deliveries.get((sink, "pending"), 0),
+                "failed": deliveries.get((sink, "failed"), 0),
+                "delivered": deliveries.get((sink, "delivered"), 0),
             }
         )
     return report

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine
-from edsync.simulator.dataset import EVENT_NAMES
+from edsync.settings import MirrorSettings
+from edsync_sim.dataset import EVENT_NAMES
 from tests.conftest import (
     DREAMAPPLY_KEY,
     create_pg_database,
@@ -62,7 +62,7 @@ def mirrored(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     """One 10 000-event backfill per backend, shared by the read-only assertions below."""
-    from edsync.simulator import Simulator
+    from edsync_sim import Simulator
 
     tmp = tmp_path_factory.mktemp("mirrored")
     if request.param == "sqlite":

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from edsync.cli import main
-from edsync.config import MirrorSettings
 from edsync.mirror.db import create_mirror_engine
+from edsync.settings import MirrorSettings
 from tests.conftest import drop_pg_databases, mirror_digest
 from tests.integration.test_backfill import run_until_killed
 

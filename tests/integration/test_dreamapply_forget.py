@@ -14,9 +14,10 @@ from freezegun import freeze_time
 from sqlalchemy import Engine, inspect, text
 
 from edsync.cli import main
-from edsync.config import MirrorSettings, load_config
+from edsync.config import load_config
 from edsync.mirror.db import create_mirror_engine
-from edsync.simulator.dataset import Entity
+from edsync.settings import MirrorSettings
+from edsync_sim.dataset import Entity
 
 SNAPSHOT = 'snapshot = true\nexpand = ["applicant", "application", "offer"]\n'
 

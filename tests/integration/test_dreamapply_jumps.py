@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 from edsync.cli import main
-from edsync.config import MirrorSettings, load_config
+from edsync.config import load_config
 from edsync.mirror.db import create_mirror_engine
+from edsync.settings import MirrorSettings
 
 # Every story event but the edits: the most frequent name, so ids jump often.
 HIDDEN = "Application was edited"

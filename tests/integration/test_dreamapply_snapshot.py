@@ -22,11 +22,12 @@ from freezegun import freeze_time
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import MirrorSettings, load_config
+from edsync.config import load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine
-from edsync.simulator.dataset import EVENT_NAMES
+from edsync.settings import MirrorSettings
 from edsync.sources import dreamapply_snapshot
+from edsync_sim.dataset import EVENT_NAMES
 from tests.conftest import DREAMAPPLY_KEY, json_value
 
 DAY = 86400.0

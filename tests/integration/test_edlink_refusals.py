@@ -16,8 +16,8 @@ from edsync.cli import main
 from edsync.config import load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.simulator import Simulator
-from edsync.simulator.server import RecordedRequest
+from edsync_sim import Simulator
+from edsync_sim.server import RecordedRequest
 from tests.integration.daemon import DaemonProcess
 
 TOKEN = "sim-edlink-token"

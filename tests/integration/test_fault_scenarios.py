@@ -27,11 +27,11 @@ from sqlalchemy import Engine, inspect
 
 from edsync.cli import main
 from edsync.config import load_config
+from edsync.http import MAX_BODY_BYTES, HttpClient
 from edsync.mirror import checkpoints
 from edsync.mirror.checkpoints import Checkpoint
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.sql import adapt
-from edsync.sources.http import MAX_BODY_BYTES, HttpClient
 from tests.conftest import DREAMAPPLY_KEY, RUN_TIMESTAMPS, json_value, mirror_snapshot
 from tests.faultserver import (
     API_KEY,

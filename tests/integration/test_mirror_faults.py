@@ -19,10 +19,11 @@ from sqlalchemy.engine import make_url
 
 from edsync import sources
 from edsync.cli import main
-from edsync.config import MirrorSettings, load_config
+from edsync.config import load_config
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
+from edsync.settings import MirrorSettings
 from edsync.sync import drain
 from tests.conftest import PG_URL_ENV, mirror_snapshot
 from tests.integration.daemon import DaemonProcess

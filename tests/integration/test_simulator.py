@@ -15,8 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from edsync.simulator import Simulator
-from edsync.simulator.dataset import EVENT_NAMES, JOURNAL_LINKS, Journal
+from edsync_sim import Simulator
+from edsync_sim.dataset import EVENT_NAMES, JOURNAL_LINKS, Journal
 
 KEY = "sim-dreamapply-key"
 AUTH = {"Authorization": f'DREAM apikey="{KEY}"'}
@@ -533,7 +533,7 @@ def test_truth_matches_the_events(sim: Simulator, everything: dict[int, Any]) ->
 
 def test_serve_forever_until_sigterm() -> None:
     code = (
-        "import sys; from edsync.simulator import serve_forever; "
+        "import sys; from edsync_sim import serve_forever; "
         "sys.exit(serve_forever(port=0, events=20, seed=1, rate=0.0))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

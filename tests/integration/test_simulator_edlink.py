@@ -14,7 +14,7 @@ import orjson
 import pytest
 from freezegun import freeze_time
 
-from edsync.simulator import Simulator
+from edsync_sim import Simulator
 
 TOKEN = "sim-edlink-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from edsync.simulator import HubPut, Simulator
+from edsync_sim import HubPut, Simulator
 
 USER = "edsync"
 KEY = "sim-hub-key"

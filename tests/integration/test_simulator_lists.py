@@ -11,9 +11,9 @@ import httpx
 import orjson
 import pytest
 
-from edsync.simulator import Simulator
-from edsync.simulator.dataset import ACADEMIC_TERMS, EVENT_NAMES, Journal
-from edsync.simulator.server import RecordedRequest
+from edsync_sim import Simulator
+from edsync_sim.dataset import ACADEMIC_TERMS, EVENT_NAMES, Journal
+from edsync_sim.server import RecordedRequest
 from tests.unit.test_simulator_lists import expected_purges
 
 KEY = "sim-dreamapply-key"

@@ -20,12 +20,13 @@ import stamina
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import HttpUrl, Secret, load_config
+from edsync.config import load_config
 from edsync.errors import MalformedPageError
+from edsync.http import HttpClient
 from edsync.mirror import checkpoints
+from edsync.settings import HttpUrl, Secret
 from edsync.sources.base import Source
 from edsync.sources.dreamapply import DreamApplySource, Settings
-from edsync.sources.http import HttpClient
 from edsync.sync import drain
 from tests.conftest import DREAMAPPLY_KEY
 from tests.tlscerts import TlsFiles, make_tls_files

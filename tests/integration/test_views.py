@@ -18,12 +18,12 @@ from sqlalchemy import Engine
 
 from edsync.backfill import run_backfill
 from edsync.cli import main
-from edsync.config import MirrorSettings
 from edsync.demo import DEMO_KEY, demo_config
 from edsync.mirror import views
 from edsync.mirror.db import create_mirror_engine, ensure_schema, upgrade
-from edsync.simulator import Simulator
+from edsync.settings import MirrorSettings
 from edsync.sources.fields import KINDS, Field
+from edsync_sim import Simulator
 from tests.conftest import json_value
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from sqlalchemy import Engine
 
-from edsync.config import MirrorSettings
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
@@ -34,6 +33,7 @@ from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.sql import adapt
 from edsync.normalize import Change, Cursor, scrub
 from edsync.rules import Rule
+from edsync.settings import MirrorSettings
 from tests.conftest import create_pg_database, drop_pg_databases, json_value, mirror_snapshot
 
 SOURCE = "da"

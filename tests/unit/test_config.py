@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,8 +12,9 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
 from edsync.cli import main
-from edsync.config import Secret, load_config, parse_duration
+from edsync.config import load_config, parse_duration
 from edsync.errors import ConfigError
+from edsync.settings import Secret
 
 GOOD_SOURCE = """
 [sources.da]
@@ -186,6 +189,22 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "dreamapply" in config.sources
 
 
+def test_the_loaded_config_carries_its_rules_compiled_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DA_KEY", "x")
+    path = tmp_path / "edsync.toml"
+    path.write_text(
+        mirror(f"sqlite:///{tmp_path / 'mirror.db'}")
+        + GOOD_SOURCE
+        + '[[rules]]\nname = "enrolled"\nsource = "da"\nevent = "Offer was edited: ?"\n'
+    )
+    config = load_config(path)
+    (rule,) = config.compiled_rules
+    assert (rule.name, rule.source, rule.event_type) == ("enrolled", "da", "enrolled")
+    assert rule.event is not None
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("30d", 2592000), ("250ms", 0.25)]
 )
@@ -289,3 +308,25 @@ def test_a_new_journal_name_is_accepted_when_listed_deliberately(
     )
     settings = load_config(path).sources["da"]
     assert settings.events == ["Applicant registered", "Ticket was raised"]  # type: ignore[attr-defined]
+
+
+def test_loading_a_config_imports_only_the_kinds_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "edsync.toml"
+    path.write_text(
+        mirror(f"sqlite:///{tmp_path / 'mirror.db'}")
+        + '[sources.ed]\nkind = "edlink"\nbase_url = "https://ed.example.com"\n'
+        + 'token_env = "ED_TOKEN"\n'
+    )
+    probe = (
+        "import sys; from pathlib import Path; from edsync.config import load_config; "
+        f"load_config(Path({str(path)!r})); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('edsync.sources.', "
+        "'edsync.sinks.')))))"
+    )
+    monkeypatch.setenv("ED_TOKEN", "x")
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["edsync.sources.base", "edsync.sources.edlink"]

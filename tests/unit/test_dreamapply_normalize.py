@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from edsync.config import HttpUrl, Secret
 from edsync.errors import InvalidEventError
 from edsync.normalize import RawEvent, normalize_page
+from edsync.settings import HttpUrl, Secret
 from edsync.sources.dreamapply import EVENT_KINDS, DreamApplySource, Settings, parse_name
 
 # (name as logged, entity, op, status carried by the name)

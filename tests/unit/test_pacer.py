@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edsync.sources.http import Pacer
+from edsync.http import Pacer
 
 
 class FakeTime:

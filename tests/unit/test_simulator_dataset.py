@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from edsync.simulator.dataset import EntityTruth, Journal, canonical_name
-from edsync.simulator.dreamapply import At, BadQueryError, JournalQuery, parse_query, select
+from edsync_sim.dataset import EntityTruth, Journal, canonical_name
+from edsync_sim.dreamapply import At, BadQueryError, JournalQuery, parse_query, select
 
 
 def page(journal: Journal, **params: str) -> tuple[int, list[int]]:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from edsync.simulator.dataset import (
+from edsync_sim.dataset import (
     EXPANDABLE,
     FIRST_IDS,
     OFFER_TYPES,
@@ -16,8 +16,8 @@ from edsync.simulator.dataset import (
     Journal,
     offer_status,
 )
-from edsync.simulator.dreamapply import BadQueryError, parse_query, select
-from edsync.simulator.dreamapply_lists import (
+from edsync_sim.dreamapply import BadQueryError, parse_query, select
+from edsync_sim.dreamapply_lists import (
     MAX_LIST_LIMIT,
     MAX_LIST_LIMIT_EXPANDED,
     ListQuery,

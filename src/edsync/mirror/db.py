@@ -13,12 +13,12 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from edsync.config import MirrorSettings
 from edsync.errors import ConfigError, FatalError, RetriableError
 
-MIGRATION_LOCK = 0x65647379_6E63_0001  # "edsync" + 1: the advisory lock migrations take
-WRITE = "edsync_write"
-"""Execution option: on SQLite, take the write lock when the transaction begins."""
+# Re-exported: mirror.apply imports WRITE from here.
+from edsync.mirror.locks import WRITE as WRITE  # noqa: PLC0414
+from edsync.mirror.locks import lock_migrations
+from edsync.settings import MirrorSettings
 
 
 def _dumps(value: Any) -> str:
@@ -200,13 +200,6 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
-
-
-def lock_migrations(conn: Connection) -> None:
-    """Several daemons may start at once on a new database: one migrates, the
-    others wait here (PostgreSQL) and then find the schema current."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
 
 
 def upgrade(engine: Engine, sources: Mapping[str, str] | None = None) -> None:

@@ -266,7 +266,7 @@ def ensure(engine: Engine, sources: Mapping[str, str], *, strict: bool = True) -
     they are. Not ``strict``: a database error is logged, not raised."""
     from sqlalchemy.exc import DBAPIError
 
-    from edsync.mirror.db import WRITE, lock_migrations
+    from edsync.mirror.locks import WRITE, lock_migrations
 
     views, _ = plan(sources, engine.dialect.name)
     try:

@@ -6,7 +6,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edsync.config import SinkSettings
+    from edsync.settings import SinkSettings
     from edsync.sinks.base import Sink
 
 _KINDS: dict[str, str] = {
@@ -15,8 +15,13 @@ _KINDS: dict[str, str] = {
 }
 
 
-def settings_classes() -> dict[str, type[SinkSettings]]:
-    return {kind: importlib.import_module(mod).Settings for kind, mod in _KINDS.items()}
+KINDS = tuple(_KINDS)
+
+
+def settings_class(kind: str) -> type[SinkSettings]:
+    """The kind's settings dataclass; imports that kind's module alone."""
+    cls: type[SinkSettings] = importlib.import_module(_KINDS[kind]).Settings
+    return cls
 
 
 def probe(settings: SinkSettings) -> str:

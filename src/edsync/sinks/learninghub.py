@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from edsync.config import Secret, SinkSettings
 from edsync.errors import ConfigError, FatalError, error_for_status
+from edsync.http import HttpClient
+from edsync.settings import Secret, SinkSettings
 from edsync.sinks.base import Signal
-from edsync.sources.http import HttpClient
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

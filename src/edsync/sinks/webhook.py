@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from edsync.config import Secret, SinkSettings
 from edsync.errors import ConfigError
+from edsync.http import HttpClient
+from edsync.settings import Secret, SinkSettings
 from edsync.sinks.base import Signal
-from edsync.sources.http import HttpClient
 
 ID = "webhook-id"
 TIMESTAMP = "webhook-timestamp"

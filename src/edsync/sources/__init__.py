@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edsync.config import SourceSettings
+    from edsync.settings import SourceSettings
     from edsync.sources.base import Source
 
 _KINDS: dict[str, str] = {
@@ -24,8 +24,13 @@ def _module(kind: str) -> ModuleType:
     return importlib.import_module(_KINDS[kind])
 
 
-def settings_classes() -> dict[str, type[SourceSettings]]:
-    return {kind: _module(kind).Settings for kind in _KINDS}
+KINDS = tuple(_KINDS)
+
+
+def settings_class(kind: str) -> type[SourceSettings]:
+    """The kind's settings dataclass; imports that kind's module alone."""
+    cls: type[SourceSettings] = _module(kind).Settings
+    return cls
 
 
 def pattern_problem(kind: str, pattern: str) -> str | None:

@@ -10,11 +10,12 @@ from typing import Any
 
 import structlog
 
-from edsync.config import Duration, Secret, SourceSettings
 from edsync.errors import ConfigError, InvalidEventError, MalformedPageError
+from edsync.http import HttpClient, Reply
 from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
+from edsync.settings import Duration, Secret, SourceSettings
 from edsync.sources.base import Bounds, RawPage, SnapshotPage
-from edsync.sources.http import HttpClient, Reply
+from edsync.sources.dreamapply_links import ref_id
 
 log = structlog.get_logger("edsync.dreamapply")
 
@@ -130,7 +131,6 @@ EVENT_KINDS: dict[str, EventKind] = {
 
 _STATUS_PREFIXES = {name[: -len(" ?")]: name for name in EVENT_KINDS if name.endswith(": ?")}
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply's docs use curly quotes too
-_TRAILING_ID = re.compile(r"(\d+)/?$", re.ASCII)
 _EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit a 64-bit position
 _NOT_DATA = frozenset({"logged", "event", "bind"})
 # The link fields a journal item has (JournalItem.php; administrator lately).
@@ -174,23 +174,6 @@ def pattern_problem(pattern: str) -> str | None:
     if not sep and pattern.strip() in EVENT_KINDS:
         return None
     return f"{pattern!r} is not a DreamApply journal event name"
-
-
-def ref_id(value: object) -> str | None:
-    """The id of a link (``/api/applications/321`` → ``321``) or expanded object."""
-    if isinstance(value, str):
-        tail = value.rpartition("/")[2]
-        if tail.isdigit() and tail.isascii():
-            return tail  # the common case, without the regex
-        match = _TRAILING_ID.search(value)
-        return match.group(1) if match else None
-    if isinstance(value, dict):
-        inner = value.get("id")
-        if isinstance(inner, int) and not isinstance(inner, bool):
-            return str(inner)
-        if isinstance(inner, str) and inner:
-            return inner
-    return None
 
 
 def _record_data(body: Mapping[str, Any], subject: object) -> dict[str, Any]:

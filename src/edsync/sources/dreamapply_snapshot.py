@@ -23,9 +23,9 @@ from typing import Any
 import structlog
 
 from edsync.errors import FatalError, MalformedPageError
+from edsync.http import HttpClient, Reply
 from edsync.sources.base import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
-from edsync.sources.dreamapply import ref_id
-from edsync.sources.http import HttpClient, Reply
+from edsync.sources.dreamapply_links import ref_id
 
 log = structlog.get_logger("edsync.dreamapply")
 

@@ -15,7 +15,6 @@ from typing import Any, Literal
 import orjson
 import structlog
 
-from edsync.config import Duration, HttpUrl, Secret, SourceSettings
 from edsync.errors import (
     ConfigError,
     EdsyncError,
@@ -25,9 +24,10 @@ from edsync.errors import (
     MalformedPageError,
     edlink_error,
 )
+from edsync.http import HttpClient, Reply
 from edsync.normalize import Change, Cursor, Op, RawEvent, utc_timestamp
+from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
 from edsync.sources.base import SNAPSHOT_DONE, Bounds, RawPage, SnapshotObject, SnapshotPage
-from edsync.sources.http import HttpClient, Reply
 
 log = structlog.get_logger("edsync.edlink")
 

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from edsync.config import HttpUrl, Secret
 from edsync.normalize import RawEvent, normalize_page
+from edsync.settings import HttpUrl, Secret
 from edsync.sources.base import Bounds
 from edsync.sources.dreamapply import EVENT_KINDS, DreamApplySource, Settings
 from tests.contract.dreamapply import payloads

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
-from edsync.config import HttpUrl, Secret
+from edsync.settings import HttpUrl, Secret
 from edsync.sources import dreamapply_snapshot
 from edsync.sources.base import SnapshotPage
 from edsync.sources.dreamapply import DreamApplySource, Settings

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import Duration, HttpUrl, Secret, load_config
+from edsync.config import load_config
 from edsync.errors import (
     AuthError,
     EdsyncError,
@@ -26,9 +26,10 @@ from edsync.errors import (
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.normalize import Cursor
-from edsync.simulator import Simulator
+from edsync.settings import Duration, HttpUrl, Secret
 from edsync.sources.base import Bounds
 from edsync.sources.edlink import EdlinkSource, Settings
+from edsync_sim import Simulator
 from tests.conftest import json_value
 from tests.contract.edlink.payloads import (
     ERRORS,

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from edsync.simulator.dataset import _gc_paused
+from edsync_sim.dataset import _gc_paused
 
 __all__ = [
     "DEFAULT_TOKEN",

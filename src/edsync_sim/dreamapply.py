@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 
-from edsync.simulator.dataset import Journal, canonical_name
-from edsync.simulator.web import JSON, Request, Response, Route, json_error
+from edsync_sim.dataset import Journal, canonical_name
+from edsync_sim.web import JSON, Request, Response, Route, json_error
 
 __all__ = [
     "JOURNAL_PATH",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from edsync.simulator.dataset import (
+from edsync_sim.dataset import (
     ACADEMIC_TERMS,
     FIRST_IDS,
     OFFER_TYPES,
@@ -36,8 +36,8 @@ from edsync.simulator.dataset import (
     Purge,
     Registry,
 )
-from edsync.simulator.dreamapply import BadQueryError, parse_limit, refuse
-from edsync.simulator.web import JSON, Request, Response, Route, json_error
+from edsync_sim.dreamapply import BadQueryError, parse_limit, refuse
+from edsync_sim.web import JSON, Request, Response, Route, json_error
 
 __all__ = [
     "ACADEMIC_TERMS_PATH",

@@ -28,8 +28,8 @@ from urllib.parse import urlencode
 
 import orjson
 
-from edsync.simulator.edlink_graph import PLURALS, EdlinkGraph
-from edsync.simulator.web import JSON, Request, Response, Route
+from edsync_sim.edlink_graph import PLURALS, EdlinkGraph
+from edsync_sim.web import JSON, Request, Response, Route
 
 __all__ = [
     "CURSOR_TTL",

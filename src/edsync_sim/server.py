@@ -23,11 +23,11 @@ from types import FrameType, TracebackType
 from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
-from edsync.simulator import dreamapply, dreamapply_lists, edlink, learninghub
-from edsync.simulator.dataset import Journal
-from edsync.simulator.edlink_graph import DEFAULT_TOKEN, EdlinkGraph, utc_now
-from edsync.simulator.learninghub import LearningHub
-from edsync.simulator.web import JSON, Request, Response, Route, json_error
+from edsync_sim import dreamapply, dreamapply_lists, edlink, learninghub
+from edsync_sim.dataset import Journal
+from edsync_sim.edlink_graph import DEFAULT_TOKEN, EdlinkGraph, utc_now
+from edsync_sim.learninghub import LearningHub
+from edsync_sim.web import JSON, Request, Response, Route, json_error
 
 __all__ = [
     "DEFAULT_API_KEY",

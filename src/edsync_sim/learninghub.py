@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote
 
 import orjson
 
-from edsync.simulator.web import JSON, Request, Response, Route, json_error
+from edsync_sim.web import JSON, Request, Response, Route, json_error
 
 __all__ = [
     "DEFAULT_HUB_KEY",

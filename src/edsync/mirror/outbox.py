@@ -1,0 +1,119 @@
+"""The outbox's queries: which deliveries are due, and how each attempt ends.
+
+The publisher decides (backoff, budgets, sinks); these functions only read and
+write the ``deliveries`` rows, so the statements live beside the schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from edsync.mirror.sql import adapt, loads
+from edsync.sinks.base import Signal
+
+_DUE = """
+SELECT d.signal_id, d.sink, d.attempts, s.rule, s.source, s.event_id, s.entity, s.entity_id,
+       s.occurred_at, s.data, d.failing_since
+FROM deliveries d JOIN signals s ON s.id = d.signal_id
+WHERE d.status = 'pending' AND (? OR d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
+ORDER BY s.created_at, s.occurred_at, s.id
+LIMIT ?
+"""
+
+_UPDATE = """
+UPDATE deliveries SET status = ?, attempts = ?, last_error = COALESCE(?, last_error),
+                      next_attempt_at = ?, delivered_at = ?, failing_since = ?
+WHERE signal_id = ? AND sink = ?
+"""
+
+_RETRY_FAILED = """
+UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, failing_since = NULL
+WHERE status = 'failed'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A pending delivery of one signal to one sink."""
+
+    signal: Signal
+    sink: str
+    attempts: int
+    failing_since: Any
+    """ISO text on SQLite, a datetime on PostgreSQL; None until an attempt fails."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt left its delivery (timestamps as ISO text)."""
+
+    status: str
+    attempts: int
+    error: str | None
+    next_attempt_at: str | None
+    delivered_at: str | None
+    failing_since: str | None
+
+
+def due(engine: Engine, *, everything: bool, now: str, limit: int) -> list[Due]:
+    """Pending deliveries due at ``now`` (or all pending ones), oldest signal first."""
+    with engine.connect() as conn:
+        return [
+            Due(
+                Signal(row[0], row[3], row[4], row[5], row[6], row[7], row[8], loads(row[9], conn)),
+                sink=row[1],
+                attempts=int(row[2]),
+                failing_since=row[10],
+            )
+            for row in conn.exec_driver_sql(adapt(conn, _DUE), (everything, now, limit))
+        ]
+
+
+def record(engine: Engine, signal_id: str, sink: str, outcome: Outcome) -> None:
+    values = (
+        outcome.status,
+        outcome.attempts,
+        outcome.error,
+        outcome.next_attempt_at,
+        outcome.delivered_at,
+        outcome.failing_since,
+        signal_id,
+        sink,
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(adapt(conn, _UPDATE), values)
+
+
+def pending_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"
+        ).scalar_one()
+    return int(count)
+
+
+def earliest_due(engine: Engine) -> Any:
+    """The earliest ``next_attempt_at`` of a pending delivery (column value), or None."""
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'"
+        ).scalar()
+
+
+def retry_failed(engine: Engine, now: str) -> int:
+    """Failed deliveries become pending, due at ``now``; how many did."""
+    with engine.begin() as conn:
+        result = conn.exec_driver_sql(adapt(conn, _RETRY_FAILED), (now,))
+    return max(result.rowcount, 0)
+
+
+def counts(engine: Engine) -> dict[tuple[str, str], int]:
+    """Deliveries per (sink, status): what ``status`` shows and the gauges export."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT sink, status, COUNT(*) FROM deliveries GROUP BY sink, status"
+        ).all()
+    return {(sink, status): int(n) for sink, status, n in rows}

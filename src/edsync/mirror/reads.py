@@ -1,0 +1,127 @@
+"""Read-only summaries of the mirror for ``status``, ``quarantine`` and the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from edsync.mirror.sql import adapt, loads
+
+_QUARANTINED = """
+SELECT source, event_id, position, type, reason, applied_at, payload
+FROM events WHERE status = 'quarantined' AND source = ?
+ORDER BY position
+"""
+
+ENROLLED_EXAMPLE = (
+    "SELECT o.id, o.application_id, a.email FROM dreamapply_offers o "
+    "JOIN dreamapply_applicants a ON a.id = o.applicant_id "
+    "WHERE o.status = 'Enrolled' AND NOT o.deleted LIMIT 5;"
+)
+"""A query over the views for the demo to suggest (it prints, never runs, it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProgress:
+    """A source's checkpoint row, as ``status`` reports it."""
+
+    source: str
+    cursor: str | None
+    events_total: int
+    last_success_at: Any
+    consecutive_failures: int
+    last_error: str | None
+    gap: str | None
+    lag: Any
+    snapshot: str | None
+    """The snapshot-progress JSON text while a snapshot is under way."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    source: str
+    event_id: str
+    position: int
+    type: str
+    reason: str | None
+    received_at: str
+    """ISO text on either engine."""
+    payload: Any
+
+
+def progress(engine: Engine) -> dict[str, SourceProgress]:
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT source, cursor, events_total, last_success_at, consecutive_failures, "
+            "last_error, gap, lag, snapshot FROM checkpoints"
+        ).all()
+    return {
+        row[0]: SourceProgress(
+            row[0], row[1], int(row[2]), row[3], int(row[4]), row[5], row[6], row[7], row[8]
+        )
+        for row in rows
+    }
+
+
+def events_by_status(engine: Engine, status: str) -> dict[str, int]:
+    """Ledger rows in ``status``, per source."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            adapt(conn, "SELECT source, COUNT(*) FROM events WHERE status = ? GROUP BY source"),
+            (status,),
+        ).all()
+    return {source: int(n) for source, n in rows}
+
+
+def records_by_source(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT source, COUNT(*) FROM records GROUP BY source").all()
+    return {source: int(n) for source, n in rows}
+
+
+def quarantined(engine: Engine, source: str) -> list[Quarantined]:
+    """A source's quarantined events, in position order."""
+    with engine.connect() as conn:
+        return [
+            Quarantined(
+                row[0], row[1], int(row[2]), row[3], row[4], _iso(row[5]), loads(row[6], conn)
+            )
+            for row in conn.exec_driver_sql(adapt(conn, _QUARANTINED), (source,))
+        ]
+
+
+def _iso(value: Any) -> str:
+    """A timestamp column: ISO text on SQLite already, a datetime on PostgreSQL."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def records_by_entity(engine: Engine) -> list[tuple[str, str, int, int]]:
+    """(source, entity, records, deleted), ordered by source and entity."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT source, entity, COUNT(*), SUM(CASE WHEN deleted THEN 1 ELSE 0 END) "
+            "FROM records GROUP BY source, entity ORDER BY source, entity"
+        ).all()
+    return [(source, entity, int(n), int(deleted or 0)) for source, entity, n, deleted in rows]
+
+
+def ledger_by_status(engine: Engine) -> list[tuple[str, str, int]]:
+    """(source, status, events), ordered by source and status."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT source, status, COUNT(*) FROM events GROUP BY source, status "
+            "ORDER BY source, status"
+        ).all()
+    return [(source, status, int(n)) for source, status, n in rows]
+
+
+def enrolled_offers(engine: Engine) -> int:
+    """Offers whose status is Enrolled (SQLite's json_extract: the demo's mirror)."""
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM records WHERE entity = 'offer' "
+            "AND json_extract(data, '$.status') = 'Enrolled'"
+        ).scalar_one()
+    return int(count)

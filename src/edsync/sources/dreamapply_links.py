@@ -1,0 +1,28 @@
+"""DreamApply's links between resources: the id a link or an expanded object names.
+
+Its own module because both the journal reader (``dreamapply``) and the
+snapshot (``dreamapply_snapshot``) follow links, and neither imports the other.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TRAILING_ID = re.compile(r"(\d+)/?$", re.ASCII)
+
+
+def ref_id(value: object) -> str | None:
+    """The id of a link (``/api/applications/321`` → ``321``) or expanded object."""
+    if isinstance(value, str):
+        tail = value.rpartition("/")[2]
+        if tail.isdigit() and tail.isascii():
+            return tail  # the common case, without the regex
+        match = _TRAILING_ID.search(value)
+        return match.group(1) if match else None
+    if isinstance(value, dict):
+        inner = value.get("id")
+        if isinstance(inner, int) and not isinstance(inner, bool):
+            return str(inner)
+        if isinstance(inner, str) and inner:
+            return inner
+    return None

@@ -1,0 +1,73 @@
+"""``edsync.testing``: an in-memory feed drained by the real engine into a real SQLite mirror."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import Engine
+
+from edsync.errors import RetriableError
+from edsync.mirror import checkpoints, reads
+from edsync.mirror.db import create_mirror_engine, ensure_schema
+from edsync.normalize import Cursor
+from edsync.settings import MirrorSettings
+from edsync.sinks.base import Signal
+from edsync.sync import drain
+from edsync.testing import MemorySink, MemorySource
+from tests.conftest import table_rows
+
+
+def _mirror(tmp_path: Path) -> Engine:
+    engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{tmp_path / 'mirror.db'}"))
+    ensure_schema(engine, auto_migrate=True)
+    return engine
+
+
+def test_a_memory_source_drains_into_a_sqlite_mirror(tmp_path: Path) -> None:
+    engine = _mirror(tmp_path)
+    source = MemorySource(
+        "mem",
+        [
+            {"entity": "person", "op": "created", "entity_id": 1, "data": {"name": "Ada"}},
+            {"entity": "person", "op": "created", "entity_id": 2, "data": {"name": "Bo"}},
+            {"entity": "person", "op": "updated", "entity_id": 1, "data": {"name": "Ada L."}},
+            {"entity": "person", "op": "sideways", "entity_id": 3},
+            {"entity": "person", "op": "deleted", "entity_id": 2},
+        ],
+        page_size=2,
+    )
+    try:
+        result = drain(engine, source, prefetch=0)
+        assert (result.pages, result.received, result.quarantined) == (3, 5, 1)
+        assert result.cursor == Cursor("5", 5)
+        rows = table_rows(engine, "records")
+        # (entity, entity_id, name, deleted): Ada updated; Bo a tombstone (a delete carries no data)
+        state = {(row[1], row[2], orjson.loads(row[3]).get("name"), bool(row[4])) for row in rows}
+        assert state == {("person", "1", "Ada L.", False), ("person", "2", None, True)}
+        (bad,) = reads.quarantined(engine, "mem")
+        assert (bad.event_id, bad.position) == ("4", 4)
+        assert "sideways" in (bad.reason or "")
+
+        source.events.append({"entity": "person", "op": "created", "entity_id": 9})
+        again = drain(engine, source, prefetch=0)
+        assert (again.received, again.applied) == (1, 1)
+        checkpoint = checkpoints.load(engine, "mem")
+        assert checkpoint is not None
+        assert checkpoint.cursor == Cursor("6", 6)
+    finally:
+        source.close()
+        engine.dispose()
+    assert source.closed
+
+
+def test_a_memory_sink_keeps_a_signal_once_and_fails_as_told() -> None:
+    sink = MemorySink(failures=[RetriableError("hub down")])
+    signal = Signal("s1", "rule", "mem", "1", "person", "1", None, {"event_type": "x"})
+    with pytest.raises(RetriableError, match="hub down"):
+        sink.send(signal)
+    sink.send(signal)
+    sink.send(signal)
+    assert sink.received == {"s1": signal}
+    assert sink.attempts == 3
