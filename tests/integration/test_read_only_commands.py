@@ -132,8 +132,9 @@ def test_read_only_commands_cannot_write_and_do_not_migrate(
     writer = create_mirror_engine(load_config(path, secrets=False).mirror)
     with writer.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0006'")
-    with writer.begin() as conn:
+    with writer.begin() as conn:  # undo 0007 and 0008
         conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN failing_since")
+        conn.exec_driver_sql("CREATE INDEX ix_records_entity ON records (source, entity)")
     assert main(["status", "-c", str(path)]) == 1
     with writer.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
