@@ -79,7 +79,8 @@ class MemorySource:
         return f"{len(self.events)} events in memory"
 
     def _window(self, cursor: Cursor | None, bounds: Bounds) -> range:
-        start = max(cursor.position if cursor else 0, int(bounds.since or 0))
+        # ``since`` and ``until`` are positions, both kept (``backfill --since/--until``).
+        start = max(cursor.position if cursor else 0, int(bounds.since or 1) - 1)
         end = min(len(self.events), int(bounds.until)) if bounds.until else len(self.events)
         return range(start + 1, end + 1)
 

@@ -221,10 +221,10 @@ class Snapshot:
             yield SnapshotPage(
                 "applicant", by_entity["applicant"], f"purged:{current - 1}", deleted=True
             )
-            yield SnapshotPage(
-                "application", by_entity["application"], f"purged:{current}", deleted=True
-            )
-            if following is None or following <= current:
+            last = following is None or following <= current
+            resume = SNAPSHOT_DONE if last else f"purged:{current}"
+            yield SnapshotPage("application", by_entity["application"], resume, deleted=True)
+            if last:
                 return
             page = following
 
