@@ -47,23 +47,6 @@ Key = tuple[str, str]
 
 _RECORD_COLUMNS = ("entity_id", "data:json", "deleted", "version", "person_id")
 
-# What the fold needs of a record it does not rewrite whole: the status an
-# event name gave it (carried to the next event that names none), whether it
-# is a forgotten person's, and its version. Reading and parsing the whole
-# ``data`` of every record a page touches cost about a tenth of a heavy
-# feed's apply (records updated ~7 times, ~500 bytes each); an erasure, which
-# keeps the record's ids and links, still reads it whole.
-_LEAN_COLUMNS = {
-    "sqlite": (
-        "json_array(entity_id, json_extract(data, '$.status', '$.forgotten'),"
-        " json_type(data, '$.status') IS NOT NULL, deleted, version, person_id)"
-    ),
-    "postgresql": (
-        "entity_id, jsonb_build_array(data->'status', data->'forgotten'),"
-        " jsonb_exists(data, 'status'), deleted, version, person_id"
-    ),
-}
-
 
 @dataclass(slots=True)
 class RecordState:
@@ -72,7 +55,6 @@ class RecordState:
     version: int
     person_id: str | None
     exists: bool = True
-    partial: bool = False  # ``data`` holds only its status and forgotten mark
 
     @property
     def forgotten(self) -> bool:
@@ -123,8 +105,6 @@ def next_state(prev: RecordState | None, change: Change, *, is_person: bool = Fa
     person_id = change.person_id or (prev.person_id if prev is not None else None)
     state = RecordState(data, deleted, change.position, person_id)
     if change.op == "forgotten":
-        # The page loads an erased record whole (``_load_states``): its ids stay.
-        assert prev is None or not prev.partial, "an erased record must be loaded whole"
         kept = prev.data if prev is not None else {}
         state.data = scrubbed_record({**kept, **data}, is_person=is_person)
         state.deleted = True
@@ -381,19 +361,14 @@ class Applier:
 
     def _load_states(self, conn: Connection, changes: Iterable[Change]) -> dict[Key, RecordState]:
         wanted: dict[str, set[str]] = defaultdict(set)
-        whole: dict[str, set[str]] = defaultdict(set)
         for change in changes:
             if change.touches_record:
                 wanted[change.entity].add(change.entity_id)  # type: ignore[arg-type]
-                if change.op == "forgotten":
-                    whole[change.entity].add(change.entity_id)  # type: ignore[arg-type]
             if change.person_id is not None and self.person_entity is not None:
                 wanted[self.person_entity].add(change.person_id)
         states: dict[Key, RecordState] = {}
         for entity, ids in wanted.items():
-            states.update(self._load_records(conn, entity, ids, lean=True))
-        for entity, ids in whole.items():
-            states.update(self._load_records(conn, entity, ids, lean=False))
+            states.update(self._load_records(conn, entity, ids))
         if self.person_entity is not None:
             # A record keeps naming its person when an event does not: that
             # person's erasure must still apply to it.
@@ -404,33 +379,21 @@ class Applier:
                 and (self.person_entity, state.person_id) not in states
             }
             if owners:
-                states.update(self._load_records(conn, self.person_entity, owners, lean=True))
+                states.update(self._load_records(conn, self.person_entity, owners))
         return states
 
     def _load_records(
-        self, conn: Connection, entity: str, ids: Iterable[str], *, lean: bool
+        self, conn: Connection, entity: str, ids: Iterable[str]
     ) -> dict[Key, RecordState]:
         states: dict[Key, RecordState] = {}
         for chunk in _chunks(sorted(ids)):
             where, params = _key_in(conn, "source = ? AND entity = ?", "entity_id", chunk)
-            params = (self.source, entity, *params)
-            if not lean:
-                for entity_id, data, deleted, version, person_id in select_rows(
-                    conn, "records", _RECORD_COLUMNS, where, params
-                ):
-                    states[(entity, entity_id)] = RecordState(
-                        data, bool(deleted), int(version), person_id
-                    )
-                continue
-            for entity_id, (
-                status,
-                forgotten,
-            ), has_status, deleted, version, person_id in _lean_rows(conn, where, params):
-                data = {"status": status} if has_status else {}
-                if forgotten:
-                    data["forgotten"] = forgotten
+            rows = select_rows(
+                conn, "records", _RECORD_COLUMNS, where, (self.source, entity, *params)
+            )
+            for entity_id, data, deleted, version, person_id in rows:
                 states[(entity, entity_id)] = RecordState(
-                    data, bool(deleted), int(version), person_id, partial=True
+                    data, bool(deleted), int(version), person_id
                 )
         return states
 
@@ -792,19 +755,6 @@ def _ledgered(conn: Connection, source: str, event_ids: Sequence[str]) -> set[st
             row[0] for row in select_rows(conn, "events", "event_id", where, (source, *params))
         )
     return seen
-
-
-def _lean_rows(conn: Connection, where: str, params: Sequence[Any]) -> list[Sequence[Any]]:
-    columns = _LEAN_COLUMNS[conn.dialect.name]
-    if conn.dialect.name == "sqlite":
-        # One JSON array for the whole answer (as ``select_rows`` does).
-        statement = f"SELECT json_group_array({columns}) FROM records WHERE {where}"
-        ((packed,),) = execute(conn, statement, params)
-        rows: list[Sequence[Any]] = loads(packed or "[]", conn)
-        return rows
-    found: list[Sequence[Any]] = []
-    found.extend(execute(conn, adapt(conn, f"SELECT {columns} FROM records WHERE {where}"), params))
-    return found
 
 
 def _key_in(
