@@ -326,8 +326,16 @@ def _parser() -> argparse.ArgumentParser:
     p = command("backfill", cmd_backfill, "drain the feeds until caught up, then exit")
     with_config(p)
     p.add_argument("--source", action="append", help="only this source (repeatable)")
-    p.add_argument("--since", help="where a source without a cursor starts (event id or ISO)")
-    p.add_argument("--until", help="stop at this event id or ISO time (inclusive)")
+    p.add_argument(
+        "--since",
+        help="where a source with no cursor and no snapshot starts: at this event id, "
+        "or at the first event dated at or after this ISO 8601 time",
+    )
+    p.add_argument(
+        "--until",
+        help="stop after this event id, or after the last event dated at or before this "
+        "ISO 8601 time (inclusive; digits are an id, so is anything not ISO 8601)",
+    )
     p.add_argument("--reset", action="store_true", help="forget the cursor and start over")
     p.add_argument("--no-deliver", action="store_true", help="leave raised signals in the outbox")
 

@@ -35,6 +35,7 @@ __all__ = [
     "CURSOR_TTL",
     "DEFAULT_FIRST",
     "EVENTS_PATH",
+    "EVENT_PATH",
     "GRAPH_PATH",
     "MAX_FIRST",
     "Cursors",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 EVENTS_PATH = re.compile(r"/api/v2/graph/events/?")
+EVENT_PATH = re.compile(r"/api/v2/graph/events/(?P<event_id>[^/]+)/?")
 GRAPH_PATH = re.compile(r"/api/v2/graph/(?P<plural>" + "|".join(PLURALS.values()) + r")/?")
 DEFAULT_FIRST = 100
 MAX_FIRST = 10_000
@@ -54,6 +56,7 @@ CURSOR_TTL = timedelta(hours=2)
 
 _KIND_OF = {plural: kind for kind, plural in PLURALS.items()}
 _DIGITS = re.compile(r"[0-9]+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Json = dict[str, object]
@@ -423,6 +426,26 @@ def handle_events(context: _Context, request: Request) -> bytes:
     return _page(items, next_url)
 
 
+def handle_event(context: _Context, request: Request) -> bytes:
+    """``GET /api/v2/graph/events/:event_id`` (api/v2.0/graph/events.md, "Fetch
+    Event"): ``{"$data": event, "$request": …}``; a retained event only."""
+    match = EVENT_PATH.fullmatch(request.path)
+    if match is None:  # pragma: no cover - the route pattern already matched
+        raise EdlinkError(404, "NOT_FOUND", f"no such resource: {request.path}")
+    event_id = match.group("event_id")
+    if not _UUID.fullmatch(event_id):
+        raise EdlinkError(400, "INVALID_UUID", f"{event_id!r} is not a UUID")
+    graph = context.graph
+    now = graph.now_ms()
+    with graph.locked():
+        position = graph.position(event_id)
+        if position is None or position < graph.retained_from(now):
+            raise EdlinkError(400, "NOT_FOUND", f"no event {event_id!r}")
+        (item,) = graph.event_bodies(position, position + 1)
+    request_id = str(uuid.uuid4()).encode()
+    return b'{"$data":' + item + b',"$request":"' + request_id + b'"}'
+
+
 def handle_list(context: _Context, request: Request) -> bytes:
     match = GRAPH_PATH.fullmatch(request.path)
     if match is None:  # pragma: no cover - the route pattern already matched
@@ -508,5 +531,6 @@ def edlink_routes(
 
     return [
         Route("edlink-events", EVENTS_PATH, route(handle_events)),
+        Route("edlink-events", EVENT_PATH, route(handle_event)),
         Route("edlink-graph", GRAPH_PATH, route(handle_list)),
     ]

@@ -12,6 +12,7 @@ Where a kind does not keep a promise yet, the point is marked
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -66,13 +67,7 @@ CASES: dict[str, Case] = {
     ),
 }
 
-DEVIATIONS: dict[tuple[str, str], str] = {
-    ("edlink", "since"): (
-        "Edlink passes --since as $after: the stream starts after that event, "
-        "not at it as `backfill --since` says (and DreamApply does)"
-    ),
-    ("edlink", "until"): "Edlink ignores --until: the drain runs to the end of the stream",
-}
+DEVIATIONS: dict[tuple[str, str], str] = {}
 
 
 def kinds(point: str = "", *, memory: bool = True) -> list[Any]:
@@ -329,6 +324,43 @@ def test_until_stops_the_feed_at_that_event(kind: str, open_source: Callable[...
     assert source.pending(None, bounds) in (None, len(got))
     # A cursor already past it yields nothing more.
     assert read_pages(source, pages[-1].cursor, bounds) == []
+
+
+def _times(source: Source, events: list[RawEvent]) -> list[dt.datetime]:
+    """When each event occurred, as the feed dates it."""
+    return [dt.datetime.fromisoformat(source.normalize(raw).occurred_at) for raw in events]
+
+
+@pytest.mark.parametrize("kind", kinds("since_time", memory=False))
+def test_since_a_time_starts_at_the_first_event_dated_then_or_later(
+    kind: str, open_source: Callable[..., Source]
+) -> None:
+    source = open_source(kind)
+    events = events_of(read_pages(source))
+    times = _times(source, events)
+    start = times[len(events) // 2]
+    got = ids(events_of(read_pages(source, None, Bounds(since=start.isoformat()))))
+    assert got == [e.event_id for e, when in zip(events, times, strict=True) if when >= start]
+    assert got == ids(events[len(events) - len(got) :]), "not a tail of the feed"
+
+
+@pytest.mark.parametrize("kind", kinds("until_time", memory=False))
+def test_until_a_time_stops_before_the_first_event_dated_later(
+    kind: str, open_source: Callable[..., Source]
+) -> None:
+    source = open_source(kind)
+    pages = read_pages(source)
+    events = events_of(pages)
+    times = _times(source, events)
+    end = times[len(events) // 2]
+    bounds = Bounds(until=end.isoformat())
+    bounded = read_pages(source, None, bounds)
+    got = ids(events_of(bounded))
+    assert got == [e.event_id for e, when in zip(events, times, strict=True) if when <= end]
+    assert got == ids(events[: len(got)]), "not a head of the feed"
+    # The rest follows from the bounded drain's last cursor.
+    rest = ids(events_of(read_pages(source, bounded[-1].cursor)))
+    assert got + rest == ids(events)
 
 
 # -- the snapshot -----------------------------------------------------------------

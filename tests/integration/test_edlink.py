@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from freezegun import freeze_time
@@ -130,6 +131,71 @@ def test_a_fresh_mirror_is_the_graph_and_follows_the_stream(
     assert checkpoint is not None
     assert checkpoint.cursor is not None
     assert checkpoint.cursor.value == sim.edlink.head()
+
+
+def stream_events(engine: Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT position, event_id FROM events WHERE source = 'edlink' ORDER BY position"
+        ).all()
+    return [(position, event_id) for position, event_id in rows]
+
+
+def test_backfill_until_stops_at_that_event_or_time_and_a_later_run_resumes(
+    make_simulator: Callable[..., Any],
+    edlink_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sim = make_simulator(events=0, edlink_people=30, edlink_events=0)
+    path = edlink_config(sim.url)
+    assert main(["backfill", "-c", str(path)]) == 0
+    # Three events a second, an hour ago: dates rise, and some are equal.
+    with freeze_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)) as clock:
+        for _ in range(100):
+            sim.edlink.append(3)
+            clock.tick(1)
+    with httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        body = http.get("/api/v2/graph/events", params={"$first": 10000}).json()
+    stream = [(event["id"], dt.datetime.fromisoformat(event["date"])) for event in body["$data"]]
+    assert len(stream) == 300
+    engine = engine_of(path)
+
+    # An event id (a UUID, not ordered): up to that event, inclusive; the cursor is it.
+    until_id = stream[119][0]
+    assert main(["backfill", "-c", str(path), "--until", until_id]) == 0
+    assert stream_events(engine) == [(n + 1, stream[n][0]) for n in range(120)]
+    checkpoint = checkpoints.load(engine, "edlink")
+    assert checkpoint is not None
+    assert checkpoint.cursor is not None
+    assert checkpoint.cursor.value == until_id
+
+    # Again, the cursor already there: nothing more, and no drain to the end to find
+    # out (the first event dated after that event's date stops it).
+    served = len(sim.requests)
+    assert main(["backfill", "-c", str(path), "--until", until_id]) == 0
+    assert len(stream_events(engine)) == 120
+    assert [r.path for r in sim.requests[served:]] == [
+        f"/api/v2/graph/events/{until_id}",
+        "/api/v2/graph/events",
+    ]
+
+    # An ISO 8601 time: every event dated then or before, inclusive.
+    until_time = stream[199][1]
+    assert main(["backfill", "-c", str(path), "--until", until_time.isoformat()]) == 0
+    kept = [event_id for event_id, when in stream if when <= until_time]
+    assert [event_id for _, event_id in stream_events(engine)] == kept
+    assert len(kept) == 201  # the 201st has the same date as the 200th
+
+    # Without --until the next run goes on from the last event kept.
+    assert main(["backfill", "-c", str(path)]) == 0
+    assert stream_events(engine) == [(n + 1, stream[n][0]) for n in range(300)]
+    assert_mirror_matches_graph(engine, sim, every_deleted=True)
+
+    # An id Edlink does not serve is a mistake said as such, not a drain to the end.
+    capsys.readouterr()
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert main(["backfill", "-c", str(path), "--until", unknown]) == 1
+    assert "Edlink serves no such event" in capsys.readouterr().err
 
 
 def test_a_mirror_from_an_empty_stream_matches_every_entity_and_revives(

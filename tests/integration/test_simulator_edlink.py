@@ -203,6 +203,16 @@ def test_after_resumes_exclusively(http: httpx.Client, events: list[Event]) -> N
     assert "$next" not in head
 
 
+def test_one_event_is_fetched_by_its_id(http: httpx.Client, events: list[Event]) -> None:
+    # api/v2.0/graph/events.md, "Fetch Event": GET /events/:event_id, `$data` the event.
+    for event in (events[0], events[500], events[-1]):
+        body = get(http, f"{EVENTS}/{event['id']}").json()
+        assert body["$data"] == event
+        assert uuid.UUID(body["$request"])
+    assert error_code(get(http, f"{EVENTS}/{uuid.uuid4()}")) == "NOT_FOUND"
+    assert error_code(get(http, f"{EVENTS}/not-an-id")) == "INVALID_UUID"
+
+
 @pytest.mark.parametrize("after", [str(uuid.uuid4()), "not-an-id", ""])
 def test_unknown_after_is_an_invalid_cursor(http: httpx.Client, after: str) -> None:
     assert error_code(get(http, EVENTS, **{"$after": after})) == "INVALID_CURSOR"
@@ -302,6 +312,8 @@ def test_events_past_retention_disappear() -> None:
         assert error_code(response) == "INVALID_CURSOR"
         resumed = get(client, EVENTS, **{"$after": kept[0]["id"], "$first": 2}).json()
         assert resumed["$data"] == kept[1:3]
+        assert error_code(get(client, f"{EVENTS}/{purged['id']}")) == "NOT_FOUND"
+        assert get(client, f"{EVENTS}/{kept[0]['id']}").json()["$data"] == kept[0]
 
         frozen.move_to(NOW + timedelta(days=41))
         assert get(client, EVENTS).json()["$data"] == []

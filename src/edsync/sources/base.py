@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -50,10 +51,37 @@ SNAPSHOT_DONE = "done"
 
 @dataclass(frozen=True, slots=True)
 class Bounds:
-    """Optional limits of a drain (``backfill --since/--until``), in feed terms."""
+    """Optional limits of a drain (``backfill --since/--until``), both inclusive:
+    an event id of the feed, or an ISO 8601 time (``bound_time`` tells them apart)."""
 
     since: str | None = None
     until: str | None = None
+
+
+_DIGITS = "0123456789"
+
+
+def bound_time(value: str) -> float | None:
+    """A ``--since``/``--until`` value as a time (Unix seconds), or None when it
+    is an event id.
+
+    One rule for every kind, DreamApply's (its server reads ``bySince`` /
+    ``byUntil`` so): ASCII digits are an event id; so is anything that is not
+    an ISO 8601 date or date-time (an Edlink UUID). A time without an offset is UTC.
+    """
+    text = value.strip()
+    if not text or all(c in _DIGITS for c in text):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):  # pragma: no cover - years 1 and 9999 at the edges
+        return None
 
 
 class Source(Protocol):

@@ -7,10 +7,12 @@ from the checkpoint. ``$next`` is followed within a drain but never stored
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 
 import orjson
 import structlog
@@ -27,7 +29,14 @@ from edsync.errors import (
 from edsync.http import HttpClient, Reply
 from edsync.normalize import Change, Cursor, Op, RawEvent, utc_timestamp
 from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
-from edsync.sources.base import SNAPSHOT_DONE, Bounds, RawPage, SnapshotObject, SnapshotPage
+from edsync.sources.base import (
+    SNAPSHOT_DONE,
+    Bounds,
+    RawPage,
+    SnapshotObject,
+    SnapshotPage,
+    bound_time,
+)
 
 log = structlog.get_logger("edsync.edlink")
 
@@ -85,6 +94,68 @@ def _refusal(reply: Reply, secrets: Collection[str]) -> tuple[tuple[str, ...], s
     return codes, " ".join(detail[:300].split())
 
 
+def _event_time(body: object) -> float | None:
+    """When the event occurred (``date``; ``created_date`` in the older form), in
+    Unix seconds; None when it has no readable date."""
+    if not isinstance(body, dict):
+        return None
+    value = body.get("date") or body.get("created_date")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class _Until:
+    """Where ``--until`` stops: after the event ``event_id`` (when given), and
+    before any event dated after ``time`` (when known)."""
+
+    event_id: str | None
+    time: float | None
+
+    def after(self, raw: object) -> bool:
+        if self.time is None:
+            return False
+        when = _event_time(raw)
+        return when is not None and when > self.time
+
+    def reached(self, raw: object) -> bool:
+        return self.event_id is not None and _event_id(raw) == self.event_id
+
+
+@dataclass(slots=True)
+class _Window:
+    """The part of the stream a drain keeps: from the first event not dated
+    before ``since`` (when set) up to ``until``."""
+
+    until: _Until | None
+    since: float | None = None
+
+    def cut(self, data: list[Any], position: int) -> tuple[list[RawEvent], bool]:
+        """The events of a page kept, numbered on from ``position``; and whether
+        ``until`` ended the stream there."""
+        events: list[RawEvent] = []
+        for raw in data:
+            if self.since is not None:
+                when = _event_time(raw)
+                if when is not None and when < self.since:
+                    continue
+                self.since = None  # chronological: every later event is kept too
+            if self.until is not None and self.until.after(raw):
+                return events, True
+            position += 1
+            events.append(RawEvent(_event_id(raw), position, raw))
+            if self.until is not None and self.until.reached(raw):
+                return events, True
+        return events, False
+
+
 def _event_id(body: object) -> str:
     """The event's id, or a content hash so a replay of a broken event still dedupes."""
     if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
@@ -135,9 +206,28 @@ class EdlinkSource:
         return _event_id(data[-1]) if data else None
 
     def pages(self, cursor: Cursor | None, bounds: Bounds) -> Iterator[RawPage]:
-        after = cursor.value if cursor is not None and cursor.value else bounds.since
+        """Events after ``cursor``; without one, from ``bounds.since`` (inclusive).
+
+        Edlink pages by ``$after`` (exclusive) and has no date filter on events
+        (api/v2.0/graph/events.md, guides/v2.0/paginated-requests.md): a
+        ``--since`` id is fetched itself (``GET /events/{id}``) and the stream
+        goes on after it; a ``--since`` time reads from the oldest retained
+        event and drops those dated before it. ``--until`` stops after the event
+        of that id (ids are UUIDs: stop when seen, or at an event dated after
+        it), or before the first event dated after that time.
+        """
         position = cursor.position if cursor is not None else 0
-        params: dict[str, str] | None = {"$first": str(self.settings.page_size)}
+        after = cursor.value if cursor is not None and cursor.value else None
+        window = _Window(until=self._until(bounds.until))
+        start: list[Any] = []  # the --since event, served before those after it
+        if after is None and bounds.since:
+            window.since = bound_time(bounds.since)
+            if window.since is None:
+                start = [self._event(bounds.since, "--since")]
+                after = bounds.since
+        first = str(self.settings.page_size)
+        read_up_to = after  # the last event read, kept or dropped: where $after resumes
+        params: dict[str, str] | None = {"$first": first}
         if after:
             assert params is not None
             params["$after"] = after
@@ -146,27 +236,65 @@ class EdlinkSource:
             # Read inside the retries: a truncated page is retried like a 5xx.
             try:
                 reply, body = self.http.fetch(
-                    "GET", url, params, self._read(stream=True, after=after), expect=REFUSALS
+                    "GET", url, params, self._read(stream=True, after=read_up_to), expect=REFUSALS
                 )
             except GapError:
-                if url == EVENTS_PATH or not after:
+                if url == EVENTS_PATH or not read_up_to:
                     raise
                 # Our own $next expired mid-drain: resume from the last id instead.
-                url, params = EVENTS_PATH, {"$first": str(self.settings.page_size), "$after": after}
+                url, params = EVENTS_PATH, {"$first": first, "$after": read_up_to}
                 continue
-            events = []
-            for raw in self._data(reply, body):
-                position += 1
-                events.append(RawEvent(_event_id(raw), position, raw))
-            if not events:
+            data = start + self._data(reply, body)
+            start = []
+            if not data:
                 return
-            after = events[-1].event_id
-            spent = self.http.spent
-            yield RawPage(events, Cursor(after, position), spent.network, spent.read)
+            read_up_to = _event_id(data[-1])
+            events, done = window.cut(data, position)
+            if events:
+                position = events[-1].position
+                # The cursor is the last event kept: a later run goes on from there.
+                after = events[-1].event_id
+                spent = self.http.spent
+                yield RawPage(events, Cursor(after, position), spent.network, spent.read)
             next_url = body.get("$next") if isinstance(body, dict) else None
-            if not isinstance(next_url, str) or not next_url:
+            if done or not isinstance(next_url, str) or not next_url:
                 return
             url, params = next_url, None
+
+    def _until(self, value: str | None) -> _Until | None:
+        if not value:
+            return None
+        when = bound_time(value)
+        if when is not None:
+            return _Until(None, when)
+        # Its date too: a drain that started past it stops at the first later event.
+        return _Until(value, _event_time(self._event(value, "--until")))
+
+    def _event(self, event_id: str, flag: str) -> dict[str, Any]:
+        """The event ``event_id`` itself (``GET /api/v2/graph/events/{id}``), named
+        by ``backfill {flag}``; one Edlink does not serve is the user's mistake."""
+
+        def read(reply: Reply) -> dict[str, Any]:
+            if reply.status >= 400:
+                error = self._refused(reply, stream=False, after=None)
+                if type(error) is FatalError:  # neither the token's nor the integration's
+                    _, detail = _refusal(reply, self.http.secrets)
+                    raise FatalError(
+                        f"source {self.name!r}: backfill {flag} {event_id!r}: Edlink serves "
+                        f"no such event ({detail}); give the id of an event of the last "
+                        "30 days or an ISO 8601 time"
+                    )
+                raise error
+            body = reply.json(f"source {self.name!r}")
+            event = body.get("$data") if isinstance(body, dict) else None
+            if not isinstance(event, dict) or _event_id(event) != event_id:
+                raise MalformedPageError(
+                    f"source {self.name!r}: response has no event {event_id!r} in `$data`"
+                )
+            return event
+
+        path = f"{EVENTS_PATH}/{quote(event_id, safe='')}"
+        return self.http.fetch("GET", path, None, read, expect=REFUSALS)
 
     def _read(
         self, *, stream: bool = False, after: str | None = None
