@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -402,6 +403,50 @@ def test_a_malformed_value_never_fails_a_query(make_engine: Callable[..., Engine
         assert row == (None, None, dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC))
     else:
         assert row == ("-0001-11-30T00:00:00+00:00", "yes", "2026-01-02T03:04:05.678Z")
+
+
+def test_an_integer_column_holds_only_integers_that_fit(make_engine: Callable[..., Engine]) -> None:
+    """PostgreSQL's integer columns are bigint: a fraction, a number beyond
+    bigint's range, or another type reads as NULL (its cast would round or
+    raise); every integer that fits reads as itself. SQLite shows the value."""
+    engine = make_engine()
+    upgrade(engine, {"edlink": "edlink"})
+    values: dict[str, Any] = {
+        "small": 2026,
+        "negative": -3,
+        "max": 2**63 - 1,
+        "min": -(2**63),
+        "over": 2**63,
+        "huge": 10**30,
+        "fraction": 1.5,
+        "point": 2.0,
+        "text": "2026",
+        "true": True,
+        "list": [1],
+    }
+    rows = [
+        f"('edlink', 'person', '{key}', '{json.dumps({'graduation_year': value})}', "
+        "false, 1, 'x', '2026-01-01', '2026-01-01')"
+        for key, value in values.items()
+    ]
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO records (source, entity, entity_id, data, deleted, version, "
+            f"last_event_id, first_seen_at, synced_at) VALUES {', '.join(rows)}"
+        )
+    with engine.connect() as conn:
+        got = dict(conn.exec_driver_sql("SELECT id, graduation_year FROM edlink_people").all())
+        total = conn.exec_driver_sql(
+            "SELECT count(*) FROM edlink_people WHERE graduation_year > 0"
+        ).scalar_one()
+    if engine.dialect.name == "postgresql":
+        fits = ("small", "negative", "max", "min")
+        assert got == {key: values[key] if key in fits else None for key in values}
+        assert total == 2
+    else:
+        assert got["small"] == 2026
+        assert got["fraction"] == 1.5
+        assert got["text"] == "2026"
 
 
 # -- the vendors' documented examples -----------------------------------------

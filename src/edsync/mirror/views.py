@@ -11,7 +11,12 @@ The only dialect-specific SQL is ``_Dialect``: how a JSON field is read and
 cast. On SQLite a column holds the value as the JSON has it (SQLite types
 values, not columns). On PostgreSQL a value not of the documented type reads
 as NULL rather than failing the query: its casts raise, so each is guarded,
-cheaply (each test reads the value again). A string shaped like an ISO date
+cheaply. A second read of the same path costs next to nothing there (the
+costs are the casts and string functions); each guard with a path read once
+that was measured costs more: a LATERAL subquery (a node a row), a jsonpath
+filter, a plpgsql or not-inlined SQL function, a regular expression
+(bench/README.md). An integer column holds the integers that fit a bigint (a
+fraction or a larger number reads as NULL). A string shaped like an ISO date
 but not one (a month 13, MySQL's zero date) still makes the cast raise: the
 vendors format their dates from date types (PHP writes a zero date as
 "-0001-11-30…", which the shape refuses).
@@ -33,6 +38,7 @@ MAX_NAME = 63
 """PostgreSQL truncates longer identifiers: such a view is skipped, not cut."""
 
 _DIGITS = "'0123456789'"
+_BIGINT = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +147,17 @@ class _Postgres(_Dialect):
         # PostgreSQL casts raise on bad input, failing the whole query: each is
         # guarded, with tests cheaper than the cast (no regular expressions).
         if field.type == "integer":
-            return f"CASE WHEN jsonb_typeof({json}) = 'number' THEN ({json})::bigint END"
+            # A number written without a point (jsonb writes no exponents) of up
+            # to 18 characters always fits; a longer one is compared first.
+            return (
+                f"CASE WHEN jsonb_typeof({json}) = 'number' AND ({value}) NOT LIKE '%.%' "
+                f"THEN CASE WHEN octet_length({value}) < 19 OR ({value})::numeric "
+                f"BETWEEN {_BIGINT[0]} AND {_BIGINT[1]} THEN ({value})::bigint END END"
+            )
         if field.type == "boolean":
             return f"CASE WHEN jsonb_typeof({json}) = 'boolean' THEN ({json})::boolean END"
         if field.type == "timestamp":
-            # An ISO date's shape: one test, as each costs another read of `data`.
+            # An ISO date's shape: one LIKE, the cheapest test measured.
             return f"CASE WHEN {value} LIKE '____-__-__%' THEN ({value})::timestamptz END"
         return self.link(field.path)
 
