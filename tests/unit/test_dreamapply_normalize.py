@@ -9,7 +9,7 @@ import pytest
 from edsync.errors import InvalidEventError
 from edsync.normalize import RawEvent, normalize_page
 from edsync.settings import HttpUrl, Secret
-from edsync.sources.dreamapply import EVENT_KINDS, DreamApplySource, Settings, parse_name
+from edsync.sources.dreamapply.journal import EVENT_KINDS, DreamApplySource, Settings, parse_name
 
 # (name as logged, entity, op, status carried by the name)
 JOURNAL_NAMES: list[tuple[str, str, str, str | None]] = [

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from edsync.mirror.apply import PageResult
 from edsync.normalize import Cursor
-from edsync.ui import RichProgress
+from edsync.ops.ui import RichProgress
 
 
 def page(received: int) -> PageResult:

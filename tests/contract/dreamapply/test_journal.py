@@ -12,7 +12,7 @@ import pytest
 from edsync.normalize import RawEvent, normalize_page
 from edsync.settings import HttpUrl, Secret
 from edsync.sources.base import Bounds
-from edsync.sources.dreamapply import EVENT_KINDS, DreamApplySource, Settings
+from edsync.sources.dreamapply.journal import EVENT_KINDS, DreamApplySource, Settings
 from tests.contract.dreamapply import payloads
 
 # The fallback SPEC 2.1 prescribes: the subject's own link where the item has

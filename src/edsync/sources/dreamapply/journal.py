@@ -15,7 +15,7 @@ from edsync.http import HttpClient, Reply
 from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
 from edsync.sources.base import Bounds, RawPage, SnapshotPage
-from edsync.sources.dreamapply_links import ref_id
+from edsync.sources.dreamapply.names import ref_id
 
 log = structlog.get_logger("edsync.dreamapply")
 
@@ -266,7 +266,7 @@ class DreamApplySource:
         return Cursor(str(position), position)
 
     def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
-        from edsync.sources.dreamapply_snapshot import Snapshot
+        from edsync.sources.dreamapply.snapshot import Snapshot
 
         return Snapshot(self.name, self.http, self.prefix).pages(resume)
 

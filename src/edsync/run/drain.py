@@ -22,8 +22,8 @@ from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier, PageResult
 from edsync.mirror.sql import adapt
 from edsync.normalize import Change, Cursor, normalize_page
-from edsync.prefetch import Prefetch
 from edsync.rules import Rule
+from edsync.run.prefetch import Prefetch
 from edsync.sources.base import Bounds, RawPage, Source
 
 log = structlog.get_logger("edsync.sync")
