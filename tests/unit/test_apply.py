@@ -12,7 +12,8 @@ from structlog.testing import capture_logs
 
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
-from edsync.mirror.apply import NUL_REASON, Applier
+from edsync.mirror.apply import Applier
+from edsync.mirror.maintenance import NUL_REASON
 from edsync.mirror.sql import adapt
 from edsync.normalize import Change, Cursor, CursorRegressionError, Op
 from edsync.sources.base import SnapshotObject, SnapshotPage

@@ -18,11 +18,7 @@ SQL = re.compile(
 )
 
 # Files outside mirror/ that still hold SQL, each with the reason it may.
-ALLOWED = {
-    # The hot path's last-position read; run/drain.py is being reworked for speed
-    # (issue 23) and moves its query under mirror/ after that lands.
-    "run/drain.py",
-}
+ALLOWED: set[str] = set()
 
 
 def _offenders() -> dict[str, list[str]]:

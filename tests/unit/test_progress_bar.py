@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from edsync.mirror.apply import PageResult
+from edsync.mirror.ledger import PageResult
 from edsync.normalize import Cursor
 from edsync.ops.ui import RichProgress
 

@@ -6,7 +6,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from edsync.mirror.apply import PageResult
+from edsync.mirror.ledger import PageResult
 from edsync.run.drain import Progress
 
 if TYPE_CHECKING:

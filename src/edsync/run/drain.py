@@ -19,8 +19,8 @@ from sqlalchemy import Engine
 
 from edsync.errors import FatalError, GapError
 from edsync.mirror import checkpoints
-from edsync.mirror.apply import Applier, PageResult
-from edsync.mirror.sql import adapt
+from edsync.mirror.apply import Applier
+from edsync.mirror.ledger import PageResult
 from edsync.normalize import Change, Cursor, normalize_page
 from edsync.rules import Rule
 from edsync.run.prefetch import Prefetch
@@ -234,18 +234,9 @@ def _new_snapshot(source: Source, applier: Applier, reason: str) -> checkpoints.
     checkpoint = checkpoints.load(applier.engine, source.name)
     base = checkpoint.cursor.position if checkpoint and checkpoint.cursor else 0
     if checkpoint is not None and checkpoint.cursor is None and checkpoint.events_total:
-        base = _max_position(applier.engine, source.name)
+        base = checkpoints.last_position(applier.engine, source.name)
     cursor = source.after_snapshot(source.head(), base)
     return checkpoints.SnapshotProgress(uuid.uuid4().hex, reason, cursor.value, cursor.position)
-
-
-def _max_position(engine: Engine, source: str) -> int:
-    """After ``--reset`` forgot the cursor, positions still continue past the ledger."""
-    with engine.connect() as conn:
-        value = conn.exec_driver_sql(
-            adapt(conn, "SELECT MAX(position) FROM events WHERE source = ?"), (source,)
-        ).scalar()
-    return int(value or 0)
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from edsync.errors import (
     RetriableError,
 )
 from edsync.mirror import checkpoints
-from edsync.mirror.apply import PageResult
+from edsync.mirror.ledger import PageResult
 from edsync.ops.metrics import Health, Metrics
 from edsync.rules import Rule
 from edsync.run.drain import DrainResult, Progress, drain
