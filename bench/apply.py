@@ -29,10 +29,10 @@ from backfill import KEY, bare_page, write_config
 from edsync.config import load_config
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.normalize import Change, Cursor, normalize_page
+from edsync.model import Bounds, Change, Cursor
+from edsync.normalize import normalize_page
 from edsync.settings import MirrorSettings
 from edsync.sources import create
-from edsync.sources.base import Bounds
 from edsync_sim.server import Simulator
 
 

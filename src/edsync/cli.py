@@ -121,9 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from edsync.model import Bounds
     from edsync.run.backfill import run_backfill
     from edsync.run.stopping import run_stoppable, tune_gc
-    from edsync.sources.base import Bounds
 
     config = _config(args)
     names = _selected_sources(config, args.source)

@@ -7,58 +7,11 @@ Everything here is pure: no I/O, no clocks. The apply engine consumes
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from edsync.errors import FatalError, InvalidEventError
-
-Op = Literal["created", "updated", "deleted", "forgotten"]
-UNKNOWN_ENTITY = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One feed event, normalized.
-
-    ``invalid`` holds the reason when the event could not be normalized: it is
-    still a Change so that it reaches the ledger (quarantined), never dropped.
-    """
-
-    event_id: str
-    position: int
-    type: str
-    entity: str
-    entity_id: str | None
-    op: Op | None
-    occurred_at: str | None
-    payload: Any
-    data: Mapping[str, Any] | None = None
-    status: str | None = None
-    person_id: str | None = None
-    revive: bool = False
-    invalid: str | None = None
-
-    @property
-    def touches_record(self) -> bool:
-        return self.invalid is None and self.op is not None and self.entity_id is not None
-
-
-@dataclass(frozen=True, slots=True)
-class RawEvent:
-    """An event as the feed sent it, with its place in the feed."""
-
-    event_id: str
-    position: int
-    body: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Where a feed was last applied up to: the stored text and its position."""
-
-    value: str
-    position: int
+from edsync.model import UNKNOWN_ENTITY, Change, Cursor, RawEvent
 
 
 class CursorRegressionError(FatalError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edsync.errors import ConfigError
-from edsync.normalize import Change
+from edsync.model import Change
 from edsync.settings import Config, RuleSettings
 
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply writes either

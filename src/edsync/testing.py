@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast, get_args
 
 from edsync.errors import EdsyncError, InvalidEventError
-from edsync.normalize import Change, Cursor, Op, RawEvent
-from edsync.sinks.base import Signal
-from edsync.sources.base import Bounds, RawPage, SnapshotPage
+from edsync.model import Bounds, Change, Cursor, Op, RawEvent, RawPage, Signal, SnapshotPage
 
 if TYPE_CHECKING:
     from edsync.sinks.base import Sink

@@ -15,8 +15,8 @@ from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.maintenance import NUL_REASON
 from edsync.mirror.sql import adapt
-from edsync.normalize import Change, Cursor, CursorRegressionError, Op
-from edsync.sources.base import SnapshotObject, SnapshotPage
+from edsync.model import Change, Cursor, Op, SnapshotObject, SnapshotPage
+from edsync.normalize import CursorRegressionError
 from tests.conftest import json_value, mirror_snapshot
 
 SOURCE = "da"

@@ -31,7 +31,8 @@ from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.sql import adapt
-from edsync.normalize import Change, Cursor, scrub
+from edsync.model import Change, Cursor
+from edsync.normalize import scrub
 from edsync.rules import Rule
 from edsync.settings import MirrorSettings
 from tests.conftest import create_pg_database, drop_pg_databases, json_value, mirror_snapshot

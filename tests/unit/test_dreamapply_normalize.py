@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from edsync.errors import InvalidEventError
-from edsync.normalize import RawEvent, normalize_page
+from edsync.model import RawEvent
+from edsync.normalize import normalize_page
 from edsync.settings import HttpUrl, Secret
 from edsync.sources.dreamapply.journal import EVENT_KINDS, DreamApplySource, Settings, parse_name
 

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from edsync.mirror.ledger import PageResult
-from edsync.normalize import Cursor
+from edsync.model import Cursor
 from edsync.ops.ui import RichProgress
 
 

@@ -11,10 +11,9 @@ from sqlalchemy import Engine
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints, reads
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.normalize import Cursor
+from edsync.model import Cursor, Signal
 from edsync.run.drain import drain
 from edsync.settings import MirrorSettings
-from edsync.sinks.base import Signal
 from edsync.testing import MemorySink, MemorySource
 from tests.conftest import table_rows
 

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 from edsync.mirror import checkpoints, snapshot
 from edsync.mirror.ledger import Ledger
-from edsync.normalize import Cursor
-from edsync.sources.base import SnapshotPage
+from edsync.model import Cursor, SnapshotPage
 
 
 class Applier(Ledger):

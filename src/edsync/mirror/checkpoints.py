@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import Connection, Engine
 
 from edsync.mirror.sql import adapt, execute
-from edsync.normalize import Cursor
+from edsync.model import Cursor
 
 
 @dataclass(frozen=True, slots=True)

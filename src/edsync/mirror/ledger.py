@@ -33,7 +33,8 @@ from edsync.mirror.sql import (
     placeholders,
     select_rows,
 )
-from edsync.normalize import Change, Cursor, advance, scrub
+from edsync.model import Change, Cursor
+from edsync.normalize import advance, scrub
 from edsync.rules import Rule, signal_id
 
 log = structlog.get_logger("edsync.mirror")

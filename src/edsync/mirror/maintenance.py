@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from edsync.normalize import Change
+from edsync.model import Change
 
 NUL_ESCAPE = "\\u0000"  # how orjson writes U+0000 inside a JSON string
 

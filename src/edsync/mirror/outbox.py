@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine
 
 from edsync.mirror.sql import Into, adapt, insert_rows, loads
-from edsync.sinks.base import Signal
+from edsync.model import Signal
 
 if TYPE_CHECKING:
-    from edsync.normalize import Change
+    from edsync.model import Change
     from edsync.rules import Rule
 
 _DUE = """

@@ -13,8 +13,8 @@ from edsync.mirror.erasure import erase_person
 from edsync.mirror.ledger import RECORD_ROW, Ledger
 from edsync.mirror.maintenance import NUL_ESCAPE, NUL_REASON, nul_repair
 from edsync.mirror.sql import Into, adapt, dumps, insert_rows
-from edsync.normalize import Cursor, advance
-from edsync.sources.base import SnapshotObject, SnapshotPage
+from edsync.model import Cursor, SnapshotObject, SnapshotPage
+from edsync.normalize import advance
 
 log = structlog.get_logger("edsync.mirror")
 

@@ -21,10 +21,11 @@ from edsync.errors import FatalError, GapError
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.ledger import PageResult
-from edsync.normalize import Change, Cursor, normalize_page
+from edsync.model import Bounds, Change, Cursor, RawPage
+from edsync.normalize import normalize_page
 from edsync.rules import Rule
 from edsync.run.prefetch import Prefetch
-from edsync.sources.base import Bounds, RawPage, Source
+from edsync.sources.base import Source
 
 log = structlog.get_logger("edsync.sync")
 

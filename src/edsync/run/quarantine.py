@@ -13,7 +13,7 @@ from edsync.errors import InvalidEventError
 from edsync.mirror import reads
 from edsync.mirror.apply import Applier
 from edsync.mirror.reads import Quarantined
-from edsync.normalize import RawEvent
+from edsync.model import RawEvent
 from edsync.settings import Config
 
 log = structlog.get_logger("edsync.quarantine")

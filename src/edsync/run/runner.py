@@ -28,13 +28,14 @@ from edsync.errors import (
 )
 from edsync.mirror import checkpoints
 from edsync.mirror.ledger import PageResult
+from edsync.model import Bounds
 from edsync.ops.metrics import Health, Metrics
 from edsync.rules import Rule
 from edsync.run.drain import DrainResult, Progress, drain
 from edsync.run.locks import Fence, LocalLocks, SourceLocks
 from edsync.run.stopping import Stopper
 from edsync.settings import SourceSettings
-from edsync.sources.base import Bounds, Source
+from edsync.sources.base import Source
 
 log = structlog.get_logger("edsync.runner")
 

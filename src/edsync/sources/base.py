@@ -3,57 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from edsync.normalize import Change, Cursor, RawEvent
-
-
-@dataclass(frozen=True, slots=True)
-class RawPage:
-    """One page as fetched, and the cursor to store once it is applied.
-
-    ``fetch_seconds`` / ``parse_seconds``: time on the wire and parsing it.
-    """
-
-    events: list[RawEvent]
-    cursor: Cursor
-    fetch_seconds: float = 0.0
-    parse_seconds: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotObject:
-    entity_id: str
-    data: dict[str, Any]
-    person_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotPage:
-    """Current objects of one entity kind, as a list endpoint pages them.
-
-    ``resume``: the token to pass to ``snapshot`` to go on after this page (a
-    run cut short resumes there). ``deleted``: the objects are gone upstream
-    (purged): tombstones, not current state.
-    """
-
-    entity: str
-    objects: list[SnapshotObject]
-    resume: str | None = None
-    deleted: bool = False
-
-
-SNAPSHOT_DONE = "done"
-"""The resume token after a snapshot's last page: nothing is left to read."""
-
-
-@dataclass(frozen=True, slots=True)
-class Bounds:
-    """Optional limits of a drain (``backfill --since/--until``), in feed terms."""
-
-    since: str | None = None
-    until: str | None = None
+from edsync.model import Bounds, Change, Cursor, RawEvent, RawPage, SnapshotPage
 
 
 class Source(Protocol):

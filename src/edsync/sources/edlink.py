@@ -25,9 +25,19 @@ from edsync.errors import (
     edlink_error,
 )
 from edsync.http import HttpClient, Reply
-from edsync.normalize import Change, Cursor, Op, RawEvent, utc_timestamp
+from edsync.model import (
+    SNAPSHOT_DONE,
+    Bounds,
+    Change,
+    Cursor,
+    Op,
+    RawEvent,
+    RawPage,
+    SnapshotObject,
+    SnapshotPage,
+)
+from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
-from edsync.sources.base import SNAPSHOT_DONE, Bounds, RawPage, SnapshotObject, SnapshotPage
 
 log = structlog.get_logger("edsync.edlink")
 

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from edsync.normalize import RawEvent, normalize_page
+from edsync.model import Bounds, RawEvent
+from edsync.normalize import normalize_page
 from edsync.settings import HttpUrl, Secret
-from edsync.sources.base import Bounds
 from edsync.sources.dreamapply.journal import EVENT_KINDS, DreamApplySource, Settings
 from tests.contract.dreamapply import payloads
 

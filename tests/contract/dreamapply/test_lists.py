@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
+from edsync.model import SnapshotPage
 from edsync.settings import HttpUrl, Secret
-from edsync.sources.base import SnapshotPage
 from edsync.sources.dreamapply import snapshot as dreamapply_snapshot
 from edsync.sources.dreamapply.journal import DreamApplySource, Settings
 from edsync.sources.dreamapply.snapshot import SnapshotTooLargeError

@@ -12,9 +12,9 @@ import structlog
 
 from edsync.errors import ConfigError, InvalidEventError, MalformedPageError
 from edsync.http import HttpClient, Reply
-from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
+from edsync.model import UNKNOWN_ENTITY, Bounds, Change, Cursor, Op, RawEvent, RawPage, SnapshotPage
+from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
-from edsync.sources.base import Bounds, RawPage, SnapshotPage
 from edsync.sources.dreamapply.names import ref_id
 
 log = structlog.get_logger("edsync.dreamapply")

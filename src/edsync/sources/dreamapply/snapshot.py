@@ -24,7 +24,7 @@ import structlog
 
 from edsync.errors import FatalError, MalformedPageError
 from edsync.http import HttpClient, Reply
-from edsync.sources.base import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
+from edsync.model import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
 from edsync.sources.dreamapply.names import ref_id
 
 log = structlog.get_logger("edsync.dreamapply")
