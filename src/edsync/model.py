@@ -1,7 +1,7 @@
 """The domain's types, in one leaf module: what a feed sends (``RawEvent``,
 ``RawPage``), where it was applied up to (``Cursor``), a drain's ``Bounds``,
-a snapshot's objects, a normalized ``Change``, and the ``Signal`` a sink is
-handed. Frozen values; nothing here imports the rest of edsync."""
+a snapshot's objects, a normalized ``Change`` or a ``Quarantined`` event, and
+the ``Signal`` a sink is handed. Frozen values; nothing here imports the rest of edsync."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ UNKNOWN_ENTITY = "unknown"
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One feed event, normalized.
-
-    ``invalid`` holds the reason when the event could not be normalized: it is
-    still a Change so that it reaches the ledger (quarantined), never dropped.
+    """One feed event, normalized. An event of a name its kind does not know
+    is a Change too, with no ``entity_id`` and no ``op``: it reaches the ledger
+    (applied) and touches no record. An event that could not be normalized is
+    a ``Quarantined``, not a Change.
     """
 
     event_id: str
@@ -33,11 +33,35 @@ class Change:
     status: str | None = None
     person_id: str | None = None
     revive: bool = False
-    invalid: str | None = None
 
     @property
     def touches_record(self) -> bool:
-        return self.invalid is None and self.op is not None and self.entity_id is not None
+        return self.op is not None and self.entity_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A feed event that could not be normalized, and why (``reason``).
+
+    It still reaches the ledger (status quarantined), never dropped, and
+    touches no record; ``edsync quarantine retry`` normalizes it again. The
+    optional fields are what was known of it before it failed.
+    """
+
+    event_id: str
+    position: int
+    type: str
+    entity: str
+    payload: Any
+    reason: str
+    entity_id: str | None = None
+    op: Op | None = None
+    occurred_at: str | None = None
+    person_id: str | None = None
+
+    @property
+    def touches_record(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
-"""Raw feed events become ``Change`` values; each feed kind supplies the mapping.
+"""Raw feed events become ``Change`` values (or ``Quarantined`` ones); each feed
+kind supplies the mapping.
 
 Everything here is pure: no I/O, no clocks. The apply engine consumes
-``Change`` objects and never looks at a feed's wire format.
+``Change`` and ``Quarantined`` objects and never looks at a feed's wire format.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from edsync.errors import FatalError, InvalidEventError
-from edsync.model import UNKNOWN_ENTITY, Change, Cursor, RawEvent
+from edsync.model import UNKNOWN_ENTITY, Change, Cursor, Quarantined, RawEvent
 
 
 class CursorRegressionError(FatalError):
@@ -33,9 +34,9 @@ class Normalizer(Protocol):
     def __call__(self, raw: RawEvent) -> Change: ...
 
 
-def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Change]:
-    """Normalize a page; an event that cannot be normalized is kept, marked invalid."""
-    changes = []
+def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Change | Quarantined]:
+    """Normalize a page; an event that cannot be normalized is kept, as Quarantined."""
+    changes: list[Change | Quarantined] = []
     for raw in raws:
         try:
             changes.append(normalizer(raw))
@@ -46,20 +47,17 @@ def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Cha
 
 def quarantined(
     raw: RawEvent, reason: str, entity: str = UNKNOWN_ENTITY, *, person_id: str | None = None
-) -> Change:
+) -> Quarantined:
     body = raw.body
     name = body.get("event") or body.get("type") if isinstance(body, dict) else None
-    return Change(
+    return Quarantined(
         event_id=raw.event_id,
         position=raw.position,
         type=name if isinstance(name, str) else "",
         entity=entity,
-        entity_id=None,
-        op=None,
-        occurred_at=None,
         payload=body,
+        reason=reason,
         person_id=person_id,
-        invalid=reason,
     )
 
 

@@ -33,7 +33,7 @@ from edsync.mirror.sql import (
     placeholders,
     select_rows,
 )
-from edsync.model import Change, Cursor
+from edsync.model import Change, Cursor, Quarantined
 from edsync.normalize import advance, scrub
 from edsync.rules import Rule, signal_id
 
@@ -136,7 +136,9 @@ class Ledger:
         self.rules = [rule for rule in rules if rule.source == source]
         self._pages = 0
 
-    def apply(self, changes: Sequence[Change], cursor: Cursor, *, known: int = 0) -> PageResult:
+    def apply(
+        self, changes: Sequence[Change | Quarantined], cursor: Cursor, *, known: int = 0
+    ) -> PageResult:
         """Ledger, records, erasures and checkpoint of one page, atomically.
 
         ``known``: events of the page left out because the ledger holds them.
@@ -161,7 +163,7 @@ class Ledger:
         with self.engine.connect() as conn:
             return _ledgered(conn, self.source, event_ids)
 
-    def reapply(self, changes: Sequence[Change]) -> PageResult:
+    def reapply(self, changes: Sequence[Change | Quarantined]) -> PageResult:
         """Apply ledgered (quarantined) events again, in the order given.
 
         The ledger rows exist, so they are updated, not inserted; the cursor
@@ -193,7 +195,9 @@ class Ledger:
         except (OperationalError, IntegrityError) as exc:
             raise RetriableError(f"mirror: not written: {exc.orig}") from None
 
-    def _apply(self, conn: Connection, changes: Sequence[Change], cursor: Cursor) -> PageResult:
+    def _apply(
+        self, conn: Connection, changes: Sequence[Change | Quarantined], cursor: Cursor
+    ) -> PageResult:
         # The checkpoint row lock fences concurrent writers of one source: the
         # second waits, then finds the page applied or its cursor behind.
         current = checkpoints.read(conn, self.source, for_update=True)
@@ -218,7 +222,9 @@ class Ledger:
             fold_seconds=folded,
         )
 
-    def _unseen(self, conn: Connection, changes: Sequence[Change]) -> list[Change]:
+    def _unseen(
+        self, conn: Connection, changes: Sequence[Change | Quarantined]
+    ) -> list[Change | Quarantined]:
         """Changes not yet in the ledger (replays are no-ops), first copy only."""
         seen = _ledgered(conn, self.source, [c.event_id for c in changes])
         fresh = []
@@ -228,11 +234,17 @@ class Ledger:
                 fresh.append(change)
         return fresh
 
-    def _load_states(self, conn: Connection, changes: Iterable[Change]) -> dict[Key, RecordState]:
+    def _load_states(
+        self, conn: Connection, changes: Iterable[Change | Quarantined]
+    ) -> dict[Key, RecordState]:
         wanted: dict[str, set[str]] = defaultdict(set)
         for change in changes:
-            if change.touches_record:
-                wanted[change.entity].add(change.entity_id)  # type: ignore[arg-type]
+            if (
+                isinstance(change, Change)
+                and change.op is not None
+                and change.entity_id is not None
+            ):
+                wanted[change.entity].add(change.entity_id)
             if change.person_id is not None and self.person_entity is not None:
                 wanted[self.person_entity].add(change.person_id)
         states: dict[Key, RecordState] = {}
@@ -266,36 +278,36 @@ class Ledger:
                 )
         return states
 
-    def _fold_one(self, fold: _Fold, change: Change, now: str) -> None:
+    def _fold_one(self, fold: _Fold, change: Change | Quarantined, now: str) -> None:
         payload_json = dumps(change.payload)
         if NUL_ESCAPE in payload_json:  # rare: the exact check only then
             change = without_nul(change)
             payload_json = dumps(change.payload)
         status, reason = APPLIED, None
-        if change.invalid is not None:
-            status, reason = QUARANTINED, change.invalid
-        elif not change.touches_record:
+        if isinstance(change, Quarantined):
+            status, reason = QUARANTINED, change.reason
+        elif change.op is None or change.entity_id is None:
             reason = UNKNOWN_NAME
         else:
             key = (change.entity, change.entity_id)
-            prev = fold.states.get(key)  # type: ignore[arg-type]
+            prev = fold.states.get(key)
             if prev is not None and change.position <= prev.version:
                 status = STALE
                 if change.op == "forgotten" and change.entity == self.person_entity:
                     # An erasure request is honoured even when it arrives late.
-                    fold.forgotten.add(change.entity_id)  # type: ignore[arg-type]
+                    fold.forgotten.add(change.entity_id)
             else:
-                fold.states[key] = next_state(  # type: ignore[index]
+                fold.states[key] = next_state(
                     prev, change, is_person=change.entity == self.person_entity
                 )
-                fold.dirty[key] = change  # type: ignore[index]
+                fold.dirty[key] = change
                 if change.op == "forgotten" and change.entity == self.person_entity:
-                    fold.forgotten.add(change.entity_id)  # type: ignore[arg-type]
+                    fold.forgotten.add(change.entity_id)
         fold.counts[status] += 1
         forgotten = self._person_forgotten(fold, change.person_id)
         if forgotten:
             payload_json = dumps(scrub(change.payload))
-        if status == APPLIED and self.rules:
+        if status == APPLIED and self.rules and isinstance(change, Change):
             self._raise_signals(fold, change, now, forgotten=forgotten)
         fold.event_rows.append(
             (

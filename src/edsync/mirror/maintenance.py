@@ -4,12 +4,11 @@ tables a backfill has outgrown the statistics of."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine
 
-from edsync.model import Change
+from edsync.model import Change, Quarantined
 
 NUL_ESCAPE = "\\u0000"  # how orjson writes U+0000 inside a JSON string
 
@@ -20,7 +19,7 @@ NUL_REASON = (
 )
 
 
-def without_nul(change: Change) -> Change:
+def without_nul(change: Change | Quarantined) -> Change | Quarantined:
     """``change`` quarantined, with U+FFFD for U+0000 in every string, if any
     string of it holds U+0000; otherwise ``change`` itself.
 
@@ -34,14 +33,17 @@ def without_nul(change: Change) -> Change:
     if repair is None:
         return change
     payload, (type_, entity_id, person_id) = repair
-    return replace(
-        change,
+    return Quarantined(
+        event_id=change.event_id,
+        position=change.position,
         type=type_,
-        entity_id=entity_id,
-        person_id=person_id,
+        entity=change.entity,
         payload=payload,
-        data=None,
-        invalid=change.invalid or NUL_REASON,
+        reason=change.reason if isinstance(change, Quarantined) else NUL_REASON,
+        entity_id=entity_id,
+        op=change.op,
+        occurred_at=change.occurred_at,
+        person_id=person_id,
     )
 
 

@@ -21,7 +21,7 @@ from edsync.errors import FatalError, GapError
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.ledger import PageResult
-from edsync.model import Bounds, Change, Cursor, RawPage
+from edsync.model import Bounds, Change, Cursor, Quarantined, RawPage
 from edsync.normalize import normalize_page
 from edsync.rules import Rule
 from edsync.run.prefetch import Prefetch
@@ -280,14 +280,14 @@ class _Run:
                 if bad is not None:
                     raise InvalidEventStopError(
                         f"source {source.name!r} stopped at event {bad.event_id}: "
-                        f'{bad.invalid} (on_invalid = "stop"; fix it upstream or set '
+                        f'{bad.reason} (on_invalid = "stop"; fix it upstream or set '
                         'on_invalid = "quarantine")'
                     )
                 if self.stop is not None and self.stop.is_set():
                     result.stopped = True
                     return
 
-    def _apply(self, page: RawPage) -> Change | None:
+    def _apply(self, page: RawPage) -> Quarantined | None:
         """Normalize and apply one page; returns the event ``on_invalid = "stop"``
         stops at, the events before it applied."""
         stages, clock = self.result.stages, self.clock
@@ -328,12 +328,12 @@ class _Run:
 
 def _cut(
     page: RawPage, on_invalid: str, source: Source
-) -> tuple[list[Change], Cursor, Change | None]:
+) -> tuple[list[Change | Quarantined], Cursor, Quarantined | None]:
     changes = normalize_page(page.events, source.normalize)
     if on_invalid != "stop":
         return changes, page.cursor, None
     for index, change in enumerate(changes):
-        if change.invalid is not None:
+        if isinstance(change, Quarantined):
             if index == 0:
                 return [], page.cursor, change
             before = changes[index - 1]
