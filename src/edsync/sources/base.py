@@ -8,6 +8,31 @@ from typing import Protocol
 from edsync.model import Bounds, Change, Cursor, RawEvent, RawPage, SnapshotPage
 
 
+class Snapshotter(Protocol):
+    """What a source kind that can snapshot provides: its current objects, and
+    where its stream resumes after them. Optional, as a kind declares it
+    (``Source.snapshotter``), instead of every kind stubbing it."""
+
+    @property
+    def snapshot_entities(self) -> tuple[str, ...]:
+        """The entity kinds ``snapshot`` reads, in order."""
+        ...
+
+    def head(self) -> str | None:
+        """The newest event id upstream now: where to stream from after a snapshot."""
+        ...
+
+    def after_snapshot(self, head: str | None, base: int) -> Cursor:
+        """The cursor to stream from after a snapshot noted at ``head``; ``base`` is
+        the position the feed had reached before it."""
+        ...
+
+    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
+        """Every current object, kind by kind (``snapshot_entities`` lists them),
+        from the start or from a page's ``resume`` token."""
+        ...
+
+
 class Source(Protocol):
     """A change feed.
 
@@ -34,26 +59,11 @@ class Source(Protocol):
         ...
 
     @property
-    def can_snapshot(self) -> bool:
-        """Whether ``snapshot`` and ``head`` bootstrap a mirror (SPEC 2.2)."""
+    def snapshotter(self) -> Snapshotter | None:
+        """How the kind bootstraps a mirror from its current objects (SPEC 2.2),
+        or None if it cannot: then a new mirror starts from the feed alone and
+        a gap waits for ``--reset``."""
         ...
-
-    def head(self) -> str | None:
-        """The newest event id upstream now: where to stream from after a snapshot."""
-        ...
-
-    def after_snapshot(self, head: str | None, base: int) -> Cursor:
-        """The cursor to stream from after a snapshot noted at ``head``; ``base`` is
-        the position the feed had reached before it."""
-        ...
-
-    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
-        """Every current object, kind by kind (``snapshot_entities`` lists them),
-        from the start or from a page's ``resume`` token."""
-        ...
-
-    @property
-    def snapshot_entities(self) -> tuple[str, ...]: ...
 
     def probe(self) -> str:
         """One request with the credentials, no retries, no writes: for ``check``."""

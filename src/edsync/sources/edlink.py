@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import structlog
@@ -38,6 +38,9 @@ from edsync.model import (
 )
 from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
+
+if TYPE_CHECKING:
+    from edsync.sources.base import Snapshotter
 
 log = structlog.get_logger("edsync.edlink")
 
@@ -105,7 +108,6 @@ def _event_id(body: object) -> str:
 
 class EdlinkSource:
     person_entity = "person"
-    can_snapshot = True
     snapshot_entities: tuple[str, ...] = tuple(entity for entity, _ in COLLECTIONS)
 
     def __init__(self, settings: Settings, http: HttpClient | None = None) -> None:
@@ -122,6 +124,11 @@ class EdlinkSource:
             ca_bundle=settings.ca_bundle,
             credential_env=settings.token.env,
         )
+
+    @property
+    def snapshotter(self) -> Snapshotter:
+        """Every Edlink source can snapshot: its graph lists (below)."""
+        return self
 
     def close(self) -> None:
         self.http.close()
