@@ -1,4 +1,5 @@
-"""The one small interface every feed kind implements."""
+"""The one small interface every feed kind implements (``Source``), and the
+optional one a kind that can snapshot offers beside it (``Snapshotter``)."""
 
 from __future__ import annotations
 
