@@ -29,14 +29,14 @@ from backfill import KEY, bare_page, write_config
 from edsync.config import load_config
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.normalize import Change, Cursor, normalize_page
+from edsync.model import Bounds, Change, Cursor, Quarantined
+from edsync.normalize import normalize_page
 from edsync.settings import MirrorSettings
 from edsync.sources import create
-from edsync.sources.base import Bounds
 from edsync_sim.server import Simulator
 
 
-def pages(events: int, shape: str) -> list[tuple[list[Change], Cursor]]:
+def pages(events: int, shape: str) -> list[tuple[list[Change | Quarantined], Cursor]]:
     with Simulator(events=events, journal_window=None, edlink_people=1) as sim:
         if shape == "heavy":
             import heavy
@@ -54,7 +54,7 @@ def pages(events: int, shape: str) -> list[tuple[list[Change], Cursor]]:
 
 
 def apply_all(
-    pages_: list[tuple[list[Change], Cursor]], db: Path, profile: str | None
+    pages_: list[tuple[list[Change | Quarantined], Cursor]], db: Path, profile: str | None
 ) -> tuple[float, float]:
     engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{db}"))
     ensure_schema(engine, auto_migrate=True)
@@ -74,7 +74,7 @@ def apply_all(
     return total, fold
 
 
-def bare(pages_: list[tuple[list[Change], Cursor]], db: Path) -> float:
+def bare(pages_: list[tuple[list[Change | Quarantined], Cursor]], db: Path) -> float:
     engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{db}"))
     ensure_schema(engine, auto_migrate=True)
     engine.dispose()

@@ -28,13 +28,15 @@ from backfill import KEY, start_simulator, write_config
 from edsync.config import load_config
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.normalize import Change, normalize_page
+from edsync.model import Bounds, Change, Quarantined, RawPage
+from edsync.normalize import normalize_page
 from edsync.settings import MirrorSettings
 from edsync.sources import create
-from edsync.sources.base import Bounds, RawPage
 
 
-def apply_all(db: Path, pages: list[RawPage], changes: list[list[Change]]) -> tuple[float, float]:
+def apply_all(
+    db: Path, pages: list[RawPage], changes: list[list[Change | Quarantined]]
+) -> tuple[float, float]:
     engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{db}"))
     ensure_schema(engine, auto_migrate=True)
     applier = Applier(engine, "dreamapply", "applicant")

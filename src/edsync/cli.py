@@ -40,7 +40,7 @@ def exit_code(exc: EdsyncError) -> int:
 
 
 def _config(args: argparse.Namespace, *, secrets: bool = True) -> Config:
-    from edsync import logs
+    from edsync.ops import logs
 
     config = load_config(resolve_path(args.config), secrets=secrets)
     logs.configure(config.log)
@@ -104,15 +104,15 @@ def _stop_on_signals(wake: threading.Event) -> Iterator[threading.Event]:
 
 def _progress(show: bool) -> AbstractContextManager[Any]:
     if show and sys.stderr.isatty():
-        from edsync.ui import RichProgress
+        from edsync.ops.ui import RichProgress
 
         return RichProgress()
     return nullcontext(None)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edsync.lifecycle import tune_gc
-    from edsync.scheduler import run_daemon
+    from edsync.run.daemon import run_daemon
+    from edsync.run.stopping import tune_gc
 
     config = _config(args)
     engine = _engine(config)
@@ -121,9 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from edsync.backfill import run_backfill
-    from edsync.lifecycle import run_stoppable, tune_gc
-    from edsync.sources.base import Bounds
+    from edsync.model import Bounds
+    from edsync.run.backfill import run_backfill
+    from edsync.run.stopping import run_stoppable, tune_gc
 
     config = _config(args)
     names = _selected_sources(config, args.source)
@@ -178,7 +178,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from edsync import quarantine
+    from edsync.run import quarantine
 
     config = _config(args, secrets=False)  # normalizing needs no credentials
     names = _selected_sources(config, args.source)
@@ -190,7 +190,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
                 line = {k: getattr(item, k) for k in item.__slots__ if k != "payload"}
                 sys.stdout.write(orjson.dumps(line).decode() + "\n")
         else:
-            from edsync.ui import print_table
+            from edsync.ops.ui import print_table
 
             columns = ["source", "event_id", "position", "type", "reason", "received_at"]
             print_table(
@@ -208,7 +208,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from edsync.status import collect
+    from edsync.ops.status import collect
 
     config = _config(args, secrets=False)  # reads the mirror only
     engine = _engine(config, access="read")
@@ -218,7 +218,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     from rich.console import Console
 
-    from edsync.status import render
+    from edsync.ops.status import render
 
     render(report, Console())
     return EXIT_OK
@@ -269,7 +269,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _print_views(config: Config, engine: Any) -> int:
     """``db views``: each configured source's views and their columns."""
     from edsync.mirror import views
-    from edsync.ui import print_table
+    from edsync.ops.ui import print_table
 
     planned, skipped = views.plan(_source_kinds(config), engine.dialect.name)
     current = views.present(engine, planned)
@@ -293,7 +293,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edsync.demo import DemoFileError, run_demo
+    from edsync.ops.demo import DemoFileError, run_demo
 
     try:
         return run_demo(events=args.events, db=Path(args.db))

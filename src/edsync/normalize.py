@@ -1,64 +1,18 @@
-"""Raw feed events become ``Change`` values; each feed kind supplies the mapping.
+"""Raw feed events become ``Change`` values (or ``Quarantined`` ones); each feed
+kind supplies the mapping.
 
 Everything here is pure: no I/O, no clocks. The apply engine consumes
-``Change`` objects and never looks at a feed's wire format.
+``Change`` and ``Quarantined`` objects and never looks at a feed's wire format.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from edsync.errors import FatalError, InvalidEventError
-
-Op = Literal["created", "updated", "deleted", "forgotten"]
-UNKNOWN_ENTITY = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One feed event, normalized.
-
-    ``invalid`` holds the reason when the event could not be normalized: it is
-    still a Change so that it reaches the ledger (quarantined), never dropped.
-    """
-
-    event_id: str
-    position: int
-    type: str
-    entity: str
-    entity_id: str | None
-    op: Op | None
-    occurred_at: str | None
-    payload: Any
-    data: Mapping[str, Any] | None = None
-    status: str | None = None
-    person_id: str | None = None
-    revive: bool = False
-    invalid: str | None = None
-
-    @property
-    def touches_record(self) -> bool:
-        return self.invalid is None and self.op is not None and self.entity_id is not None
-
-
-@dataclass(frozen=True, slots=True)
-class RawEvent:
-    """An event as the feed sent it, with its place in the feed."""
-
-    event_id: str
-    position: int
-    body: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Where a feed was last applied up to: the stored text and its position."""
-
-    value: str
-    position: int
+from edsync.model import UNKNOWN_ENTITY, Change, Cursor, Quarantined, RawEvent
 
 
 class CursorRegressionError(FatalError):
@@ -80,9 +34,9 @@ class Normalizer(Protocol):
     def __call__(self, raw: RawEvent) -> Change: ...
 
 
-def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Change]:
-    """Normalize a page; an event that cannot be normalized is kept, marked invalid."""
-    changes = []
+def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Change | Quarantined]:
+    """Normalize a page; an event that cannot be normalized is kept, as Quarantined."""
+    changes: list[Change | Quarantined] = []
     for raw in raws:
         try:
             changes.append(normalizer(raw))
@@ -93,20 +47,17 @@ def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Cha
 
 def quarantined(
     raw: RawEvent, reason: str, entity: str = UNKNOWN_ENTITY, *, person_id: str | None = None
-) -> Change:
+) -> Quarantined:
     body = raw.body
     name = body.get("event") or body.get("type") if isinstance(body, dict) else None
-    return Change(
+    return Quarantined(
         event_id=raw.event_id,
         position=raw.position,
         type=name if isinstance(name, str) else "",
         entity=entity,
-        entity_id=None,
-        op=None,
-        occurred_at=None,
         payload=body,
+        reason=reason,
         person_id=person_id,
-        invalid=reason,
     )
 
 
@@ -152,3 +103,29 @@ def scrub(value: Any, keep: Sequence[str] = ()) -> Any:
     if isinstance(value, list):
         return [scrub(item, keep) for item in value]
     return value
+
+
+_DIGITS = "0123456789"
+
+
+def bound_time(value: str) -> float | None:
+    """A ``--since``/``--until`` value as a time (Unix seconds), or None when it
+    is an event id.
+
+    One rule for every kind, DreamApply's (its server reads ``bySince`` /
+    ``byUntil`` so): ASCII digits are an event id; so is anything that is not
+    an ISO 8601 date or date-time (an Edlink UUID). A time without an offset is UTC.
+    """
+    text = value.strip()
+    if not text or all(c in _DIGITS for c in text):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):  # pragma: no cover - years 1 and 9999 at the edges
+        return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edsync.errors import ConfigError
-from edsync.normalize import Change
+from edsync.model import Change
 from edsync.settings import Config, RuleSettings
 
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply writes either
@@ -58,8 +58,7 @@ class Rule:
     member: tuple[str, ...] | None
 
     def matches(self, change: Change) -> bool:
-        if change.invalid is not None:
-            return False
+        """Whether the rule fires on ``change`` (a quarantined event never reaches here)."""
         if self.entity is not None and change.entity != self.entity:
             return False
         if self.op is not None and change.op != self.op:

@@ -7,23 +7,34 @@ against a real mirror with no server in the way.
 
 An event body is a mapping: ``entity``, ``op`` (created/updated/deleted/
 forgotten), ``entity_id``, and optionally ``data``, ``type``, ``occurred_at``,
-``person_id``. Its position is its place in the list, from 1.
+``person_id``. Its position is its place in the list, from 1. Given
+``objects`` (current objects by entity kind), the source can also snapshot
+them (``MemorySnapshot``), so a new mirror bootstraps from them first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast, get_args
 
 from edsync.errors import EdsyncError, InvalidEventError
-from edsync.normalize import Change, Cursor, Op, RawEvent
-from edsync.sinks.base import Signal
-from edsync.sources.base import Bounds, RawPage, SnapshotPage
+from edsync.model import (
+    SNAPSHOT_DONE,
+    Bounds,
+    Change,
+    Cursor,
+    Op,
+    RawEvent,
+    RawPage,
+    Signal,
+    SnapshotObject,
+    SnapshotPage,
+)
 
 if TYPE_CHECKING:
     from edsync.sinks.base import Sink
-    from edsync.sources.base import Source
+    from edsync.sources.base import Snapshotter, Source
 
 _OPS = frozenset(get_args(Op))
 
@@ -38,11 +49,13 @@ class MemorySource:
         *,
         page_size: int = 100,
         person_entity: str | None = None,
+        objects: Mapping[str, Sequence[SnapshotObject]] | None = None,
     ) -> None:
         self.name = name
         self.events: list[Mapping[str, Any]] = list(events or [])
         self.page_size = page_size
         self._person_entity = person_entity
+        self.snapshotter = MemorySnapshot(self, objects) if objects is not None else None
         self.closed = False
 
     @property
@@ -56,24 +69,6 @@ class MemorySource:
     @property
     def resync(self) -> str:
         return "manual"
-
-    @property
-    def can_snapshot(self) -> bool:
-        return False
-
-    @property
-    def snapshot_entities(self) -> tuple[str, ...]:
-        return ()
-
-    def head(self) -> str | None:
-        return str(len(self.events)) if self.events else None
-
-    def after_snapshot(self, head: str | None, base: int) -> Cursor:
-        position = int(head) if head else base
-        return Cursor(str(position), position)
-
-    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
-        return iter(())
 
     def probe(self) -> str:
         return f"{len(self.events)} events in memory"
@@ -122,6 +117,35 @@ class MemorySource:
 
 
 @dataclass
+class MemorySnapshot:
+    """A ``MemorySource``'s current ``objects``, one page per entity kind, as a
+    list endpoint would serve them; the stream resumes after the feed's head."""
+
+    source: MemorySource
+    objects: Mapping[str, Sequence[SnapshotObject]]
+
+    @property
+    def snapshot_entities(self) -> tuple[str, ...]:
+        return tuple(self.objects)
+
+    def head(self) -> str | None:
+        return str(len(self.source.events)) if self.source.events else None
+
+    def after_snapshot(self, head: str | None, base: int) -> Cursor:
+        position = max(int(head), base) if head else base
+        return Cursor(str(position), position)
+
+    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
+        kinds = list(self.objects)
+        start = len(kinds) if resume == SNAPSHOT_DONE else 0
+        if resume is not None and resume in kinds:
+            start = kinds.index(resume)
+        for index, entity in enumerate(kinds[start:], start):
+            following = kinds[index + 1] if index + 1 < len(kinds) else SNAPSHOT_DONE
+            yield SnapshotPage(entity, list(self.objects[entity]), resume=following)
+
+
+@dataclass
 class MemorySink:
     """Keeps each signal once by id, as a real sink is idempotent per signal id.
 
@@ -148,4 +172,5 @@ class MemorySink:
 if TYPE_CHECKING:
     # mypy checks here that the doubles still satisfy the protocols they stand in for.
     _SOURCE: Source = MemorySource()
+    _SNAPSHOTTER: Snapshotter = MemorySnapshot(MemorySource(), {})
     _SINK: Sink = MemorySink()

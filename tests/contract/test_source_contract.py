@@ -22,8 +22,19 @@ import pytest
 from edsync import sources
 from edsync.config import parse_config
 from edsync.errors import AuthError, InvalidEventError
-from edsync.normalize import Change, Cursor, Op, RawEvent, normalize_page
-from edsync.sources.base import SNAPSHOT_DONE, Bounds, RawPage, SnapshotPage, Source
+from edsync.model import (
+    SNAPSHOT_DONE,
+    Bounds,
+    Change,
+    Cursor,
+    Op,
+    Quarantined,
+    RawEvent,
+    RawPage,
+    SnapshotPage,
+)
+from edsync.normalize import normalize_page
+from edsync.sources.base import Snapshotter, Source
 from edsync.testing import MemorySource
 from edsync_sim import Simulator
 
@@ -137,9 +148,9 @@ def open_source(sim: Simulator) -> Iterator[Callable[..., Source]]:
         source.close()
 
 
-def _snapshotter(source: Source) -> Source | None:
+def _snapshotter(source: Source) -> Snapshotter | None:
     """What bootstraps a mirror for this source, or None if it cannot."""
-    return source if source.can_snapshot else None
+    return source.snapshotter
 
 
 def read_pages(
@@ -160,7 +171,7 @@ def ids(events: list[RawEvent]) -> list[str]:
     return [event.event_id for event in events]
 
 
-def read_snapshot(snapshotter: Source, resume: str | None = None) -> list[SnapshotPage]:
+def read_snapshot(snapshotter: Snapshotter, resume: str | None = None) -> list[SnapshotPage]:
     pages = []
     for page in snapshotter.snapshot(resume):
         pages.append(page)
@@ -277,17 +288,16 @@ def test_every_event_normalizes_to_a_change_or_is_quarantined(
         except InvalidEventError:
             continue
         assert isinstance(change, Change)
-        assert change.invalid is None
     changes = normalize_page(raws, source.normalize)
     assert [(c.event_id, c.position) for c in changes] == [(r.event_id, r.position) for r in raws]
     touched = [change for change in changes if change.touches_record]
     assert touched, "the dataset should change records"
     for change in changes:
-        assert change.type or change.invalid is not None
-        if change.invalid is not None:
+        if isinstance(change, Quarantined):
             assert not change.touches_record
-            assert change.invalid  # the reason it is quarantined
+            assert change.reason  # why it is quarantined
             continue
+        assert change.type
         if change.op is not None or change.entity_id is not None:
             assert change.op in OPS
             assert change.entity

@@ -26,7 +26,7 @@ from edsync.config import load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine
 from edsync.settings import MirrorSettings
-from edsync.sources import dreamapply_snapshot
+from edsync.sources.dreamapply import snapshot as dreamapply_snapshot
 from edsync_sim.dataset import EVENT_NAMES
 from tests.conftest import DREAMAPPLY_KEY, json_value
 

@@ -20,9 +20,9 @@ from edsync.config import load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.sql import adapt
-from edsync.sources.base import SnapshotPage
+from edsync.model import SnapshotPage
+from edsync.run.drain import drain
 from edsync.sources.edlink import EdlinkSource
-from edsync.sync import drain
 from tests.conftest import DREAMAPPLY_KEY, json_value, mirror_snapshot
 from tests.integration.daemon import DaemonProcess
 

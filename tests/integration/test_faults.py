@@ -15,8 +15,8 @@ from edsync.cli import main
 from edsync.config import load_config
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.sources.dreamapply import DreamApplySource
-from edsync.sync import drain
+from edsync.run.drain import drain
+from edsync.sources.dreamapply.journal import DreamApplySource
 from tests.conftest import DREAMAPPLY_KEY, json_value
 
 LOGGED = "2026-06-01T08:00:00+00:00"

@@ -23,8 +23,8 @@ from edsync.config import load_config
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
+from edsync.run.drain import drain
 from edsync.settings import MirrorSettings
-from edsync.sync import drain
 from tests.conftest import PG_URL_ENV, mirror_snapshot
 from tests.integration.daemon import DaemonProcess
 

@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from edsync.config import load_config
 from edsync.rules import compile_rules
+from edsync.run.drain import DrainResult, drain
 from edsync.sources import create
-from edsync.sync import DrainResult, drain
 from tests.conftest import mirror_digest
 
 EXPAND = 'expand = ["applicant", "application", "offer"]\npage_size = 100\n'

@@ -24,10 +24,10 @@ from edsync.config import load_config
 from edsync.errors import MalformedPageError
 from edsync.http import HttpClient
 from edsync.mirror import checkpoints
+from edsync.run.drain import drain
 from edsync.settings import HttpUrl, Secret
 from edsync.sources.base import Source
-from edsync.sources.dreamapply import DreamApplySource, Settings
-from edsync.sync import drain
+from edsync.sources.dreamapply.journal import DreamApplySource, Settings
 from tests.conftest import DREAMAPPLY_KEY
 from tests.tlscerts import TlsFiles, make_tls_files
 

@@ -17,11 +17,11 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
-from edsync.backfill import run_backfill
 from edsync.cli import main
-from edsync.demo import DEMO_KEY, demo_config
 from edsync.mirror import views
 from edsync.mirror.db import create_mirror_engine, ensure_schema, upgrade
+from edsync.ops.demo import DEMO_KEY, demo_config
+from edsync.run.backfill import run_backfill
 from edsync.settings import MirrorSettings
 from edsync.sources.fields import KINDS, Field
 from edsync_sim import Simulator

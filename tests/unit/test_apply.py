@@ -12,10 +12,11 @@ from structlog.testing import capture_logs
 
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
-from edsync.mirror.apply import NUL_REASON, Applier
+from edsync.mirror.apply import Applier
+from edsync.mirror.maintenance import NUL_REASON
 from edsync.mirror.sql import adapt
-from edsync.normalize import Change, Cursor, CursorRegressionError, Op
-from edsync.sources.base import SnapshotObject, SnapshotPage
+from edsync.model import Change, Cursor, Op, Quarantined, SnapshotObject, SnapshotPage
+from edsync.normalize import CursorRegressionError
 from tests.conftest import json_value, mirror_snapshot
 
 SOURCE = "da"
@@ -33,7 +34,20 @@ def change(
     revive: bool = False,
     invalid: str | None = None,
     payload: Any = None,
-) -> Change:
+) -> Change | Quarantined:
+    if invalid is not None:
+        return Quarantined(
+            event_id=str(position),
+            position=position,
+            type=f"event: {position}",
+            entity=entity,
+            payload=payload if payload is not None else {"event": position, "n": position},
+            reason=invalid,
+            entity_id=entity_id,
+            op=op,
+            occurred_at=f"2026-06-01T08:00:{position % 60:02d}+00:00",
+            person_id=person,
+        )
     return Change(
         event_id=str(position),
         position=position,
@@ -47,7 +61,6 @@ def change(
         status=status,
         person_id=person,
         revive=revive,
-        invalid=invalid,
     )
 
 

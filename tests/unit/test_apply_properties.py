@@ -31,7 +31,8 @@ from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.sql import adapt
-from edsync.normalize import Change, Cursor, scrub
+from edsync.model import Change, Cursor, Quarantined
+from edsync.normalize import scrub
 from edsync.rules import Rule
 from edsync.settings import MirrorSettings
 from tests.conftest import create_pg_database, drop_pg_databases, json_value, mirror_snapshot
@@ -115,7 +116,19 @@ def ev_type(ev: Ev) -> str:
     return f"{ev.entity} {ev.op or 'unknown'}"
 
 
-def to_change(ev: Ev) -> Change:
+def to_change(ev: Ev) -> Change | Quarantined:
+    if ev.invalid:
+        return Quarantined(
+            event_id=ev.event_id,
+            position=ev.pos,
+            type=ev_type(ev),
+            entity=ev.entity,
+            payload=ev_payload(ev),
+            reason="broken event",
+            entity_id=ev.entity_id,  # None: only unknown names are drawn invalid
+            occurred_at=f"2026-06-01T08:{ev.pos // 60:02d}:{ev.pos % 60:02d}+00:00",
+            person_id=ev.person,
+        )
     return Change(
         event_id=ev.event_id,
         position=ev.pos,
@@ -129,7 +142,6 @@ def to_change(ev: Ev) -> Change:
         status=ev.status,
         person_id=ev.person,
         revive=ev.revive,
-        invalid="broken event" if ev.invalid else None,
     )
 
 

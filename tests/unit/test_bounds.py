@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from edsync.sources.base import bound_time
+from edsync.normalize import bound_time
 
 MARCH = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edsync.normalize import Cursor, CursorRegressionError, advance
+from edsync.model import Cursor
+from edsync.normalize import CursorRegressionError, advance
 
 
 def test_advance_from_nothing_takes_the_new_cursor() -> None:

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from edsync.errors import AuthError, FatalError, MalformedPageError, RetriableError
-from edsync.metrics import Health
-from edsync.scheduler import error_kind, next_delay
-from edsync.systemd import Notifier
+from edsync.ops.metrics import Health
+from edsync.ops.systemd import Notifier
+from edsync.run.daemon import error_kind, next_delay
 
 
 def test_a_refused_credential_backs_off_exponentially_up_to_an_hour() -> None:

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from edsync.errors import InvalidEventError
-from edsync.normalize import RawEvent, normalize_page
+from edsync.model import Change, Quarantined, RawEvent
+from edsync.normalize import normalize_page
 from edsync.settings import HttpUrl, Secret
-from edsync.sources.dreamapply import EVENT_KINDS, DreamApplySource, Settings, parse_name
+from edsync.sources.dreamapply.journal import EVENT_KINDS, DreamApplySource, Settings, parse_name
 
 # (name as logged, entity, op, status carried by the name)
 JOURNAL_NAMES: list[tuple[str, str, str, str | None]] = [
@@ -154,7 +155,8 @@ def test_unexpanded_record_data_is_the_links_with_objects_reduced_to_ids() -> No
 
 def test_unknown_name_is_kept_as_entity_unknown() -> None:
     change = make_source().normalize(RawEvent("1", 1, event("Something new", **LINKS)))
-    assert (change.entity, change.op, change.invalid) == ("unknown", None, None)
+    assert isinstance(change, Change)
+    assert (change.entity, change.op) == ("unknown", None)
     assert not change.touches_record
 
 
@@ -175,6 +177,6 @@ def test_events_that_cannot_be_normalized_are_quarantined(body: object, reason: 
     with pytest.raises(InvalidEventError, match=reason):
         source.normalize(RawEvent("1", 1, body))
     (change,) = normalize_page([RawEvent("1", 1, body)], source.normalize)
-    assert change.invalid is not None
-    assert reason in change.invalid
+    assert isinstance(change, Quarantined)
+    assert reason in change.reason
     assert change.payload == body

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edsync.prefetch import Prefetch
+from edsync.run.prefetch import Prefetch
 
 
 def numbers(count: int) -> Iterator[int]:

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from edsync.mirror.apply import PageResult
-from edsync.normalize import Cursor
-from edsync.ui import RichProgress
+from edsync.mirror.ledger import PageResult
+from edsync.model import Cursor
+from edsync.ops.ui import RichProgress
 
 
 def page(received: int) -> PageResult:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edsync.cli import main
-from edsync.normalize import Change
+from edsync.model import Change
 from edsync.rules import EventPattern, Rule, signal_id
 
 

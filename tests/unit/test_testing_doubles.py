@@ -11,10 +11,9 @@ from sqlalchemy import Engine
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints, reads
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.normalize import Cursor
+from edsync.model import Cursor, Signal, SnapshotObject
+from edsync.run.drain import drain
 from edsync.settings import MirrorSettings
-from edsync.sinks.base import Signal
-from edsync.sync import drain
 from edsync.testing import MemorySink, MemorySource
 from tests.conftest import table_rows
 
@@ -71,3 +70,40 @@ def test_a_memory_sink_keeps_a_signal_once_and_fails_as_told() -> None:
     sink.send(signal)
     assert sink.received == {"s1": signal}
     assert sink.attempts == 3
+
+
+def test_a_memory_source_with_objects_bootstraps_a_new_mirror_from_them(tmp_path: Path) -> None:
+    """A kind that declares a snapshotter is snapshotted first; one without is not."""
+    engine = _mirror(tmp_path)
+    objects = {
+        "person": [SnapshotObject("1", {"name": "Ada"}), SnapshotObject("2", {"name": "Bo"})],
+        "class": [SnapshotObject("c1", {"title": "Maths"})],
+    }
+    source = MemorySource(
+        "mem",
+        [{"entity": "person", "op": "created", "entity_id": 1, "data": {"name": "Ada"}}],
+        objects=objects,
+    )
+    plain = MemorySource("plain")
+    try:
+        assert plain.snapshotter is None
+        first = drain(engine, source, prefetch=0)
+        # The stream resumes after the head noted before the snapshot: the one
+        # event already in it is not applied again.
+        assert first.received == 0
+        assert first.cursor == Cursor("1", 1)
+        rows = table_rows(engine, "records")
+        names = {(row[1], row[2]): orjson.loads(row[3]) for row in rows}
+        assert names == {
+            ("person", "1"): {"name": "Ada"},
+            ("person", "2"): {"name": "Bo"},
+            ("class", "c1"): {"title": "Maths"},
+        }
+        source.events.append({"entity": "person", "op": "deleted", "entity_id": 2})
+        again = drain(engine, source, prefetch=0)
+        assert (again.received, again.applied) == (1, 1)
+        deleted = {row[2]: bool(row[4]) for row in table_rows(engine, "records")}
+        assert deleted == {"1": False, "2": True, "c1": False}
+    finally:
+        source.close()
+        engine.dispose()

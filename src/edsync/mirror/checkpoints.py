@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import Connection, Engine
 
 from edsync.mirror.sql import adapt, execute
-from edsync.normalize import Cursor
+from edsync.model import Cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,3 +199,13 @@ def write_snapshot(conn: Connection, source: str, progress: SnapshotProgress) ->
     conn.exec_driver_sql(
         adapt(conn, _SNAPSHOT), (source, now_iso(), orjson.dumps(asdict(progress)).decode())
     )
+
+
+def last_position(engine: Engine, source: str) -> int:
+    """The highest position the ledger holds for ``source`` (0 if none): after
+    ``--reset`` forgot the cursor, positions still continue past the ledger."""
+    with engine.connect() as conn:
+        value = conn.exec_driver_sql(
+            adapt(conn, "SELECT MAX(position) FROM events WHERE source = ?"), (source,)
+        ).scalar()
+    return int(value or 0)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from edsync.errors import ConfigError, FatalError, RetriableError
 
-# Re-exported: mirror.apply imports WRITE from here.
+# Re-exported: mirror.ledger imports WRITE from here.
 from edsync.mirror.locks import WRITE as WRITE  # noqa: PLC0414
 from edsync.mirror.locks import lock_migrations
 from edsync.settings import MirrorSettings

@@ -2,7 +2,7 @@
 
 SQLite: a write transaction takes the file's write lock when it begins
 (``WRITE``). PostgreSQL: an advisory lock per source, held for the session by
-its poller (``coordination``), and one per transaction while migrating.
+its poller (``edsync.run.locks``), and one per transaction while migrating.
 """
 
 from __future__ import annotations

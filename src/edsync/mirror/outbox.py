@@ -1,18 +1,24 @@
-"""The outbox's queries: which deliveries are due, and how each attempt ends.
+"""The outbox's queries: the signals and deliveries a page raises, which
+deliveries are due, and how each attempt ends.
 
 The publisher decides (backoff, budgets, sinks); these functions only read and
-write the ``deliveries`` rows, so the statements live beside the schema.
+write the ``signals`` and ``deliveries`` rows, so the statements live beside
+the schema.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from edsync.mirror.sql import adapt, loads
-from edsync.sinks.base import Signal
+from edsync.mirror.sql import Into, adapt, insert_rows, loads
+from edsync.model import Signal
+
+if TYPE_CHECKING:
+    from edsync.model import Change
+    from edsync.rules import Rule
 
 _DUE = """
 SELECT d.signal_id, d.sink, d.attempts, s.rule, s.source, s.event_id, s.entity, s.entity_id,
@@ -117,3 +123,63 @@ def counts(engine: Engine) -> dict[tuple[str, str], int]:
             "SELECT sink, status, COUNT(*) FROM deliveries GROUP BY sink, status"
         ).all()
     return {(sink, status): int(n) for sink, status, n in rows}
+
+
+_INSERT_SIGNAL = Into(
+    "signals",
+    (
+        "id",
+        "rule",
+        "source",
+        "event_id",
+        "entity",
+        "entity_id",
+        "occurred_at",
+        "data",
+        "person_id",
+        "created_at",
+    ),
+)
+
+
+_SIGNAL_ONCE = "ON CONFLICT (rule, source, event_id) DO NOTHING"
+
+
+_INSERT_DELIVERY = Into(
+    "deliveries", ("signal_id", "sink", "status", "attempts", "next_attempt_at")
+)
+
+
+_DELIVERY_ONCE = "ON CONFLICT (signal_id, sink) DO NOTHING"
+
+
+def insert_signals(
+    conn: Connection, signal_rows: list[tuple[Any, ...]], delivery_rows: list[tuple[Any, ...]]
+) -> None:
+    """A page's signals and their deliveries, in the page's transaction (SPEC 3);
+    a signal raised again (a replayed page) is left as it is."""
+    insert_rows(conn, _INSERT_SIGNAL, signal_rows, _SIGNAL_ONCE)
+    insert_rows(conn, _INSERT_DELIVERY, delivery_rows, _DELIVERY_ONCE)
+
+
+def signal_data(rule: Rule, source: str, change: Change) -> dict[str, Any]:
+    """The outbox row's data: what a sink needs, without re-reading the mirror."""
+    data = dict(change.data or {})
+    if change.status is not None:
+        data["status"] = change.status
+    return {
+        "rule": rule.name,
+        "event_type": rule.event_type,
+        "member": rule.member_of(change),
+        "change": {
+            "source": source,
+            "event_id": change.event_id,
+            "position": change.position,
+            "type": change.type,
+            "entity": change.entity,
+            "entity_id": change.entity_id,
+            "op": change.op,
+            "occurred_at": change.occurred_at,
+            "data": data,
+        },
+    }

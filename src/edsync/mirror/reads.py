@@ -40,7 +40,9 @@ class SourceProgress:
 
 
 @dataclass(frozen=True, slots=True)
-class Quarantined:
+class QuarantinedRow:
+    """A quarantined event's ledger row, as ``quarantine list`` shows it."""
+
     source: str
     event_id: str
     position: int
@@ -81,11 +83,11 @@ def records_by_source(engine: Engine) -> dict[str, int]:
     return {source: int(n) for source, n in rows}
 
 
-def quarantined(engine: Engine, source: str) -> list[Quarantined]:
+def quarantined(engine: Engine, source: str) -> list[QuarantinedRow]:
     """A source's quarantined events, in position order."""
     with engine.connect() as conn:
         return [
-            Quarantined(
+            QuarantinedRow(
                 row[0], row[1], int(row[2]), row[3], row[4], _iso(row[5]), loads(row[6], conn)
             )
             for row in conn.exec_driver_sql(adapt(conn, _QUARANTINED), (source,))

@@ -8,8 +8,8 @@ import orjson
 
 from edsync.errors import ConfigError, FatalError, error_for_status
 from edsync.http import HttpClient
+from edsync.model import Signal
 from edsync.settings import Secret, SinkSettings
-from edsync.sinks.base import Signal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,8 +28,8 @@ import orjson
 
 from edsync.errors import ConfigError
 from edsync.http import HttpClient
+from edsync.model import Signal
 from edsync.settings import Secret, SinkSettings
-from edsync.sinks.base import Signal
 
 ID = "webhook-id"
 TIMESTAMP = "webhook-timestamp"

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from edsync.sources.base import Source
 
 _KINDS: dict[str, str] = {
-    "dreamapply": "edsync.sources.dreamapply",
+    "dreamapply": "edsync.sources.dreamapply.journal",
     "edlink": "edsync.sources.edlink",
 }
 

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import orjson
@@ -27,16 +27,22 @@ from edsync.errors import (
     edlink_error,
 )
 from edsync.http import HttpClient, Reply
-from edsync.normalize import Change, Cursor, Op, RawEvent, utc_timestamp
-from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
-from edsync.sources.base import (
+from edsync.model import (
     SNAPSHOT_DONE,
     Bounds,
+    Change,
+    Cursor,
+    Op,
+    RawEvent,
     RawPage,
     SnapshotObject,
     SnapshotPage,
-    bound_time,
 )
+from edsync.normalize import bound_time, utc_timestamp
+from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
+
+if TYPE_CHECKING:
+    from edsync.sources.base import Snapshotter
 
 log = structlog.get_logger("edsync.edlink")
 
@@ -166,7 +172,6 @@ def _event_id(body: object) -> str:
 
 class EdlinkSource:
     person_entity = "person"
-    can_snapshot = True
     snapshot_entities: tuple[str, ...] = tuple(entity for entity, _ in COLLECTIONS)
 
     def __init__(self, settings: Settings, http: HttpClient | None = None) -> None:
@@ -183,6 +188,11 @@ class EdlinkSource:
             ca_bundle=settings.ca_bundle,
             credential_env=settings.token.env,
         )
+
+    @property
+    def snapshotter(self) -> Snapshotter:
+        """Every Edlink source can snapshot: its graph lists (below)."""
+        return self
 
     def close(self) -> None:
         self.http.close()

@@ -13,11 +13,11 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
+from edsync.model import SnapshotPage
 from edsync.settings import HttpUrl, Secret
-from edsync.sources import dreamapply_snapshot
-from edsync.sources.base import SnapshotPage
-from edsync.sources.dreamapply import DreamApplySource, Settings
-from edsync.sources.dreamapply_snapshot import SnapshotTooLargeError
+from edsync.sources.dreamapply import snapshot as dreamapply_snapshot
+from edsync.sources.dreamapply.journal import DreamApplySource, Settings
+from edsync.sources.dreamapply.snapshot import SnapshotTooLargeError
 from tests.contract.dreamapply import payloads
 
 Answer = tuple[int, dict[str, str], Any]

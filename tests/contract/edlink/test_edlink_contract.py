@@ -25,9 +25,8 @@ from edsync.errors import (
 )
 from edsync.mirror import checkpoints
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.normalize import Cursor
+from edsync.model import Bounds, Cursor
 from edsync.settings import Duration, HttpUrl, Secret
-from edsync.sources.base import Bounds
 from edsync.sources.edlink import EdlinkSource, Settings
 from edsync_sim import Simulator
 from tests.conftest import json_value

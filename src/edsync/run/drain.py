@@ -19,12 +19,13 @@ from sqlalchemy import Engine
 
 from edsync.errors import FatalError, GapError
 from edsync.mirror import checkpoints
-from edsync.mirror.apply import Applier, PageResult
-from edsync.mirror.sql import adapt
-from edsync.normalize import Change, Cursor, normalize_page
-from edsync.prefetch import Prefetch
+from edsync.mirror.apply import Applier
+from edsync.mirror.ledger import PageResult
+from edsync.model import Bounds, Change, Cursor, Quarantined, RawPage
+from edsync.normalize import normalize_page
 from edsync.rules import Rule
-from edsync.sources.base import Bounds, RawPage, Source
+from edsync.run.prefetch import Prefetch
+from edsync.sources.base import Snapshotter, Source
 
 log = structlog.get_logger("edsync.sync")
 
@@ -163,8 +164,8 @@ def _starting_cursor(run: _Run) -> Cursor | None:
     source, engine = run.source, run.applier.engine
     checkpoint = checkpoints.load(engine, source.name)
     cursor = checkpoint.cursor if checkpoint else None
-    if cursor is None and source.can_snapshot:
-        return bootstrap(run, "no checkpoint yet: a new mirror starts complete")
+    if cursor is None and source.snapshotter is not None:
+        return bootstrap(run, source.snapshotter, "no checkpoint yet: a new mirror starts complete")
     if checkpoint is None or cursor is None:
         return cursor
     if checkpoint.gap is not None:
@@ -185,15 +186,15 @@ def _resolve_gap(run: _Run, reason: str) -> Cursor:
     source = run.source
     checkpoints.record_gap(run.applier.engine, source.name, reason)
     log.warning("gap_detected", source=source.name, gap=reason, resync=source.resync)
-    if source.can_snapshot and source.resync == "auto":
-        return bootstrap(run, f"resync after a gap: {reason}")
+    if source.snapshotter is not None and source.resync == "auto":
+        return bootstrap(run, source.snapshotter, f"resync after a gap: {reason}")
     raise GapError(
         f"source {source.name!r} has a gap: {reason}. It stays stopped until "
         f"`edsync backfill --source {source.name} --reset`"
     )
 
 
-def bootstrap(run: _Run, reason: str) -> Cursor:
+def bootstrap(run: _Run, snapshotter: Snapshotter, reason: str) -> Cursor:
     """Note the stream head, snapshot every list endpoint, then resume after the head.
 
     Changes made while the snapshot runs are in the stream after the noted
@@ -206,12 +207,12 @@ def bootstrap(run: _Run, reason: str) -> Cursor:
     engine = applier.engine
     state = checkpoints.read_snapshot(engine, source.name)
     if state is None:
-        state = _new_snapshot(source, applier, reason)
+        state = _new_snapshot(source.name, snapshotter, applier, reason)
         log.info("snapshot_started", source=source.name, reason=reason)
     else:
         log.info("snapshot_resumed", source=source.name, reason=state.reason, at=state.resume)
     seen = 0
-    for page in source.snapshot(state.resume):
+    for page in snapshotter.snapshot(state.resume):
         state = replace(state, resume=page.resume)
         with run.gate:
             seen += applier.apply_snapshot(page, state)
@@ -219,7 +220,7 @@ def bootstrap(run: _Run, reason: str) -> Cursor:
         if run.stop is not None and run.stop.is_set():
             log.info("snapshot_paused", source=source.name, at=state.resume)
             raise _SnapshotStopped
-    missing = applier.finish_snapshot(source.snapshot_entities, state.id, state.cursor)
+    missing = applier.finish_snapshot(snapshotter.snapshot_entities, state.id, state.cursor)
     log.info(
         "snapshot_done",
         source=source.name,
@@ -230,22 +231,15 @@ def bootstrap(run: _Run, reason: str) -> Cursor:
     return state.cursor
 
 
-def _new_snapshot(source: Source, applier: Applier, reason: str) -> checkpoints.SnapshotProgress:
-    checkpoint = checkpoints.load(applier.engine, source.name)
+def _new_snapshot(
+    name: str, snapshotter: Snapshotter, applier: Applier, reason: str
+) -> checkpoints.SnapshotProgress:
+    checkpoint = checkpoints.load(applier.engine, name)
     base = checkpoint.cursor.position if checkpoint and checkpoint.cursor else 0
     if checkpoint is not None and checkpoint.cursor is None and checkpoint.events_total:
-        base = _max_position(applier.engine, source.name)
-    cursor = source.after_snapshot(source.head(), base)
+        base = checkpoints.last_position(applier.engine, name)
+    cursor = snapshotter.after_snapshot(snapshotter.head(), base)
     return checkpoints.SnapshotProgress(uuid.uuid4().hex, reason, cursor.value, cursor.position)
-
-
-def _max_position(engine: Engine, source: str) -> int:
-    """After ``--reset`` forgot the cursor, positions still continue past the ledger."""
-    with engine.connect() as conn:
-        value = conn.exec_driver_sql(
-            adapt(conn, "SELECT MAX(position) FROM events WHERE source = ?"), (source,)
-        ).scalar()
-    return int(value or 0)
 
 
 @dataclass(slots=True)
@@ -288,14 +282,14 @@ class _Run:
                 if bad is not None:
                     raise InvalidEventStopError(
                         f"source {source.name!r} stopped at event {bad.event_id}: "
-                        f'{bad.invalid} (on_invalid = "stop"; fix it upstream or set '
+                        f'{bad.reason} (on_invalid = "stop"; fix it upstream or set '
                         'on_invalid = "quarantine")'
                     )
                 if self.stop is not None and self.stop.is_set():
                     result.stopped = True
                     return
 
-    def _apply(self, page: RawPage) -> Change | None:
+    def _apply(self, page: RawPage) -> Quarantined | None:
         """Normalize and apply one page; returns the event ``on_invalid = "stop"``
         stops at, the events before it applied."""
         stages, clock = self.result.stages, self.clock
@@ -336,12 +330,12 @@ class _Run:
 
 def _cut(
     page: RawPage, on_invalid: str, source: Source
-) -> tuple[list[Change], Cursor, Change | None]:
+) -> tuple[list[Change | Quarantined], Cursor, Quarantined | None]:
     changes = normalize_page(page.events, source.normalize)
     if on_invalid != "stop":
         return changes, page.cursor, None
     for index, change in enumerate(changes):
-        if change.invalid is not None:
+        if isinstance(change, Quarantined):
             if index == 0:
                 return [], page.cursor, change
             before = changes[index - 1]

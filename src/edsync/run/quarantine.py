@@ -12,8 +12,8 @@ from edsync import sources
 from edsync.errors import InvalidEventError
 from edsync.mirror import reads
 from edsync.mirror.apply import Applier
-from edsync.mirror.reads import Quarantined
-from edsync.normalize import RawEvent
+from edsync.mirror.reads import QuarantinedRow
+from edsync.model import RawEvent
 from edsync.settings import Config
 
 log = structlog.get_logger("edsync.quarantine")
@@ -26,7 +26,7 @@ class RetryReport:
     still_quarantined: int = 0
 
 
-def list_quarantined(engine: Engine, names: Sequence[str]) -> list[Quarantined]:
+def list_quarantined(engine: Engine, names: Sequence[str]) -> list[QuarantinedRow]:
     return [item for name in names for item in reads.quarantined(engine, name)]
 
 
@@ -34,7 +34,7 @@ def retry(config: Config, engine: Engine, names: Sequence[str]) -> RetryReport:
     """Normalize each quarantined event again; apply those that now pass, in position order."""
     report = RetryReport()
     rules = config.compiled_rules
-    by_source: dict[str, list[Quarantined]] = {}
+    by_source: dict[str, list[QuarantinedRow]] = {}
     for item in list_quarantined(engine, names):
         by_source.setdefault(item.source, []).append(item)
     for name, items in by_source.items():

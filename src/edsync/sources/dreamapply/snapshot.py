@@ -24,8 +24,8 @@ import structlog
 
 from edsync.errors import FatalError, MalformedPageError
 from edsync.http import HttpClient, Reply
-from edsync.sources.base import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
-from edsync.sources.dreamapply_links import ref_id
+from edsync.model import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
+from edsync.sources.dreamapply.names import ref_id
 
 log = structlog.get_logger("edsync.dreamapply")
 

@@ -58,7 +58,7 @@ def fresh_file(db: Path) -> None:
 def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
     from edsync.sinks import learninghub
     from edsync.sources import edlink as edlink_source
-    from edsync.sources.dreamapply import Settings
+    from edsync.sources.dreamapply.journal import Settings
 
     source = Settings(
         name="dreamapply",
@@ -107,10 +107,10 @@ def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
 
 
 def run_demo(events: int, db: Path) -> int:
-    from edsync import logs
-    from edsync.backfill import run_backfill
     from edsync.mirror.db import create_mirror_engine, ensure_schema, mark_demo
-    from edsync.ui import RichProgress
+    from edsync.ops import logs
+    from edsync.ops.ui import RichProgress
+    from edsync.run.backfill import run_backfill
     from edsync_sim import Simulator
 
     fresh_file(db)
@@ -143,7 +143,7 @@ def _summary(engine: object, db: Path) -> None:
     from sqlalchemy import Engine
 
     from edsync.mirror import outbox, reads
-    from edsync.ui import print_table
+    from edsync.ops.ui import print_table
 
     assert isinstance(engine, Engine)
     per_entity = reads.records_by_entity(engine)

@@ -1,7 +1,7 @@
 """DreamApply's links between resources: the id a link or an expanded object names.
 
-Its own module because both the journal reader (``dreamapply``) and the
-snapshot (``dreamapply_snapshot``) follow links, and neither imports the other.
+Its own module because both the journal reader (``journal``) and the
+snapshot (``snapshot``) follow links, and neither imports the other.
 """
 
 from __future__ import annotations

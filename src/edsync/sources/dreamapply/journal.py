@@ -6,16 +6,19 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from edsync.errors import ConfigError, InvalidEventError, MalformedPageError
 from edsync.http import HttpClient, Reply
-from edsync.normalize import UNKNOWN_ENTITY, Change, Cursor, Op, RawEvent, utc_timestamp
+from edsync.model import UNKNOWN_ENTITY, Bounds, Change, Cursor, Op, RawEvent, RawPage, SnapshotPage
+from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
-from edsync.sources.base import Bounds, RawPage, SnapshotPage
-from edsync.sources.dreamapply_links import ref_id
+from edsync.sources.dreamapply.names import ref_id
+
+if TYPE_CHECKING:
+    from edsync.sources.base import Snapshotter
 
 log = structlog.get_logger("edsync.dreamapply")
 
@@ -224,7 +227,6 @@ class DreamApplySource:
         )
         self.prefix = settings.api_prefix.rstrip("/")
         self.path = f"{self.prefix}/journal"
-        self.can_snapshot = settings.snapshot
         # Without a snapshot to resync from, a gap can only be reset by a human.
         self.resync = settings.resync if settings.snapshot else "manual"
         cap = SERVER_MAX_EXPANDED_PAGE if settings.expand else SERVER_MAX_PAGE
@@ -233,6 +235,12 @@ class DreamApplySource:
         # API v9 requires byEvents (HEAD too): the configured names, or all of them.
         names = [*(settings.events or EVENT_KINDS), *settings.new_events]
         self.by_events = ",".join(dict.fromkeys(names))
+
+    @property
+    def snapshotter(self) -> Snapshotter | None:
+        """The list endpoints' snapshot (``head`` … ``snapshot`` below), unless the
+        settings turn it off (``snapshot = false``)."""
+        return self if self.settings.snapshot else None
 
     def close(self) -> None:
         self.http.close()
@@ -266,7 +274,7 @@ class DreamApplySource:
         return Cursor(str(position), position)
 
     def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
-        from edsync.sources.dreamapply_snapshot import Snapshot
+        from edsync.sources.dreamapply.snapshot import Snapshot
 
         return Snapshot(self.name, self.http, self.prefix).pages(resume)
 

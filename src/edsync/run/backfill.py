@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import Engine
 
-from edsync.lifecycle import Stopper
+from edsync.model import Bounds
 from edsync.publisher import Publisher, Report, burst_budget
-from edsync.runner import Runner
+from edsync.run.drain import DrainResult, Progress
+from edsync.run.runner import Runner
+from edsync.run.stopping import Stopper
 from edsync.settings import Config
-from edsync.sources.base import Bounds
-from edsync.sync import DrainResult, Progress
 
 log = structlog.get_logger("edsync.backfill")
 

@@ -6,8 +6,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from edsync.mirror.apply import PageResult
-from edsync.sync import Progress
+from edsync.mirror.ledger import PageResult
+from edsync.run.drain import Progress
 
 if TYPE_CHECKING:
     from rich.console import Console

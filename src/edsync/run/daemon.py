@@ -25,18 +25,18 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from edsync import logs
 from edsync.config import load_config
-from edsync.coordination import release_run_lock, source_locks, sqlite_run_lock
 from edsync.errors import ConfigError
 from edsync.http import on_retry
-from edsync.lifecycle import Stopper
-from edsync.metrics import Health, Metrics, MetricsServer
 from edsync.mirror import outbox
+from edsync.ops import logs
+from edsync.ops.metrics import Health, Metrics, MetricsServer
+from edsync.ops.systemd import Notifier
 from edsync.publisher import Publisher
-from edsync.runner import PollOutcome, Runner, SourceState, error_kind, next_delay
+from edsync.run.locks import release_run_lock, source_locks, sqlite_run_lock
+from edsync.run.runner import PollOutcome, Runner, SourceState, error_kind, next_delay
+from edsync.run.stopping import Stopper
 from edsync.settings import Config
-from edsync.systemd import Notifier
 
 __all__ = ["Daemon", "error_kind", "next_delay", "run_daemon"]
 

@@ -18,7 +18,6 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from edsync import sources
-from edsync.coordination import Fence, LocalLocks, SourceLocks
 from edsync.errors import (
     AuthError,
     ConfigError,
@@ -27,14 +26,16 @@ from edsync.errors import (
     MalformedPageError,
     RetriableError,
 )
-from edsync.lifecycle import Stopper
-from edsync.metrics import Health, Metrics
 from edsync.mirror import checkpoints
-from edsync.mirror.apply import PageResult
+from edsync.mirror.ledger import PageResult
+from edsync.model import Bounds
+from edsync.ops.metrics import Health, Metrics
 from edsync.rules import Rule
+from edsync.run.drain import DrainResult, Progress, drain
+from edsync.run.locks import Fence, LocalLocks, SourceLocks
+from edsync.run.stopping import Stopper
 from edsync.settings import SourceSettings
-from edsync.sources.base import Bounds, Source
-from edsync.sync import DrainResult, Progress, drain
+from edsync.sources.base import Source
 
 log = structlog.get_logger("edsync.runner")
 

@@ -1,0 +1,158 @@
+"""The domain's types, in one leaf module: what a feed sends (``RawEvent``,
+``RawPage``), where it was applied up to (``Cursor``), a drain's ``Bounds``,
+a snapshot's objects, a normalized ``Change`` or a ``Quarantined`` event, and
+the ``Signal`` a sink is handed. Frozen values; nothing here imports the rest of edsync."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Op = Literal["created", "updated", "deleted", "forgotten"]
+UNKNOWN_ENTITY = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One feed event, normalized. An event of a name its kind does not know
+    is a Change too, with no ``entity_id`` and no ``op``: it reaches the ledger
+    (applied) and touches no record. An event that could not be normalized is
+    a ``Quarantined``, not a Change.
+    """
+
+    event_id: str
+    position: int
+    type: str
+    entity: str
+    entity_id: str | None
+    op: Op | None
+    occurred_at: str | None
+    payload: Any
+    data: Mapping[str, Any] | None = None
+    status: str | None = None
+    person_id: str | None = None
+    revive: bool = False
+
+    @property
+    def touches_record(self) -> bool:
+        return self.op is not None and self.entity_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A feed event that could not be normalized, and why (``reason``).
+
+    It still reaches the ledger (status quarantined), never dropped, and
+    touches no record; ``edsync quarantine retry`` normalizes it again. The
+    optional fields are what was known of it before it failed.
+    """
+
+    event_id: str
+    position: int
+    type: str
+    entity: str
+    payload: Any
+    reason: str
+    entity_id: str | None = None
+    op: Op | None = None
+    occurred_at: str | None = None
+    person_id: str | None = None
+
+    @property
+    def touches_record(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """An event as the feed sent it, with its place in the feed."""
+
+    event_id: str
+    position: int
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a feed was last applied up to: the stored text and its position."""
+
+    value: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """One page as fetched, and the cursor to store once it is applied.
+
+    ``fetch_seconds`` / ``parse_seconds``: time on the wire and parsing it.
+    """
+
+    events: list[RawEvent]
+    cursor: Cursor
+    fetch_seconds: float = 0.0
+    parse_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotObject:
+    entity_id: str
+    data: dict[str, Any]
+    person_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPage:
+    """Current objects of one entity kind, as a list endpoint pages them.
+
+    ``resume``: the token to pass to ``snapshot`` to go on after this page (a
+    run cut short resumes there). ``deleted``: the objects are gone upstream
+    (purged): tombstones, not current state.
+    """
+
+    entity: str
+    objects: list[SnapshotObject]
+    resume: str | None = None
+    deleted: bool = False
+
+
+SNAPSHOT_DONE = "done"
+"""The resume token after a snapshot's last page: nothing is left to read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """Optional limits of a drain (``backfill --since/--until``), both inclusive:
+    an event id of the feed, or an ISO 8601 time (``normalize.bound_time``
+    tells them apart)."""
+
+    since: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """An outbox row, as the publisher hands it to a sink."""
+
+    id: str
+    rule: str
+    source: str
+    event_id: str
+    entity: str
+    entity_id: str | None
+    occurred_at: str | None
+    data: dict[str, Any]
+
+    @property
+    def event_type(self) -> str:
+        return str(self.data.get("event_type") or self.rule)
+
+    @property
+    def member(self) -> str | None:
+        member = self.data.get("member")
+        return member if isinstance(member, str) else None
+
+    @property
+    def change(self) -> dict[str, Any]:
+        change = self.data.get("change")
+        return change if isinstance(change, dict) else {}
