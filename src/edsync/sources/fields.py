@@ -24,15 +24,25 @@ Leaf module: nothing here imports anything of edsync's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 FieldType = Literal["text", "integer", "boolean", "timestamp", "link", "person"]
 """``link``: a DreamApply reference, a link (``/api/applicants/12``) or an
 expanded object (``{"id": 12}``); the column holds the id as text, like
-``records.entity_id``. ``person``: the record's ``person_id`` column, which
+``records.entity_id``: a link's trailing digits, an object's ``id``. A link
+field declares the prefix its links have in the journal (``prefix``:
+``/api/applications/``, from the vendor's examples), which the view reads
+first, cheaply; any other form (``/api/v9/applications/321``) reads the same,
+slower. ``person``: the record's ``person_id`` column, which
 the apply step reads from the same link (or, for a snapshotted offer, from
 its application), so no JSON is read at all."""
+
+
+_PREFIX = re.compile(r"/[A-Za-z0-9/.-]*/")
+"""What a link prefix may be: ASCII, starting and ending with a slash (no
+digit at either end, no LIKE wildcard, nothing SQL quotes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +50,27 @@ class Field:
     column: str
     path: tuple[str, ...]
     type: FieldType
+    prefix: str = ""  # a link's common form: the prefix before its id
+
+    def __post_init__(self) -> None:
+        if self.prefix and (self.type != "link" or not _PREFIX.fullmatch(self.prefix)):
+            raise ValueError(f"{self.column}: {self.prefix!r} is not a link prefix")
 
 
 def _f(column: str, path: str, type_: FieldType = "text") -> Field:
     return Field(column, tuple(path.split(".")), type_)
 
 
+def _link(column: str, path: str, resource: str) -> Field:
+    """A link to ``resource``, declared in its common form ``/api/{resource}/{id}``:
+    the journal's links and the vendor's examples (``/api/courses/1``). The
+    vendor's objects also show links with the API version (``/api/v4/…``):
+    those read the same, through the view's slower general expression."""
+    return Field(column, tuple(path.split(".")), "link", f"/api/{resource}/")
+
+
 _APPLICANT = Field("applicant_id", (), "person")
-_APPLICATION = _f("application_id", "application", "link")
+_APPLICATION = _link("application_id", "application", "applications")
 
 DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
     "applicant": (
@@ -73,7 +96,7 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
             _APPLICANT,
             _f("status", "status"),
             _f("commence_year", "commence_year"),
-            _f("academic_term_id", "academic_term", "link"),
+            _link("academic_term_id", "academic_term", "academic-terms"),
             _f("created", "created", "timestamp"),
             _f("revised", "revised", "timestamp"),
             _f("submitted", "submitted", "timestamp"),
@@ -85,8 +108,8 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
             _APPLICATION,
             _APPLICANT,
             _f("status", "status"),
-            _f("course_id", "course", "link"),
-            _f("type_id", "type", "link"),
+            _link("course_id", "course", "courses"),
+            _link("type_id", "type", "applications/offers/types"),
             _f("priority", "priority", "integer"),
             _f("decision", "decision"),
             _f("decision_policy", "decision-policy"),
@@ -101,7 +124,7 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
         (
             _APPLICATION,
             _APPLICANT,
-            _f("course_id", "course", "link"),
+            _link("course_id", "course", "courses"),
             _f("nr", "nr"),
             _f("currency", "currency"),
             _f("issued", "issued", "timestamp"),
