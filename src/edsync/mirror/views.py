@@ -38,7 +38,6 @@ MAX_NAME = 63
 """PostgreSQL truncates longer identifiers: such a view is skipped, not cut."""
 
 _DIGITS = "'0123456789'"
-_DIGITS_HEX = b"0123456789".hex()
 _BIGINT = (-(2**63), 2**63 - 1)
 
 
@@ -179,21 +178,6 @@ class _Postgres(_Dialect):
             # An ISO date's shape: one LIKE, the cheapest test measured.
             return f"CASE WHEN {value} LIKE '____-__-__%' THEN ({value})::timestamptz END"
         return self.link(field.path, field.prefix)
-
-    def _plain_link(self, path: Sequence[str], prefix: str) -> str:
-        # Its text functions are multibyte-aware (rtrim alone costs more than
-        # the JSON read): the digits are trimmed off the value's bytes instead
-        # (convert_to SQL_ASCII copies them as stored, and an ASCII digit's
-        # byte is one in every server encoding). btrim, as rtrim(bytea) needs
-        # PostgreSQL 14: the LIKE first makes the value start with the prefix's
-        # slash, and spares a value of another form the rest.
-        value = self.value(path)
-        return (
-            f"{value} LIKE {_literal(prefix + '%')} "
-            f"AND btrim(convert_to({value}, 'SQL_ASCII'), decode({_literal(_DIGITS_HEX)}, 'hex')) "
-            f"= decode({_literal(prefix.encode().hex())}, 'hex') "
-            f"THEN NULLIF(right({value}, -{len(prefix)}), '')"
-        )
 
 
 def _dialect(name: str) -> _Dialect:
