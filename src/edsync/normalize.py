@@ -119,6 +119,12 @@ def bound_time(value: str) -> float | None:
     text = value.strip()
     if not text or all(c in _DIGITS for c in text):
         return None
+    return iso_seconds(text)
+
+
+def iso_seconds(text: str) -> float | None:
+    """An ISO 8601 date or date-time in Unix seconds (UTC when it names no
+    offset), or None when it is not one."""
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:

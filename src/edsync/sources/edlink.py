@@ -7,7 +7,6 @@ from the checkpoint. ``$next`` is followed within a drain but never stored
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from edsync.model import (
     SnapshotObject,
     SnapshotPage,
 )
-from edsync.normalize import bound_time, utc_timestamp
+from edsync.normalize import bound_time, iso_seconds, utc_timestamp
 from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
 
 if TYPE_CHECKING:
@@ -106,15 +105,7 @@ def _event_time(body: object) -> float | None:
     if not isinstance(body, dict):
         return None
     value = body.get("date") or body.get("created_date")
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
+    return iso_seconds(value) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
