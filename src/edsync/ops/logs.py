@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 import orjson
@@ -11,13 +12,25 @@ import structlog
 
 from edsync.settings import LogSettings
 
+_WRITING = threading.Lock()
+
+
+def write_line(message: str) -> None:
+    """One log line to whatever ``sys.stderr`` is *now* (a live progress bar
+    redirects it above itself), whole: in one write, under one lock shared by
+    every thread, as ``print`` writes the text and its newline apart and two
+    threads' lines ran together (``{...}{...}``), unreadable to a JSON reader."""
+    with _WRITING:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
 
 class _StderrLogger:
-    """Writes to whatever ``sys.stderr`` is *now*, so a live progress bar can
-    redirect log lines above itself."""
+    """structlog's end of the pipeline: ``write_line``."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        write_line(message)
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -32,11 +45,11 @@ def _json(event_dict: Any, **_kw: Any) -> str:
 
 class _StderrHandler(logging.Handler):
     """The stdlib end of the pipeline: library records, rendered by structlog,
-    to whatever ``sys.stderr`` is now (as ``_StderrLogger``)."""
+    through ``write_line`` (as ``_StderrLogger``)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(self.format(record), file=sys.stderr, flush=True)
+            write_line(self.format(record))
         except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
             self.handleError(record)
 
