@@ -19,10 +19,12 @@ import pytest
 import stamina
 from sqlalchemy import Connection, Engine, event
 
+from edsync.config import load_config
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.settings import MirrorSettings
 
 DREAMAPPLY_KEY = "sim-dreamapply-key"
+EDLINK_TOKEN = "sim-edlink-token"
 PG_URL_ENV = "EDSYNC_TEST_PG_URL"  # a server to use instead of a throwaway cluster
 
 
@@ -243,6 +245,53 @@ def write_config(
         return path
 
     return factory
+
+
+@pytest.fixture
+def edlink_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror_url: Callable[[str], str]
+) -> Callable[..., Path]:
+    """``edlink_config(url, *keys, token=…, with_dreamapply=False)``: an edsync.toml
+    for an Edlink source at ``url``, ``keys`` (TOML lines) added to its table, and
+    with a DreamApply source at the same ``url`` if asked; returns its path."""
+    monkeypatch.setenv("DREAMAPPLY_API_KEY", DREAMAPPLY_KEY)
+
+    def factory(
+        url: str, *keys: str, token: str = EDLINK_TOKEN, with_dreamapply: bool = False
+    ) -> Path:
+        monkeypatch.setenv("EDLINK_TOKEN", token)
+        lines = [
+            "[mirror]",
+            f'url = "{mirror_url("mirror.db")}"',
+            "[log]",
+            'format = "json"',
+            "[sources.edlink]",
+            'kind = "edlink"',
+            f'base_url = "{url}"',
+            'token_env = "EDLINK_TOKEN"',
+            *keys,
+        ]
+        if with_dreamapply:
+            lines += [
+                "[sources.dreamapply]",
+                'kind = "dreamapply"',
+                f'base_url = "{url}"',
+                'api_key_env = "DREAMAPPLY_API_KEY"',
+                "max_requests_per_minute = 0",
+                'interval = "1s"',
+            ]
+        path = tmp_path / "edsync.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return factory
+
+
+def mirror_engine(path: Path) -> Engine:
+    """The mirror the config at ``path`` names, migrated."""
+    engine = create_mirror_engine(load_config(path).mirror)
+    ensure_schema(engine, auto_migrate=True)
+    return engine
 
 
 def json_value(dialect: str, value: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,60 +17,15 @@ from edsync import sources
 from edsync.cli import main
 from edsync.config import load_config
 from edsync.mirror import checkpoints
-from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.sql import adapt
 from edsync.model import SnapshotPage
 from edsync.run.drain import drain
 from edsync.sources.edlink import EdlinkSource
-from tests.conftest import DREAMAPPLY_KEY, json_value, mirror_snapshot
+from tests.conftest import EDLINK_TOKEN as TOKEN
+from tests.conftest import json_value, mirror_engine, mirror_snapshot
 from tests.integration.daemon import DaemonProcess
 
-TOKEN = "sim-edlink-token"
-
-
-@pytest.fixture
-def edlink_config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror_url: Callable[[str], str]
-) -> Callable[..., Path]:
-    monkeypatch.setenv("EDLINK_TOKEN", TOKEN)
-    monkeypatch.setenv("DREAMAPPLY_API_KEY", DREAMAPPLY_KEY)
-
-    def factory(url: str, extra: str = "", *, with_dreamapply: bool = False) -> Path:
-        path = tmp_path / "edsync.toml"
-        text = f"""
-            [mirror]
-            url = "{mirror_url("mirror.db")}"
-            [log]
-            format = "json"
-            [sources.edlink]
-            kind = "edlink"
-            base_url = "{url}"
-            token_env = "EDLINK_TOKEN"
-            page_size = 50
-            interval = "1s"
-        """
-        text = textwrap.dedent(text) + textwrap.dedent(extra)
-        if with_dreamapply:
-            text += textwrap.dedent(
-                f"""
-                [sources.dreamapply]
-                kind = "dreamapply"
-                base_url = "{url}"
-                api_key_env = "DREAMAPPLY_API_KEY"
-                max_requests_per_minute = 0
-                interval = "1s"
-                """
-            )
-        path.write_text(text)
-        return path
-
-    return factory
-
-
-def engine_of(path: Path) -> Engine:
-    engine = create_mirror_engine(load_config(path).mirror)
-    ensure_schema(engine, auto_migrate=True)
-    return engine
+FAST = ("page_size = 50", 'interval = "1s"')
 
 
 def mirror_records(engine: Engine) -> dict[tuple[str, str], tuple[bool, dict[str, Any]]]:
@@ -113,9 +67,9 @@ def test_a_fresh_mirror_is_the_graph_and_follows_the_stream(
     make_simulator: Callable[..., Any], edlink_config: Callable[..., Path]
 ) -> None:
     sim = make_simulator(events=0, edlink_people=60)
-    path = edlink_config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     assert_mirror_matches_graph(engine, sim, every_deleted=False)
 
     # Then the stream: creates, updates, deletes and revivals, all applied.
@@ -147,7 +101,7 @@ def test_backfill_until_stops_at_that_event_or_time_and_a_later_run_resumes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sim = make_simulator(events=0, edlink_people=30, edlink_events=0)
-    path = edlink_config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
     # Three events a second, an hour ago: dates rise, and some are equal.
     with freeze_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)) as clock:
@@ -158,7 +112,7 @@ def test_backfill_until_stops_at_that_event_or_time_and_a_later_run_resumes(
         body = http.get("/api/v2/graph/events", params={"$first": 10000}).json()
     stream = [(event["id"], dt.datetime.fromisoformat(event["date"])) for event in body["$data"]]
     assert len(stream) == 300
-    engine = engine_of(path)
+    engine = mirror_engine(path)
 
     # An event id (a UUID, not ordered): up to that event, inclusive; the cursor is it.
     until_id = stream[119][0]
@@ -202,11 +156,11 @@ def test_a_mirror_from_an_empty_stream_matches_every_entity_and_revives(
     make_simulator: Callable[..., Any], edlink_config: Callable[..., Path]
 ) -> None:
     sim = make_simulator(events=0, edlink_people=40, edlink_events=0)
-    path = edlink_config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
     sim.edlink.append(1500)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     assert_mirror_matches_graph(engine, sim, every_deleted=True)
 
     with engine.connect() as conn:
@@ -227,11 +181,11 @@ def test_replaying_pages_changes_nothing(
     make_simulator: Callable[..., Any], edlink_config: Callable[..., Path]
 ) -> None:
     sim = make_simulator(events=0, edlink_people=30)
-    path = edlink_config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
     sim.edlink.append(200)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     before = mirror_snapshot(engine)
     # Wind the checkpoint back to event 40, as a crash before later commits would.
     with engine.begin() as conn:
@@ -250,11 +204,11 @@ def test_the_legacy_event_shape_is_accepted(
     make_simulator: Callable[..., Any], edlink_config: Callable[..., Path]
 ) -> None:
     sim = make_simulator(events=0, edlink_people=20, edlink_legacy_shape=True)
-    path = edlink_config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
     sim.edlink.append(150)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     assert_mirror_matches_graph(engine, sim, every_deleted=False)
     with engine.connect() as conn:
         statuses = dict(
@@ -284,11 +238,11 @@ def test_a_checkpoint_past_retention_resyncs_without_losing_changes(
     make_simulator: Callable[..., Any], edlink_config: Callable[..., Path]
 ) -> None:
     sim = make_simulator(events=0, edlink_people=40)
-    path = edlink_config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
     sim.edlink.append(100)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
 
     with freeze_time(later, tick=True):
@@ -316,9 +270,9 @@ def test_manual_resync_stops_the_source_and_the_other_keeps_running(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sim = make_simulator(events=100, edlink_people=20)
-    path = edlink_config(sim.url, 'resync = "manual"\n', with_dreamapply=True)
+    path = edlink_config(sim.url, *FAST, 'resync = "manual"', with_dreamapply=True)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     with engine.begin() as conn:  # a cursor Edlink no longer knows
         conn.exec_driver_sql(
             "UPDATE checkpoints SET cursor = 'purged-event-id' WHERE source = 'edlink'"
@@ -358,7 +312,7 @@ def test_a_snapshot_resumes_at_the_list_it_was_reading(
 ) -> None:
     # A `$next` link expires, so a resumed snapshot restarts the list it was in.
     sim = make_simulator(events=0, edlink_people=40)
-    source = sources.create(load_config(edlink_config(sim.url)).sources["edlink"])
+    source = sources.create(load_config(edlink_config(sim.url, *FAST)).sources["edlink"])
     try:
         whole = list(source.snapshot())
         tokens = [page.resume for page in whole]

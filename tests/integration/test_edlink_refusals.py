@@ -3,7 +3,6 @@ error that backs off and recovers, never a gap or a resync (SPEC 2.2, 5.2)."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,50 +12,15 @@ import pytest
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import load_config
 from edsync.mirror import checkpoints
-from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync_sim import Simulator
 from edsync_sim.server import RecordedRequest
+from tests.conftest import EDLINK_TOKEN as TOKEN
+from tests.conftest import mirror_engine
 from tests.integration.daemon import DaemonProcess
 
-TOKEN = "sim-edlink-token"
+FAST = ("page_size = 50", 'interval = "1s"')
 EVENTS = "/api/v2/graph/events"
-
-
-@pytest.fixture
-def config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror_url: Callable[[str], str]
-) -> Callable[[str], Path]:
-    monkeypatch.setenv("EDLINK_TOKEN", TOKEN)
-
-    def factory(url: str) -> Path:
-        path = tmp_path / "edsync.toml"
-        path.write_text(
-            textwrap.dedent(
-                f"""
-                [mirror]
-                url = "{mirror_url("mirror.db")}"
-                [log]
-                format = "json"
-                [sources.edlink]
-                kind = "edlink"
-                base_url = "{url}"
-                token_env = "EDLINK_TOKEN"
-                page_size = 50
-                interval = "1s"
-                """
-            )
-        )
-        return path
-
-    return factory
-
-
-def engine_of(path: Path) -> Engine:
-    engine = create_mirror_engine(load_config(path).mirror)
-    ensure_schema(engine, auto_migrate=True)
-    return engine
 
 
 def status_of(path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
@@ -129,7 +93,7 @@ def _fix_expired(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_a_token_refused_mid_run_stops_backfill_without_a_gap_and_resumes_once_fixed(
     make_simulator: Callable[..., Simulator],
-    config: Callable[[str], Path],
+    edlink_config: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     code: str,
@@ -137,9 +101,9 @@ def test_a_token_refused_mid_run_stops_backfill_without_a_gap_and_resumes_once_f
     fixer: Callable[[Simulator, pytest.MonkeyPatch], None],
 ) -> None:
     sim = make_simulator(events=0, edlink_people=30)
-    path = config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     sim.edlink.append(120)
     stream = events_seen(sim)[-120:]
     # The first page (50 events) is applied; the token dies before the second.
@@ -189,13 +153,13 @@ def test_a_token_refused_mid_run_stops_backfill_without_a_gap_and_resumes_once_f
 
 def test_a_disabled_integration_is_a_source_error_not_a_gap(
     make_simulator: Callable[..., Simulator],
-    config: Callable[[str], Path],
+    edlink_config: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sim = make_simulator(events=0, edlink_people=20)
-    path = config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     before = checkpoints.load(engine, "edlink")
     sim.edlink.append(30)
     sim.edlink_integration.state = "disabled"
@@ -224,28 +188,28 @@ def test_a_disabled_integration_is_a_source_error_not_a_gap(
 
 
 def test_a_paused_integration_is_still_read(
-    make_simulator: Callable[..., Simulator], config: Callable[[str], Path]
+    make_simulator: Callable[..., Simulator], edlink_config: Callable[..., Path]
 ) -> None:
     # Edlink: "paused: the sync has been paused ... Users can still make API requests"
     # (api/v2.0/models/internal/enums/integration-state.md).
     sim = make_simulator(events=0, edlink_people=20)
     sim.edlink_integration.state = "paused"
-    path = config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     assert main(["backfill", "-c", str(path)]) == 0
 
 
 def test_a_snapshot_meeting_an_expired_token_stops_and_resumes_without_deleting(
     make_simulator: Callable[..., Simulator],
-    config: Callable[[str], Path],
+    edlink_config: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sim = make_simulator(events=0, edlink_people=120)
-    path = config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     # The token expires when the snapshot reaches its second page of people.
     break_on_request(sim, 2, "/api/v2/graph/people", lambda: _expire(sim))
     first = len(sim.requests)
     assert main(["backfill", "-c", str(path)]) == 1
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     assert record_count(engine, deleted=True) == 0
     kept = record_count(engine)
     assert kept > 0
@@ -270,10 +234,10 @@ def test_a_snapshot_meeting_an_expired_token_stops_and_resumes_without_deleting(
 
 
 def test_the_daemon_backs_off_on_an_expired_token_and_recovers_by_itself(
-    make_simulator: Callable[..., Simulator], config: Callable[[str], Path]
+    make_simulator: Callable[..., Simulator], edlink_config: Callable[..., Path]
 ) -> None:
     sim = make_simulator(events=0, edlink_people=20)
-    path = config(sim.url)
+    path = edlink_config(sim.url, *FAST)
     daemon = DaemonProcess(path, {"EDLINK_TOKEN": TOKEN})
     try:
         daemon.wait_event("snapshot_done", source="edlink")

@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import load_config
 from edsync.mirror import checkpoints
-from edsync.mirror.db import create_mirror_engine, ensure_schema
+from tests.conftest import mirror_engine
 from tests.integration.daemon import DaemonProcess
 
 FAST = 'interval = "1s"\n'
@@ -48,12 +47,6 @@ def refuse_rows_of(engine: Engine, source: str) -> str:
         return "string or blob too big"
 
 
-def mirror_of(path: Path) -> Engine:
-    engine = create_mirror_engine(load_config(path).mirror)
-    ensure_schema(engine, auto_migrate=True)
-    return engine
-
-
 def test_a_database_error_in_one_source_leaves_the_other_to_backfill(
     backend: str,
     make_simulator: Callable[..., Any],
@@ -62,7 +55,7 @@ def test_a_database_error_in_one_source_leaves_the_other_to_backfill(
 ) -> None:
     first, second = make_simulator(events=200), make_simulator(events=150)
     path = write_config(first.url, extra=second_source(second.url))
-    engine = mirror_of(path)
+    engine = mirror_engine(path)
     words = refuse_rows_of(engine, "dreamapply")  # the first source polled
 
     assert main(["backfill", "-c", str(path)]) == 1
@@ -90,7 +83,7 @@ def test_a_database_error_in_one_source_leaves_the_other_to_run(
 ) -> None:
     first, second = make_simulator(events=200), make_simulator(events=150)
     path = write_config(first.url, extra=FAST + second_source(second.url, FAST))
-    engine = mirror_of(path)
+    engine = mirror_engine(path)
     words = refuse_rows_of(engine, "dreamapply")
 
     daemon = DaemonProcess(path)

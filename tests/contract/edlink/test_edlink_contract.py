@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import pytest
 from sqlalchemy import Engine
 
 from edsync.cli import main
-from edsync.config import load_config
 from edsync.errors import (
     AuthError,
     EdsyncError,
@@ -24,12 +22,11 @@ from edsync.errors import (
     RetriableError,
 )
 from edsync.mirror import checkpoints
-from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.model import Bounds, Cursor
 from edsync.settings import Duration, HttpUrl, Secret
 from edsync.sources.edlink import EdlinkSource, Settings
 from edsync_sim import Simulator
-from tests.conftest import json_value
+from tests.conftest import json_value, mirror_engine
 from tests.contract.edlink.payloads import (
     ERRORS,
     LEGACY_EVENTS,
@@ -51,37 +48,6 @@ EVENTS = "/api/v2/graph/events"
 def edlink() -> Iterator[RecordedEdlink]:
     with RecordedEdlink() as server:
         yield server
-
-
-@pytest.fixture
-def config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror_url: Callable[[str], str]
-) -> Callable[[str], Path]:
-    monkeypatch.setenv("EDLINK_TOKEN", TOKEN)
-
-    def factory(url: str) -> Path:
-        path = tmp_path / "edsync.toml"
-        text = f"""
-            [mirror]
-            url = "{mirror_url("mirror.db")}"
-            [log]
-            format = "json"
-            [sources.edlink]
-            kind = "edlink"
-            base_url = "{url}"
-            token_env = "EDLINK_TOKEN"
-            retry_for = "1s"
-            """
-        path.write_text(textwrap.dedent(text))
-        return path
-
-    return factory
-
-
-def engine_of(path: Path) -> Engine:
-    engine = create_mirror_engine(load_config(path).mirror)
-    ensure_schema(engine, auto_migrate=True)
-    return engine
 
 
 def records(engine: Engine) -> dict[tuple[str, str], tuple[bool, dict[str, Any], str | None]]:
@@ -108,14 +74,14 @@ def serve_stream(server: RecordedEdlink, events: list[dict[str, Any]]) -> None:
 
 
 def test_an_event_of_every_v2_target_is_mirrored(
-    edlink: RecordedEdlink, config: Callable[[str], Path]
+    edlink: RecordedEdlink, edlink_config: Callable[..., Path]
 ) -> None:
     serve_stream(edlink, V2_EVENTS)
-    path = config(edlink.url)
+    path = edlink_config(edlink.url, 'retry_for = "1s"', token=TOKEN)
     assert main(["backfill", "-c", str(path)]) == 0
     assert main(["backfill", "-c", str(path)]) == 0  # and again: nothing new
 
-    mirror = records(engine_of(path))
+    mirror = records(mirror_engine(path))
     assert len(mirror) == len(V2_EVENTS) == 9
     for event in V2_EVENTS:
         deleted, data, _ = mirror[event["target"], event["target_id"]]
@@ -123,7 +89,7 @@ def test_an_event_of_every_v2_target_is_mirrored(
         assert data == event["data"]
     assert mirror["person", OBJECTS["person"]["id"]][2] == OBJECTS["person"]["id"]
     assert mirror["enrollment", OBJECTS["enrollment"]["id"]][2] == OBJECTS["person"]["id"]
-    checkpoint = checkpoints.load(engine_of(path), "edlink")
+    checkpoint = checkpoints.load(mirror_engine(path), "edlink")
     assert checkpoint is not None
     assert checkpoint.cursor is not None
     assert checkpoint.cursor.value == V2_EVENTS[-1]["id"]
@@ -131,13 +97,13 @@ def test_an_event_of_every_v2_target_is_mirrored(
 
 
 def test_events_of_the_older_shape_are_mirrored(
-    edlink: RecordedEdlink, config: Callable[[str], Path]
+    edlink: RecordedEdlink, edlink_config: Callable[..., Path]
 ) -> None:
     serve_stream(edlink, LEGACY_EVENTS)
-    path = config(edlink.url)
+    path = edlink_config(edlink.url, 'retry_for = "1s"', token=TOKEN)
     assert main(["backfill", "-c", str(path)]) == 0
 
-    mirror = records(engine_of(path))
+    mirror = records(mirror_engine(path))
     organization = LEGACY_EVENTS[0]["data"]["id"]
     assert set(mirror) == {
         ("organization", organization),
@@ -155,7 +121,7 @@ def test_events_of_the_older_shape_are_mirrored(
 
 
 def test_a_list_page_of_every_kind_is_mirrored(
-    edlink: RecordedEdlink, config: Callable[[str], Path]
+    edlink: RecordedEdlink, edlink_config: Callable[..., Path]
 ) -> None:
     for kind, plural in PLURALS.items():
         edlink.answers[f"/api/v2/graph/{plural}"] = fixed(200, list_page(kind))
@@ -169,10 +135,10 @@ def test_a_list_page_of_every_kind_is_mirrored(
         return 200, list_page("person", f"{edlink.url}/api/v2/graph/people?$cursor=page-2")
 
     edlink.answers["/api/v2/graph/people"] = people
-    path = config(edlink.url)
+    path = edlink_config(edlink.url, 'retry_for = "1s"', token=TOKEN)
     assert main(["backfill", "-c", str(path)]) == 0
 
-    mirror = records(engine_of(path))
+    mirror = records(mirror_engine(path))
     expected = {(kind, obj["id"]): (False, obj) for kind, obj in OBJECTS.items()}
     expected["person", PARENT_ID] = (False, parent)
     assert {key: value[:2] for key, value in mirror.items()} == expected
@@ -289,16 +255,16 @@ def test_each_documented_error_on_a_list_maps_to_its_branch_and_is_never_a_gap(
 )
 def test_a_refusal_of_the_stored_cursor_through_backfill(
     edlink: RecordedEdlink,
-    config: Callable[[str], Path],
+    edlink_config: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
     code: str,
     gap: bool,
     resynced: bool,
 ) -> None:
     serve_stream(edlink, V2_EVENTS)
-    path = config(edlink.url)
+    path = edlink_config(edlink.url, 'retry_for = "1s"', token=TOKEN)
     assert main(["backfill", "-c", str(path)]) == 0
-    engine = engine_of(path)
+    engine = mirror_engine(path)
     before = checkpoints.load(engine, "edlink")
     # From now on the stored `$after` is refused; the lists still answer (empty).
     edlink.answers[EVENTS] = lambda query: (
