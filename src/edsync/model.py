@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
+
 Op = Literal["created", "updated", "deleted", "forgotten"]
 UNKNOWN_ENTITY = "unknown"
 
@@ -65,8 +67,26 @@ class Quarantined:
 
 
 @dataclass(frozen=True, slots=True)
+class RawJson:
+    """A JSON value kept as the text the feed sent: stored as it came, and
+    parsed only where something needs all of it (``json_value``). A large
+    expanded event built as Python objects, only to be written out again and
+    freed, cost more than the rest of normalizing it (issue 23)."""
+
+    text: str
+
+
+def json_value(value: Any) -> Any:
+    """``value`` itself, or the value a ``RawJson`` holds, parsed."""
+    if isinstance(value, RawJson):
+        return orjson.loads(value.text)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class RawEvent:
-    """An event as the feed sent it, with its place in the feed."""
+    """An event as the feed sent it, with its place in the feed: ``body`` is
+    its parsed value, or a ``RawJson``."""
 
     event_id: str
     position: int

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from edsync.errors import FatalError, InvalidEventError
-from edsync.model import UNKNOWN_ENTITY, Change, Cursor, Quarantined, RawEvent
+from edsync.model import UNKNOWN_ENTITY, Change, Cursor, Quarantined, RawEvent, json_value
 
 
 class CursorRegressionError(FatalError):
@@ -48,8 +48,8 @@ def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Cha
 def quarantined(
     raw: RawEvent, reason: str, entity: str = UNKNOWN_ENTITY, *, person_id: str | None = None
 ) -> Quarantined:
-    body = raw.body
-    name = body.get("event") or body.get("type") if isinstance(body, dict) else None
+    body, value = raw.body, json_value(raw.body)
+    name = value.get("event") or value.get("type") if isinstance(value, dict) else None
     return Quarantined(
         event_id=raw.event_id,
         position=raw.position,

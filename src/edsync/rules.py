@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edsync.errors import ConfigError
-from edsync.model import Change
+from edsync.model import Change, json_value
 from edsync.settings import Config, RuleSettings
 
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply writes either
@@ -88,7 +88,9 @@ def change_context(change: Change) -> dict[str, Any]:
     data = dict(change.data or {})
     if change.status is not None:
         data["status"] = change.status
-    payload = change.payload if isinstance(change.payload, dict) else {}
+    payload = json_value(change.payload)
+    if not isinstance(payload, dict):
+        payload = {}
     return {
         **payload,
         "data": data,

@@ -33,7 +33,7 @@ from edsync.mirror.sql import (
     placeholders,
     select_rows,
 )
-from edsync.model import Change, Cursor, Quarantined
+from edsync.model import Change, Cursor, Quarantined, json_value
 from edsync.normalize import advance, scrub
 from edsync.rules import Rule, signal_id
 
@@ -306,7 +306,7 @@ class Ledger:
         fold.counts[status] += 1
         forgotten = self._person_forgotten(fold, change.person_id)
         if forgotten:
-            payload_json = dumps(scrub(change.payload))
+            payload_json = dumps(scrub(json_value(change.payload)))
         if status == APPLIED and self.rules and isinstance(change, Change):
             self._raise_signals(fold, change, now, forgotten=forgotten)
         fold.event_rows.append(

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from edsync.model import Change, Quarantined
+from edsync.model import Change, Quarantined, json_value
 
 NUL_ESCAPE = "\\u0000"  # how orjson writes U+0000 inside a JSON string
 
@@ -29,7 +29,9 @@ def without_nul(change: Change | Quarantined) -> Change | Quarantined:
     it was.
     """
     # Not the event id: it is the ledger's key, and must match the next fetch's.
-    repair = nul_repair(change.payload, (change.type, change.entity_id, change.person_id))
+    repair = nul_repair(
+        json_value(change.payload), (change.type, change.entity_id, change.person_id)
+    )
     if repair is None:
         return change
     payload, (type_, entity_id, person_id) = repair

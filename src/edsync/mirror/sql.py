@@ -17,6 +17,8 @@ from sqlalchemy import Connection, Dialect, String
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
+from edsync.model import RawJson
+
 
 @lru_cache(maxsize=256)
 def _convert(statement: str, paramstyle: str) -> str:
@@ -164,6 +166,8 @@ def insert_rows(
 
 
 def dumps(value: Any) -> str:
+    if type(value) is RawJson:
+        return value.text  # as the feed sent it
     return orjson.dumps(value).decode()
 
 

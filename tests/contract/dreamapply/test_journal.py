@@ -4,12 +4,14 @@ change of its entity, none quarantined for lack of a link of its own."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import pytest
 
-from edsync.model import Bounds, Change, Quarantined, RawEvent
+from edsync.errors import MalformedPageError
+from edsync.model import Bounds, Change, Quarantined, RawEvent, RawJson, json_value
 from edsync.normalize import normalize_page
 from edsync.settings import HttpUrl, Secret
 from edsync.sources.dreamapply.journal import EVENT_KINDS, DreamApplySource, Settings
@@ -83,6 +85,57 @@ def test_an_item_naming_an_applicant_keeps_them_when_quarantined() -> None:
     [change] = normalize_page([_raw(item)], source().normalize)
     assert isinstance(change, Quarantined)
     assert change.person_id == "123"  # so an erasure finds this ledger row (SPEC 5.4)
+
+
+def php_json(value: Any) -> bytes:
+    """``value`` as PHP's ``json_encode`` writes it by default (DreamApply runs
+    on PHP): ``/`` escaped, and every character past ASCII as ``\\uXXXX``."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/").encode()
+
+
+def test_the_ledger_keeps_each_item_as_the_journal_sent_it() -> None:
+    item = payloads.journal_item('Offer was edited: "Enrolled"', "offer", expanded=True)
+    item["applicant"] = {**item["applicant"], "name": {"given": "Jürgen", "family": "Šmits"}}
+    wire = php_json({"124": item, "123": item})
+    da = source()
+    events = da._parse_page(wire, 0)
+    assert [e.event_id for e in events] == ["123", "124"]  # oldest first
+    [first, _] = events
+    assert isinstance(first.body, RawJson)
+    assert first.body.text == php_json(item).decode()  # verbatim, escapes and all
+    change = da.normalize(first)
+    parsed = da.normalize(RawEvent("123", 123, item))  # a quarantined item retried
+    assert change.payload == first.body
+    assert json_value(change.payload) == item
+    assert (change.entity_id, change.person_id, change.data) == (
+        parsed.entity_id,
+        parsed.person_id,
+        parsed.data,
+    )
+    assert (change.entity, change.status, change.data) == (
+        "offer",
+        "Enrolled",
+        payloads.EXPANDED["offer"],
+    )
+
+
+def test_a_page_whose_bytes_are_not_utf8_is_malformed_as_a_whole() -> None:
+    wire = (
+        b'{"123": {"event": "Applicant registered", "applicant": "/api/applicants/1", "x": "\xff"}}'
+    )
+    with pytest.raises(MalformedPageError, match="invalid JSON"):
+        source()._parse_page(wire, 0)
+
+
+def test_a_page_of_broken_json_is_malformed_as_a_whole() -> None:
+    broken = (b'{"123": {"event": "A", "x": [1,}}', b'{"123": {"x": "\\ud800"}}', b'{"123": ')
+    for wire in broken:
+        with pytest.raises(MalformedPageError, match="invalid JSON in response"):
+            source()._parse_page(wire, 0)
+    for wire in (b"[1]", b'"down for maintenance"'):
+        with pytest.raises(MalformedPageError, match="journal page is not an object of events"):
+            source()._parse_page(wire, 0)
+    assert source()._parse_page(b"[]", 0) == []  # PHP's empty map: the end
 
 
 def test_by_events_is_always_sent_every_name_when_none_configured() -> None:

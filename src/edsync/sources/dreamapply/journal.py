@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+import orjson
 import structlog
 
 from edsync.errors import ConfigError, InvalidEventError, MalformedPageError
 from edsync.http import HttpClient, Reply
-from edsync.model import UNKNOWN_ENTITY, Bounds, Change, Cursor, Op, RawEvent, RawPage, SnapshotPage
+from edsync.model import (
+    UNKNOWN_ENTITY,
+    Bounds,
+    Change,
+    Cursor,
+    Op,
+    RawEvent,
+    RawJson,
+    RawPage,
+    SnapshotPage,
+)
 from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
 from edsync.sources.dreamapply.names import ref_id
@@ -179,29 +191,99 @@ def pattern_problem(pattern: str) -> str | None:
     return f"{pattern!r} is not a DreamApply journal event name"
 
 
-def _record_data(body: Mapping[str, Any], subject: object) -> dict[str, Any]:
-    if isinstance(subject, dict):
-        return subject  # the page is ours alone; the apply engine copies before changing it
-    # Without expansion the record keeps the event's links; other expanded
-    # objects are reduced to their id so personal data is not copied around.
-    return {
-        key: ({"id": value.get("id")} if isinstance(value, dict) else value)
-        for key, value in body.items()
-        if key not in _NOT_DATA
-    }
+# A page is split into each event's own JSON text, and an event is read for
+# the few fields normalizing needs: its text is what the ledger stores, so the
+# large expanded objects are neither built as Python objects nor written again.
+_PAGE = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[Any])
+_Fields = msgspec.defstruct(
+    "_Fields",
+    [
+        ("event", Any, None),
+        ("logged", Any, None),
+        *((name, msgspec.Raw, None) for name in sorted({k.entity for k in EVENT_KINDS.values()})),
+    ],
+)
+_FIELDS = msgspec.json.Decoder(_Fields)
 
 
-def subject_of(entity: str, body: Mapping[str, Any]) -> tuple[object, str | None]:
+class _Object(msgspec.Struct):
+    """An expanded object, read for its id alone."""
+
+    id: Any = None
+
+
+_LINK = msgspec.json.Decoder(_Object | str | None)
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _split(body: bytes, target: str) -> dict[str, msgspec.Raw] | list[Any]:
+    try:
+        return _PAGE.decode(body)
+    except msgspec.ValidationError:  # JSON, but neither an object nor PHP's empty []
+        raise MalformedPageError(f"{target}: journal page is not an object of events") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedPageError(f"{target}: invalid JSON in response ({exc})") from None
+
+
+def _event_text(raw: msgspec.Raw, target: str) -> RawJson:
+    # msgspec checked the value's syntax and escapes, not that its bytes are
+    # UTF-8: a page orjson refused is refused here too.
+    try:
+        text = str(raw, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedPageError(f"{target}: invalid JSON in response ({exc})") from None
+    return RawJson(text)
+
+
+def _fields(body: object) -> tuple[Any, RawJson]:
+    """The fields normalizing reads of an event (a ``RawJson``, or a parsed
+    value: a quarantined event retried), and the event as text."""
+    text = body if isinstance(body, RawJson) else RawJson(orjson.dumps(body).decode())
+    try:
+        return _FIELDS.decode(text.text), text
+    except msgspec.ValidationError:
+        kind = type(orjson.loads(text.text)).__name__
+        raise InvalidEventError(f"event is not an object but {kind}") from None
+
+
+def _link_id(raw: msgspec.Raw | None) -> str | None:
+    """A link's id, or an expanded object's, without building the object."""
+    if raw is None:
+        return None
+    try:
+        value = _LINK.decode(raw)
+    except msgspec.ValidationError:
+        return None  # a number, a list: no id, as ``ref_id`` reads them
+    return ref_id({"id": value.id} if isinstance(value, _Object) else value)
+
+
+def _record_data(text: str) -> dict[str, Any]:
+    """A record's data from an event that does not carry its object: the
+    event's links, and other expanded objects reduced to their id so personal
+    data is not copied around (nor parsed)."""
+    return {key: _member(raw) for key, raw in _MEMBERS.decode(text).items() if key not in _NOT_DATA}
+
+
+def _member(raw: msgspec.Raw) -> Any:
+    try:
+        value = _LINK.decode(raw)
+    except msgspec.ValidationError:
+        return orjson.loads(memoryview(raw))  # a number, a list: as it is
+    return {"id": value.id} if isinstance(value, _Object) else value
+
+
+def subject_of(entity: str, fields: Any) -> tuple[dict[str, Any] | None, str | None]:
     """The event's own object for ``entity`` (kept as the record's data when
     expanded) and the record id: its own link or object id, else (SPEC 2.1) the
     ``application``'s, else the ``applicant``'s. Referee, task, interview and
     media events never carry their own link, and an expanded document is file
-    metadata without an id: both take the fallback."""
-    own = body.get(entity)
+    metadata without an id: both take the fallback. ``fields``: ``_Fields``."""
+    raw = getattr(fields, entity)
+    own = orjson.loads(memoryview(raw)) if raw is not None else None
     entity_id = ref_id(own)
     if entity_id is None and entity not in _NO_FALLBACK:
         for link in _FALLBACK_LINKS:
-            entity_id = ref_id(body.get(link))
+            entity_id = _link_id(getattr(fields, link))
             if entity_id is not None:
                 break
     return (own if isinstance(own, dict) else None), entity_id
@@ -308,9 +390,14 @@ class DreamApplySource:
             start = str(last + 1)
 
     def _read_page(self, floor: int, reply: Reply) -> list[RawEvent]:
-        return self._parse_page(reply.json(f"source {self.name!r}"), floor)
+        return self._parse_page(reply.body, floor)
 
-    def _parse_page(self, body: object, floor: int) -> list[RawEvent]:
+    def _parse_page(self, page: bytes | object, floor: int) -> list[RawEvent]:
+        """The page's events after ``floor``, oldest first, each body the event's
+        own JSON text (``page``: the reply's body, or a parsed page)."""
+        target = f"source {self.name!r}"
+        raw = page if isinstance(page, bytes) else orjson.dumps(page)
+        body = _split(raw, target)
         if isinstance(body, list) and not body:
             return []  # PHP renders an empty map as []
         if not isinstance(body, dict):
@@ -323,7 +410,7 @@ class DreamApplySource:
                 raise MalformedPageError(f"source {self.name!r}: journal key {key!r} is not an id")
             position = int(key)
             if position > floor:  # a server repeating old ids must not move us back
-                events.append(RawEvent(key, position, value))
+                events.append(RawEvent(key, position, _event_text(value, target)))
         if body and not events:
             # Only an empty page is the end; one of nothing but old ids is a stale answer.
             raise MalformedPageError(
@@ -334,16 +421,14 @@ class DreamApplySource:
         return events
 
     def normalize(self, raw: RawEvent) -> Change:
-        body = raw.body
-        if not isinstance(body, dict):
-            raise InvalidEventError(f"event is not an object but {type(body).__name__}")
+        fields, text = _fields(raw.body)
         # Known before anything can fail, so a quarantined event still names its person.
-        person_id = ref_id(body.get("applicant"))
-        name = body.get("event")
+        person_id = _link_id(fields.applicant)
+        name = fields.event
         if not isinstance(name, str) or not name:
             raise InvalidEventError("event has no `event` name", person_id=person_id)
         try:
-            occurred_at = utc_timestamp(body.get("logged"))
+            occurred_at = utc_timestamp(fields.logged)
         except InvalidEventError as exc:
             raise InvalidEventError(str(exc), person_id=person_id) from None
         parsed = parse_name(name)
@@ -357,11 +442,11 @@ class DreamApplySource:
                 entity_id=None,
                 op=None,
                 occurred_at=occurred_at,
-                payload=body,
+                payload=raw.body,
                 person_id=person_id,
             )
         kind, status = parsed
-        subject, entity_id = subject_of(kind.entity, body)
+        subject, entity_id = subject_of(kind.entity, fields)
         if entity_id is None:
             raise InvalidEventError(
                 f"{name!r} has no usable `{kind.entity}` id, nor a fallback link",
@@ -375,8 +460,8 @@ class DreamApplySource:
             entity_id=entity_id,
             op=kind.op,
             occurred_at=occurred_at,
-            payload=body,
-            data=_record_data(body, subject),
+            payload=raw.body,
+            data=subject if subject is not None else _record_data(text.text),
             status=status,
             person_id=person_id,
             revive=kind.revive,
