@@ -79,8 +79,19 @@ class RawJson:
 def json_value(value: Any) -> Any:
     """``value`` itself, or the value a ``RawJson`` holds, parsed."""
     if isinstance(value, RawJson):
-        return orjson.loads(value.text)
+        return parse_json(value.text)
     return value
+
+
+def parse_json(text: str | bytes) -> Any:
+    """A JSON text's value; a number past a double's range (JSON allows one,
+    orjson refuses it) is read as the standard library reads it."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        import json
+
+        return json.loads(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Dialect, String
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
-from edsync.model import RawJson
+from edsync.model import RawJson, parse_json
 
 
 @lru_cache(maxsize=256)
@@ -175,7 +175,7 @@ def loads(value: Any, conn: Connection) -> Any:
     """A JSON column's value: SQLite stores the text, psycopg hands back JSONB
     already parsed (a JSON string included, so a ``str`` alone proves nothing)."""
     if conn.dialect.name == "sqlite" and isinstance(value, str | bytes):
-        return orjson.loads(value)
+        return parse_json(value)
     return value
 
 

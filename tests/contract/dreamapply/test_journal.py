@@ -138,6 +138,20 @@ def test_a_page_of_broken_json_is_malformed_as_a_whole() -> None:
     assert source()._parse_page(b"[]", 0) == []  # PHP's empty map: the end
 
 
+def test_an_item_holding_a_number_past_a_double_is_quarantined_and_kept() -> None:
+    """JSON allows 1e400; orjson refuses to build it. Only that item is
+    quarantined, its text kept as sent, and it still reads back."""
+    item = payloads.journal_item("Application was edited", "application", expanded=True)
+    wire = orjson.dumps({"123": item}).replace(b'"id":321', b'"id":321,"score":1e400', 1)
+    da = source()
+    [change] = normalize_page(da._parse_page(wire, 0), da.normalize)
+    assert isinstance(change, Quarantined)
+    assert "cannot read" in change.reason
+    assert isinstance(change.payload, RawJson)
+    assert "1e400" in change.payload.text
+    assert json_value(change.payload)["application"]["score"] == float("inf")
+
+
 def test_by_events_is_always_sent_every_name_when_none_configured() -> None:
     params = source()._params(None, _bounds())
     assert params["byEvents"].split(",") == list(EVENT_KINDS)

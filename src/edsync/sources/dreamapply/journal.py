@@ -213,7 +213,7 @@ class _Object(msgspec.Struct):
 
 
 _LINK = msgspec.json.Decoder(_Object | str | None)
-_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_MEMBERS = msgspec.json.Decoder(dict[str, _Object | str | int | float | bool | list[Any] | None])
 
 
 def _split(body: bytes, target: str) -> dict[str, msgspec.Raw] | list[Any]:
@@ -261,15 +261,11 @@ def _record_data(text: str) -> dict[str, Any]:
     """A record's data from an event that does not carry its object: the
     event's links, and other expanded objects reduced to their id so personal
     data is not copied around (nor parsed)."""
-    return {key: _member(raw) for key, raw in _MEMBERS.decode(text).items() if key not in _NOT_DATA}
-
-
-def _member(raw: msgspec.Raw) -> Any:
-    try:
-        value = _LINK.decode(raw)
-    except msgspec.ValidationError:
-        return orjson.loads(memoryview(raw))  # a number, a list: as it is
-    return {"id": value.id} if isinstance(value, _Object) else value
+    return {
+        key: ({"id": value.id} if isinstance(value, _Object) else value)
+        for key, value in _MEMBERS.decode(text).items()
+        if key not in _NOT_DATA
+    }
 
 
 def subject_of(entity: str, fields: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -421,18 +417,28 @@ class DreamApplySource:
         return events
 
     def normalize(self, raw: RawEvent) -> Change:
+        try:
+            return self._normalize(raw)
+        except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:
+            # Valid JSON that orjson cannot build (a number past a double's
+            # range): the page was read, so only this event is quarantined.
+            raise InvalidEventError(f"event holds a value edsync cannot read: {exc}") from None
+
+    def _normalize(self, raw: RawEvent) -> Change:
         fields, text = _fields(raw.body)
-        # Known before anything can fail, so a quarantined event still names its person.
-        person_id = _link_id(fields.applicant)
+        # Every quarantined event names its person, so an erasure finds it.
         name = fields.event
         if not isinstance(name, str) or not name:
-            raise InvalidEventError("event has no `event` name", person_id=person_id)
+            raise InvalidEventError(
+                "event has no `event` name", person_id=_link_id(fields.applicant)
+            )
         try:
             occurred_at = utc_timestamp(fields.logged)
         except InvalidEventError as exc:
-            raise InvalidEventError(str(exc), person_id=person_id) from None
+            raise InvalidEventError(str(exc), person_id=_link_id(fields.applicant)) from None
         parsed = parse_name(name)
         if parsed is None:
+            person_id = _link_id(fields.applicant)
             self._log_unknown(name)
             return Change(
                 event_id=raw.event_id,
@@ -447,6 +453,8 @@ class DreamApplySource:
             )
         kind, status = parsed
         subject, entity_id = subject_of(kind.entity, fields)
+        # An applicant's own event names them by its record's id: one read, not two.
+        person_id = entity_id if kind.entity == "applicant" else _link_id(fields.applicant)
         if entity_id is None:
             raise InvalidEventError(
                 f"{name!r} has no usable `{kind.entity}` id, nor a fallback link",
