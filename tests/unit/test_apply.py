@@ -15,7 +15,16 @@ from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.maintenance import NUL_REASON
 from edsync.mirror.sql import adapt
-from edsync.model import Change, Cursor, Op, Quarantined, SnapshotObject, SnapshotPage
+from edsync.model import (
+    Change,
+    Cursor,
+    Op,
+    Quarantined,
+    RawJson,
+    SnapshotObject,
+    SnapshotPage,
+    parse_json,
+)
 from edsync.normalize import CursorRegressionError
 from tests.conftest import json_value, mirror_snapshot
 
@@ -185,6 +194,40 @@ def test_an_event_holding_nul_is_quarantined_with_its_payload_kept(
     assert rows[1][0] == "applied"
     assert json_value(engine.dialect.name, rows[1][2]) == {"note": "C:\\u0000"}
     assert records == ["1"]
+
+
+def test_a_feed_s_json_text_is_stored_as_sent_and_checked_like_any_payload(
+    applier: Applier, engine: Engine
+) -> None:
+    """A journal item's text (``RawJson``) is the ledger's payload as it came,
+    PHP's escapes and all; U+0000 in it is caught as in a parsed payload, and a
+    number past a double's range is stored and reads back, on both backends."""
+    sent = RawJson('{"note":"caf\\u00e9 \\/api\\/x","n":1}')
+    nul = RawJson('{"name":"a\\u0000b"}')
+    huge = RawJson('{"score":1e400}')
+    events = [
+        change(1, payload=sent),
+        change(2, entity_id="9", payload=nul),
+        change(3, invalid="event holds a value edsync cannot read", payload=huge),
+    ]
+    result = applier.apply(events, cursor(3))
+    assert (result.applied, result.quarantined) == (1, 2)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT status, reason, payload FROM events ORDER BY position"
+        ).all()
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        assert rows[0][2] == sent.text  # verbatim
+    assert json_value(dialect, rows[0][2]) == {"note": "café /api/x", "n": 1}
+    assert rows[1][:2] == ("quarantined", NUL_REASON)
+    assert json_value(dialect, rows[1][2]) == {"name": "a\ufffdb"}
+    assert rows[2][0] == "quarantined"
+    if dialect == "sqlite":
+        assert rows[2][2] == huge.text
+        assert parse_json(rows[2][2]) == {"score": float("inf")}
+    else:  # JSONB keeps the number exactly; it reads back as Python's int
+        assert rows[2][2] == {"score": 10**400}
 
 
 def test_over_long_ids_from_a_feed_are_stored_whole_on_every_backend(

@@ -18,6 +18,7 @@ from edsync.errors import ConfigError, FatalError, RetriableError
 # Re-exported: mirror.ledger imports WRITE from here.
 from edsync.mirror.locks import WRITE as WRITE  # noqa: PLC0414
 from edsync.mirror.locks import lock_migrations
+from edsync.model import parse_json
 from edsync.settings import MirrorSettings
 
 
@@ -48,7 +49,7 @@ def create_mirror_engine(
         return create_engine(
             url,
             json_serializer=_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=parse_json,
             pool_pre_ping=True,
             connect_args=connect_args,
         )
@@ -81,7 +82,7 @@ def _sqlite_engine(url: URL, config_path: str, access: Access) -> Engine:
     engine = create_engine(
         url,
         json_serializer=_dumps,
-        json_deserializer=orjson.loads,
+        json_deserializer=parse_json,
         connect_args=connect_args,
     )
     _sqlite_transactions(engine, read_only=read_only)

@@ -198,4 +198,4 @@ def select_rows(
     ((packed,),) = execute(
         conn, f"SELECT json_group_array(json_array({items})) FROM {table} WHERE {where}", params
     )
-    return [tuple(row) for row in orjson.loads(packed or "[]")]
+    return [tuple(row) for row in parse_json(packed or "[]")]
