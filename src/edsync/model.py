@@ -1,5 +1,5 @@
 """The domain's types, in one leaf module: what a feed sends (``RawEvent``,
-``RawPage``), where it was applied up to (``Cursor``), a drain's ``Bounds``,
+``RawPage``, JSON kept as sent: ``RawJson``), where it was applied up to (``Cursor``), a drain's ``Bounds``,
 a snapshot's objects, a normalized ``Change`` or a ``Quarantined`` event, and
 the ``Signal`` a sink is handed. Frozen values; nothing here imports the rest of edsync."""
 
