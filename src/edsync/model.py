@@ -1,7 +1,8 @@
 """The domain's types, in one leaf module: what a feed sends (``RawEvent``,
-``RawPage``, JSON kept as sent: ``RawJson``), where it was applied up to (``Cursor``), a drain's ``Bounds``,
-a snapshot's objects, a normalized ``Change`` or a ``Quarantined`` event, and
-the ``Signal`` a sink is handed. Frozen values; nothing here imports the rest of edsync."""
+``RawPage``, JSON kept as sent: ``RawJson``), where it was applied up to
+(``Cursor``), a drain's ``Bounds``, a snapshot's objects, a normalized
+``Change`` or a ``Quarantined`` event, and the ``Signal`` a sink is handed.
+Frozen values; nothing here imports the rest of edsync."""
 
 from __future__ import annotations
 

@@ -147,6 +147,7 @@ def test_an_item_holding_a_number_past_a_double_is_quarantined_and_kept() -> Non
     [change] = normalize_page(da._parse_page(wire, 0), da.normalize)
     assert isinstance(change, Quarantined)
     assert "cannot read" in change.reason
+    assert change.person_id == "123"  # so an erasure still scrubs it (SPEC 5.4)
     assert isinstance(change.payload, RawJson)
     assert "1e400" in change.payload.text
     assert json_value(change.payload)["application"]["score"] == float("inf")

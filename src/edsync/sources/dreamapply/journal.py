@@ -257,6 +257,14 @@ def _link_id(raw: msgspec.Raw | None) -> str | None:
     return ref_id({"id": value.id} if isinstance(value, _Object) else value)
 
 
+def _person_of(body: object) -> str | None:
+    """The applicant an event names, as far as it can be read at all."""
+    try:
+        return _link_id(_fields(body)[0].applicant)
+    except (InvalidEventError, msgspec.DecodeError, orjson.JSONDecodeError):
+        return None
+
+
 def _record_data(text: str) -> dict[str, Any]:
     """A record's data from an event that does not carry its object: the
     event's links, and other expanded objects reduced to their id so personal
@@ -421,8 +429,11 @@ class DreamApplySource:
             return self._normalize(raw)
         except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:
             # Valid JSON that orjson cannot build (a number past a double's
-            # range): the page was read, so only this event is quarantined.
-            raise InvalidEventError(f"event holds a value edsync cannot read: {exc}") from None
+            # range): the page was read, so only this event is quarantined,
+            # naming its person still, so an erasure finds it.
+            raise InvalidEventError(
+                f"event holds a value edsync cannot read: {exc}", person_id=_person_of(raw.body)
+            ) from None
 
     def _normalize(self, raw: RawEvent) -> Change:
         fields, text = _fields(raw.body)
