@@ -84,6 +84,17 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def dump_json(value: Any) -> str:
+    """``value`` as JSON text; an integer past 64 bits (JSON allows one,
+    orjson refuses it) is written as the standard library writes it."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        import json
+
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def parse_json(text: str | bytes) -> Any:
     """A JSON text's value; a number past a double's range (JSON allows one,
     orjson refuses it) is read as the standard library reads it."""

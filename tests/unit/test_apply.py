@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from edsync.errors import RetriableError
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
+from edsync.mirror.erasure import erase_person
 from edsync.mirror.maintenance import NUL_REASON
 from edsync.mirror.sql import adapt
 from edsync.model import (
@@ -228,6 +229,24 @@ def test_a_feed_s_json_text_is_stored_as_sent_and_checked_like_any_payload(
         assert parse_json(rows[2][2]) == {"score": float("inf")}
     else:  # JSONB keeps the number exactly; it reads back as Python's int
         assert rows[2][2] == {"score": 10**400}
+
+
+def test_an_erasure_rewrites_a_payload_holding_numbers_past_a_double_s_range(
+    applier: Applier, engine: Engine
+) -> None:
+    """Read back, such a number is inf (SQLite) or a 401-digit int (JSONB):
+    scrubbing the person's ledger must write either out, not fail the erasure."""
+    huge = RawJson('{"id":1e400,"name":"Ann","applicant":"/api/applicants/7"}')
+    applier.apply([change(1, invalid="cannot read", payload=huge)], cursor(1))
+    with engine.begin() as conn:
+        erase_person(conn, SOURCE, "applicant", "7")
+    with engine.connect() as conn:
+        payload = conn.exec_driver_sql("SELECT payload FROM events").scalar_one()
+    scrubbed = parse_json(payload) if engine.dialect.name == "sqlite" else payload
+    assert "name" not in scrubbed  # the personal data is gone
+    assert scrubbed["applicant"] == "/api/applicants/7"
+    # SQLite reads 1e400 as inf, which is written back as null; JSONB kept it exact.
+    assert scrubbed["id"] == (None if engine.dialect.name == "sqlite" else 10**400)
 
 
 def test_over_long_ids_from_a_feed_are_stored_whole_on_every_backend(

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -18,13 +17,8 @@ from edsync.errors import ConfigError, FatalError, RetriableError
 # Re-exported: mirror.ledger imports WRITE from here.
 from edsync.mirror.locks import WRITE as WRITE  # noqa: PLC0414
 from edsync.mirror.locks import lock_migrations
-from edsync.model import parse_json
+from edsync.model import dump_json, parse_json
 from edsync.settings import MirrorSettings
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
 
 Access = Literal["create", "write", "read"]
 """How a command opens the mirror: ``create`` it if need be (run, backfill, db
@@ -48,7 +42,7 @@ def create_mirror_engine(
     try:
         return create_engine(
             url,
-            json_serializer=_dumps,
+            json_serializer=dump_json,
             json_deserializer=parse_json,
             pool_pre_ping=True,
             connect_args=connect_args,
@@ -81,7 +75,7 @@ def _sqlite_engine(url: URL, config_path: str, access: Access) -> Engine:
     connect_args = {} if "timeout" in url.query else {"timeout": 30.0}
     engine = create_engine(
         url,
-        json_serializer=_dumps,
+        json_serializer=dump_json,
         json_deserializer=parse_json,
         connect_args=connect_args,
     )

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Dialect, String
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
-from edsync.model import RawJson, parse_json
+from edsync.model import RawJson, dump_json, parse_json
 
 
 @lru_cache(maxsize=256)
@@ -168,7 +168,7 @@ def insert_rows(
 def dumps(value: Any) -> str:
     if type(value) is RawJson:
         return value.text  # as the feed sent it
-    return orjson.dumps(value).decode()
+    return dump_json(value)
 
 
 def loads(value: Any, conn: Connection) -> Any:

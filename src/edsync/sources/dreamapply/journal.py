@@ -24,6 +24,7 @@ from edsync.model import (
     RawJson,
     RawPage,
     SnapshotPage,
+    dump_json,
 )
 from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
@@ -238,7 +239,7 @@ def _event_text(raw: msgspec.Raw, target: str) -> RawJson:
 def _fields(body: object) -> tuple[Any, RawJson]:
     """The fields normalizing reads of an event (a ``RawJson``, or a parsed
     value: a quarantined event retried), and the event as text."""
-    text = body if isinstance(body, RawJson) else RawJson(orjson.dumps(body).decode())
+    text = body if isinstance(body, RawJson) else RawJson(dump_json(body))
     try:
         return _FIELDS.decode(text.text), text
     except msgspec.ValidationError:
@@ -400,7 +401,7 @@ class DreamApplySource:
         """The page's events after ``floor``, oldest first, each body the event's
         own JSON text (``page``: the reply's body, or a parsed page)."""
         target = f"source {self.name!r}"
-        raw = page if isinstance(page, bytes) else orjson.dumps(page)
+        raw = page if isinstance(page, bytes) else dump_json(page).encode()
         body = _split(raw, target)
         if isinstance(body, list) and not body:
             return []  # PHP renders an empty map as []
