@@ -148,8 +148,10 @@ def open_source(sim: Simulator) -> Iterator[Callable[..., Source]]:
         source.close()
 
 
-def _snapshotter(source: Source) -> Snapshotter | None:
-    """What bootstraps a mirror for this source, or None if it cannot."""
+def snapshotter_or_skip(source: Source, kind: str) -> Snapshotter:
+    """What bootstraps a mirror for this source; the test is skipped if nothing can."""
+    if source.snapshotter is None:
+        pytest.skip(f"{kind} cannot snapshot")
     return source.snapshotter
 
 
@@ -204,7 +206,7 @@ def test_declared_properties_are_well_formed(kind: str, open_source: Callable[..
     assert source.resync in ("auto", "manual")
     assert source.retention is None or source.retention > 0
     assert source.person_entity is None or source.person_entity
-    snapshotter = _snapshotter(source)
+    snapshotter = source.snapshotter
     if snapshotter is None:
         # Nothing can resync a gap but a human.
         assert source.resync == "manual"
@@ -380,9 +382,7 @@ def test_until_a_time_stops_before_the_first_event_dated_later(
 def test_a_snapshot_reads_every_entity_and_ends_done(
     kind: str, open_source: Callable[..., Source]
 ) -> None:
-    snapshotter = _snapshotter(open_source(kind))
-    if snapshotter is None:
-        pytest.skip(f"{kind} cannot snapshot")
+    snapshotter = snapshotter_or_skip(open_source(kind), kind)
     pages = read_snapshot(snapshotter)
     entities = set(snapshotter.snapshot_entities)
     assert {page.entity for page in pages} <= entities
@@ -400,9 +400,7 @@ def test_a_snapshot_reads_every_entity_and_ends_done(
 def test_a_snapshot_resumes_from_any_page_without_loss(
     kind: str, open_source: Callable[..., Source]
 ) -> None:
-    snapshotter = _snapshotter(open_source(kind))
-    if snapshotter is None:
-        pytest.skip(f"{kind} cannot snapshot")
+    snapshotter = snapshotter_or_skip(open_source(kind), kind)
     pages = read_snapshot(snapshotter)
     assert len(pages) >= 3, "the dataset should span several snapshot pages"
     everything = objects_of(pages)
@@ -423,9 +421,7 @@ def test_head_is_the_newest_event_and_the_stream_after_it_is_empty(
     kind: str, open_source: Callable[..., Source]
 ) -> None:
     source = open_source(kind)
-    snapshotter = _snapshotter(source)
-    if snapshotter is None:
-        pytest.skip(f"{kind} cannot snapshot")
+    snapshotter = snapshotter_or_skip(source, kind)
     pages = read_pages(source)
     head = snapshotter.head()
     assert head is not None
@@ -462,7 +458,7 @@ def test_refused_credentials_are_an_auth_error_naming_the_variable_never_a_gap(
     }
     if good.pending(cursor, Bounds()) is not None:  # a feed that counts asks upstream
         calls["pending"] = lambda: source.pending(cursor, Bounds())
-    snapshotter = _snapshotter(source)
+    snapshotter = source.snapshotter
     if snapshotter is not None:
         calls["head"] = snapshotter.head
         calls["snapshot"] = lambda: read_snapshot(snapshotter)

@@ -397,12 +397,11 @@ class DreamApplySource:
     def _read_page(self, floor: int, reply: Reply) -> list[RawEvent]:
         return self._parse_page(reply.body, floor)
 
-    def _parse_page(self, page: bytes | object, floor: int) -> list[RawEvent]:
+    def _parse_page(self, page: bytes, floor: int) -> list[RawEvent]:
         """The page's events after ``floor``, oldest first, each body the event's
-        own JSON text (``page``: the reply's body, or a parsed page)."""
+        own JSON text (``page``: the reply's body)."""
         target = f"source {self.name!r}"
-        raw = page if isinstance(page, bytes) else dump_json(page).encode()
-        body = _split(raw, target)
+        body = _split(page, target)
         if isinstance(body, list) and not body:
             return []  # PHP renders an empty map as []
         if not isinstance(body, dict):
