@@ -57,8 +57,8 @@ class Field:
             raise ValueError(f"{self.column}: {self.prefix!r} is not a link prefix")
 
 
-def _f(column: str, path: str, type_: FieldType = "text") -> Field:
-    return Field(column, tuple(path.split(".")), type_)
+def _f(column: str, path: str, type_: FieldType = "text", prefix: str = "") -> Field:
+    return Field(column, tuple(path.split(".")), type_, prefix)
 
 
 def _link(column: str, path: str, resource: str) -> Field:
@@ -66,7 +66,7 @@ def _link(column: str, path: str, resource: str) -> Field:
     the journal's links and the vendor's examples (``/api/courses/1``). The
     vendor's objects also show links with the API version (``/api/v4/…``):
     those read the same, through the view's slower general expression."""
-    return Field(column, tuple(path.split(".")), "link", f"/api/{resource}/")
+    return _f(column, path, "link", f"/api/{resource}/")
 
 
 _APPLICANT = Field("applicant_id", (), "person")
