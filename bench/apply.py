@@ -58,7 +58,7 @@ def apply_all(
 ) -> tuple[float, float]:
     engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{db}"))
     ensure_schema(engine, auto_migrate=True)
-    applier = Applier(engine, "dreamapply", "applicant")
+    applier = Applier(engine, "dreamapply", "applicant", kind="dreamapply")
     profiler = cProfile.Profile() if profile else None
     fold = 0.0
     started = time.perf_counter()

@@ -39,7 +39,7 @@ def apply_all(
 ) -> tuple[float, float]:
     engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{db}"))
     ensure_schema(engine, auto_migrate=True)
-    applier = Applier(engine, "dreamapply", "applicant")
+    applier = Applier(engine, "dreamapply", "applicant", kind="dreamapply")
     cpu, wall = time.process_time(), time.perf_counter()
     for page, page_changes in zip(pages, changes, strict=True):
         applier.apply(page_changes, page.cursor)

@@ -50,8 +50,10 @@ class MemorySource:
         page_size: int = 100,
         person_entity: str | None = None,
         objects: Mapping[str, Sequence[SnapshotObject]] | None = None,
+        kind: str = "memory",
     ) -> None:
         self.name = name
+        self.kind = kind
         self.events: list[Mapping[str, Any]] = list(events or [])
         self.page_size = page_size
         self._person_entity = person_entity

@@ -85,7 +85,7 @@ def engine(make_engine: Callable[..., Engine]) -> Engine:
 
 @pytest.fixture
 def applier(engine: Engine) -> Applier:
-    return Applier(engine, SOURCE, "applicant")
+    return Applier(engine, SOURCE, "applicant", kind="dreamapply")
 
 
 def record(engine: Engine, entity: str, entity_id: str) -> dict[str, Any]:
@@ -239,7 +239,7 @@ def test_an_erasure_rewrites_a_payload_holding_numbers_past_a_double_s_range(
     huge = RawJson('{"id":1e400,"name":"Ann","applicant":"/api/applicants/7"}')
     applier.apply([change(1, invalid="cannot read", payload=huge)], cursor(1))
     with engine.begin() as conn:
-        erase_person(conn, SOURCE, "applicant", "7")
+        erase_person(conn, SOURCE, "applicant", "7", applier.typed)
     with engine.connect() as conn:
         payload = conn.exec_driver_sql("SELECT payload FROM events").scalar_one()
     scrubbed = parse_json(payload) if engine.dialect.name == "sqlite" else payload
@@ -402,7 +402,7 @@ def test_signals_once_per_event_and_none_for_stale_or_quarantined(engine: Engine
         event_type="offer",
         member=None,
     )
-    applier = Applier(engine, SOURCE, "applicant", [rule])
+    applier = Applier(engine, SOURCE, "applicant", [rule], kind="dreamapply")
     page = [
         change(11),  # applied: raises
         change(10),  # stale (older than 11 for the same record): none

@@ -458,12 +458,12 @@ class Mirror:
         self.url = url
         self.owned = engine is None
         self.engine = open_engine(self.url) if engine is None else engine
-        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING])
+        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING], kind="dreamapply")
 
     def restart(self) -> None:
         self.close()
         self.engine, self.owned = open_engine(self.url), True
-        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING])
+        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING], kind="dreamapply")
 
     def close(self) -> None:
         if self.owned:

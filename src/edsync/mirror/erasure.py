@@ -3,7 +3,7 @@ record that names them, and what a forgotten person's record keeps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection
@@ -32,18 +32,31 @@ def scrubbed_record(data: dict[str, Any], *, is_person: bool) -> dict[str, Any]:
     return {**kept, "forgotten": True}
 
 
-def erase_person(conn: Connection, source: str, person_entity: str | None, person_id: str) -> None:
-    """Scrub every ledger payload, signal and record that names the person (SPEC 5.4)."""
+def erase_person(
+    conn: Connection,
+    source: str,
+    person_entity: str | None,
+    person_id: str,
+    typed: Callable[[str, Mapping[str, Any]], str | None],
+) -> None:
+    """Scrub every ledger payload, signal and record that names the person
+    (SPEC 5.4); a record's ``typed`` values are read again from what is left."""
     who = {"source": source, "person_id": person_id}
     _rewrite_json(conn, "events", "payload", transform=lambda _k, v: (scrub(v),), **who)
     _rewrite_json(conn, "signals", "data", transform=lambda _k, v: (scrub(v, SIGNAL_KEEP),), **who)
 
     def record(key: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
         is_person = key[1] == person_entity
-        return scrubbed_record(data, is_person=is_person), is_person
+        kept = scrubbed_record(data, is_person=is_person)
+        return kept, typed(key[1], kept), is_person
 
     _rewrite_json(
-        conn, "records", "data", transform=record, extra="deleted = (deleted OR ?)", **who
+        conn,
+        "records",
+        "data",
+        transform=record,
+        extra="typed = ?, deleted = (deleted OR ?)",
+        **who,
     )
 
 

@@ -36,6 +36,7 @@ from edsync.mirror.sql import (
 from edsync.model import Change, Cursor, Quarantined, json_value
 from edsync.normalize import advance, scrub
 from edsync.rules import Rule, signal_id
+from edsync.sources.fields import typer
 
 log = structlog.get_logger("edsync.mirror")
 
@@ -128,11 +129,14 @@ class Ledger:
         source: str,
         person_entity: str | None,
         rules: Sequence[Rule] = (),
+        *,
+        kind: str,
     ) -> None:
         self.engine = engine
         self.writer = engine.execution_options(**{WRITE: True})
         self.source = source
         self.person_entity = person_entity
+        self.typed = typer(kind)
         self.rules = [rule for rule in rules if rule.source == source]
         self._pages = 0
 
@@ -380,6 +384,7 @@ class Ledger:
                         key[0],
                         key[1],
                         dumps(state.data),
+                        self.typed(key[0], state.data),
                         state.deleted,
                         state.version,
                         change.event_id,
@@ -393,7 +398,7 @@ class Ledger:
         if fold.signal_rows:
             insert_signals(conn, fold.signal_rows, fold.delivery_rows)
         for person_id in sorted(fold.forgotten):
-            erase_person(conn, self.source, self.person_entity, person_id)
+            erase_person(conn, self.source, self.person_entity, person_id, self.typed)
 
 
 _INSERT_EVENT = Into(
@@ -426,6 +431,7 @@ RECORD_ROW = (
     "entity",
     "entity_id",
     "data",
+    "typed",
     "deleted",
     "version",
     "last_event_id",
@@ -439,6 +445,7 @@ _INSERT_RECORD = Into("records", RECORD_ROW)
 _ON_RECORD_CONFLICT = """
 ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     data = excluded.data,
+    typed = excluded.typed,
     deleted = excluded.deleted,
     version = excluded.version,
     last_event_id = excluded.last_event_id,

@@ -49,6 +49,9 @@ records = Table(
     Column("changed_at", Timestamp),
     Column("synced_at", Timestamp, nullable=False),
     Column("snapshot_id", String(64)),
+    # The views' column values, read from data when the record is written
+    # (sources/fields.py): a view reads them, not data (migration 0009).
+    Column("typed", Json),
     Index("ix_records_person", "source", "person_id"),
     # By source and entity: the primary key's leading columns (migration 0008).
     Index("ix_records_changed_at", "changed_at"),

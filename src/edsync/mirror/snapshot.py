@@ -36,6 +36,7 @@ def apply_snapshot(
             page.entity,
             obj.entity_id,
             data,
+            ledger.typed(page.entity, obj.data),
             page.deleted,
             version,
             SNAPSHOT_EVENT,
@@ -52,7 +53,9 @@ def apply_snapshot(
             insert_rows(conn, _INSERT_SNAPSHOT, rows, _ON_PURGED_CONFLICT)
             for obj, _ in objects:
                 if obj.data.get("forgotten") and page.entity == ledger.person_entity:
-                    erase_person(conn, ledger.source, ledger.person_entity, obj.entity_id)
+                    erase_person(
+                        conn, ledger.source, ledger.person_entity, obj.entity_id, ledger.typed
+                    )
         else:
             insert_rows(conn, _INSERT_SNAPSHOT, rows, _ON_SNAPSHOT_CONFLICT)
         checkpoints.write_snapshot(conn, ledger.source, progress)
@@ -115,6 +118,7 @@ _INSERT_SNAPSHOT = Into("records", (*RECORD_ROW, "snapshot_id"))
 _ON_SNAPSHOT_CONFLICT = """
 ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     data = excluded.data,
+    typed = excluded.typed,
     deleted = excluded.deleted,
     version = excluded.version,
     last_event_id = excluded.last_event_id,
@@ -126,7 +130,7 @@ WHERE records.version <= excluded.version
 """
 
 
-# A purged record keeps the data it last had, as a tombstone does.
+# A purged record keeps the data (and typed values) it last had, as a tombstone does.
 _ON_PURGED_CONFLICT = """
 ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     deleted = excluded.deleted,

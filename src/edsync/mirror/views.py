@@ -7,19 +7,18 @@ Views depend on the configuration (the source names), which migrations do
 not know: ``db upgrade`` and the auto-migrating ``ensure_schema`` create or
 replace them for the configured sources after migrating.
 
-The only dialect-specific SQL is ``_Dialect``: how a JSON field is read and
-cast. On SQLite a column holds the value as the JSON has it (SQLite types
-values, not columns). On PostgreSQL a value not of the documented type reads
-as NULL rather than failing the query: its casts raise, so each is guarded,
-cheaply. A second read of the same path costs next to nothing there (the
-costs are the casts and string functions); each guard with a path read once
-that was measured costs more: a LATERAL subquery (a node a row), a jsonpath
-filter, a plpgsql or not-inlined SQL function, a regular expression
-(bench/README.md). An integer column holds the integers that fit a bigint (a
-fraction or a larger number reads as NULL). A string shaped like an ISO date
-but not one (a month 13, MySQL's zero date) still makes the cast raise: the
-vendors format their dates from date types (PHP writes a zero date as
-"-0001-11-30…", which the shape refuses).
+A view reads no JSON of ``data``: each column's value is in ``typed``,
+which the apply step writes beside ``data`` (``sources/fields.py`` reads
+them, once per record written), already of its column's type: a link's id,
+an integer that fits a bigint, a date PostgreSQL reads. So a query on a
+view costs less than the same question asked of ``data`` (bench/views.py),
+and a malformed value reads as NULL on both engines instead of failing a
+PostgreSQL cast. The only dialect-specific SQL is ``_Dialect``: how a value
+is read out of ``typed``.
+
+A view that is created or replaced has its records' values computed again
+(``retype``): the records written before the column existed (migration
+0009), or before a field was declared.
 """
 
 from __future__ import annotations
@@ -32,13 +31,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from edsync.sources.fields import KINDS, Field, FieldType
+from edsync.mirror.sql import adapt, execute, loads
+from edsync.sources.fields import KINDS, TYPED_FORMAT, Field, FieldType, typer
 
 MAX_NAME = 63
 """PostgreSQL truncates longer identifiers: such a view is skipped, not cut."""
 
-_DIGITS = "'0123456789'"
-_BIGINT = (-(2**63), 2**63 - 1)
+RETYPE_BATCH = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +71,7 @@ def _literal(value: str) -> str:
 
 
 class _Dialect:
-    """How each field type reads out of ``data``: the one place SQL differs."""
+    """How a column reads its value out of ``typed``: the one place SQL differs."""
 
     types: Mapping[FieldType, str] = {
         "text": "TEXT",
@@ -91,46 +90,9 @@ class _Dialect:
         "data": "JSON",
     }
 
-    def _path(self, path: Sequence[str]) -> str:
-        keys = "".join(f".{key}" if key.isidentifier() else f'."{key}"' for key in path)
-        return _literal(f"${keys}")
-
-    def value(self, path: Sequence[str]) -> str:
-        return f"json_extract(data, {self._path(path)})"
-
     def field(self, field: Field) -> str:
-        value = self.value(field.path)
-        if field.type != "link":
-            # SQLite types values, not columns: the value as the JSON has it, so
-            # a query on a column costs one read of the document, as by hand.
-            return value
-        return self.link(field.path, field.prefix, cast="CAST({} AS TEXT)")
-
-    def link(self, path: Sequence[str], prefix: str = "", cast: str = "{}") -> str:
-        """A link's id: the trailing digits of a link string, else an expanded
-        object's id; a link of the field's common form (``prefix``) first."""
-        general = self._any_link(path, cast)
-        if not prefix:
-            return general
-        return f"CASE WHEN {self._plain_link(path, prefix)} ELSE {general} END"
-
-    def _any_link(self, path: Sequence[str], cast: str) -> str:
-        """The trailing digits of a string (read first: the journal's common
-        case; string functions, as a regular expression costs several times a
-        JSON read), else an object's id."""
-        value = self.value(path)
-        tail = f"NULLIF(replace({value}, rtrim({value}, {_DIGITS}), ''), '')"
-        return f"COALESCE({cast.format(tail)}, {cast.format(self.value((*path, 'id')))})"
-
-    def _plain_link(self, path: Sequence[str], prefix: str) -> str:
-        """``WHEN … THEN …`` reading a value that is ``prefix`` and digits (and
-        only such a value) as the general expression would, its digits, with
-        fewer calls: one trim and no replace."""
-        value = self.value(path)
-        return (
-            f"rtrim({value}, {_DIGITS}) = {_literal(prefix)} "
-            f"THEN NULLIF(substr({value}, {len(prefix) + 1}), '')"
-        )
+        # The values are already of their type (``fields.typed_values``).
+        return f"json_extract(typed, '$.{field.column}')"
 
 
 class _Postgres(_Dialect):
@@ -150,34 +112,18 @@ class _Postgres(_Dialect):
         "synced_at": "timestamp with time zone",
         "data": "jsonb",
     }
-
-    def _json(self, path: Sequence[str]) -> str:
-        return "data" + "".join(f"->{_literal(key)}" for key in path)
-
-    def value(self, path: Sequence[str]) -> str:
-        *head, last = path
-        return f"{self._json(head)}->>{_literal(last)}"
+    # Each cast reads a value that fields.typed_values wrote for it: it
+    # cannot fail, so no guard is needed.
+    casts: Mapping[FieldType, str] = {
+        "integer": "::bigint",
+        "boolean": "::boolean",
+        "timestamp": "::timestamptz",
+    }
 
     def field(self, field: Field) -> str:
-        value, json = self.value(field.path), self._json(field.path)
-        if field.type == "text":
-            return value
-        # PostgreSQL casts raise on bad input, failing the whole query: each is
-        # guarded, with tests cheaper than the cast (no regular expressions).
-        if field.type == "integer":
-            # A number written without a point (jsonb writes no exponents) of up
-            # to 18 characters always fits; a longer one is compared first.
-            return (
-                f"CASE WHEN jsonb_typeof({json}) = 'number' AND ({value}) NOT LIKE '%.%' "
-                f"THEN CASE WHEN octet_length({value}) < 19 OR ({value})::numeric "
-                f"BETWEEN {_BIGINT[0]} AND {_BIGINT[1]} THEN ({value})::bigint END END"
-            )
-        if field.type == "boolean":
-            return f"CASE WHEN jsonb_typeof({json}) = 'boolean' THEN ({json})::boolean END"
-        if field.type == "timestamp":
-            # An ISO date's shape: one LIKE, the cheapest test measured.
-            return f"CASE WHEN {value} LIKE '____-__-__%' THEN ({value})::timestamptz END"
-        return self.link(field.path, field.prefix)
+        value = f"typed->>{_literal(field.column)}"
+        cast = self.casts.get(field.type)
+        return f"({value}){cast}" if cast else value
 
 
 def _dialect(name: str) -> _Dialect:
@@ -201,7 +147,8 @@ def _view(dialect: _Dialect, name: str, source: str, kind: str, entity: str) -> 
         *((c, types[c]) for c in tail),
     ]
     select = (
-        f"SELECT {', '.join([*head, *(_column(dialect, f) for f in fields), *tail])} "
+        f"SELECT /* typed values, format {TYPED_FORMAT} */ "
+        f"{', '.join([*head, *(_column(dialect, f) for f in fields), *tail])} "
         f"FROM records WHERE source = {_literal(source)} AND entity = {_literal(entity)}"
     )
     return View(name, source, kind, entity, tuple(columns), select)
@@ -288,7 +235,39 @@ def refresh(conn: Connection, sources: Mapping[str, str]) -> list[str]:
     changed = stale(conn, views)
     for view in changed:
         _replace(conn, view)
+        retype(conn, view.source, view.kind, view.entity)
     return [view.name for view in changed]
+
+
+_FIRST = "SELECT entity_id, data FROM records WHERE source = ? AND entity = ? "
+_ORDER = "ORDER BY entity_id LIMIT ?"
+_RETYPE = "UPDATE records SET typed = ? WHERE source = ? AND entity = ? AND entity_id = ?"
+
+
+def retype(conn: Connection, source: str, kind: str, entity: str) -> int:
+    """Compute the ``typed`` values of every record of ``source``'s ``entity``
+    again, in ``conn``'s (write) transaction, a batch at a time in key order;
+    returns how many."""
+    typed = typer(kind)
+    first = adapt(conn, _FIRST + _ORDER)
+    after = adapt(conn, _FIRST + "AND entity_id > ? " + _ORDER)
+    rows = execute(conn, first, (source, entity, RETYPE_BATCH))
+    done = 0
+    while rows:
+        params = [
+            (typed(entity, _object(loads(data, conn))), source, entity, entity_id)
+            for entity_id, data in rows
+        ]
+        execute(conn, adapt(conn, _RETYPE), params, many=True)
+        done += len(rows)
+        rows = execute(conn, after, (source, entity, rows[-1][0], RETYPE_BATCH))
+    if done:
+        _log().info("records_retyped", source=source, entity=entity, records=done)
+    return done
+
+
+def _object(data: Any) -> Mapping[str, Any]:
+    return data if isinstance(data, dict) else {}
 
 
 def ensure(engine: Engine, sources: Mapping[str, str], *, strict: bool = True) -> list[str]:

@@ -128,7 +128,7 @@ def drain(
     """
     run = _Run(
         source=source,
-        applier=Applier(engine, source.name, source.person_entity, rules),
+        applier=Applier(engine, source.name, source.person_entity, rules, kind=source.kind),
         bounds=bounds or Bounds(),
         on_invalid=on_invalid,
         progress=progress or Progress(),

@@ -52,7 +52,8 @@ def retry(config: Config, engine: Engine, names: Sequence[str]) -> RetryReport:
                         "still_quarantined", source=name, event_id=item.event_id, reason=str(exc)
                     )
             if changes:
-                result = Applier(engine, name, source.person_entity, rules).reapply(changes)
+                applier = Applier(engine, name, source.person_entity, rules, kind=source.kind)
+                result = applier.reapply(changes)
                 report.applied += result.applied
                 report.stale += result.stale
         finally:

@@ -43,6 +43,7 @@ class Source(Protocol):
     """
 
     name: str
+    kind: str  # the feed kind (its key in the registry): which views its records have
 
     @property
     def person_entity(self) -> str | None:

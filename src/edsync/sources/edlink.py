@@ -162,6 +162,7 @@ def _event_id(body: object) -> str:
 
 
 class EdlinkSource:
+    kind = "edlink"
     person_entity = "person"
     snapshot_entities: tuple[str, ...] = tuple(entity for entity, _ in COLLECTIONS)
 

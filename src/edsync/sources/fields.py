@@ -19,30 +19,37 @@ the vendors' documents, not from our simulator:
   ``api/v2.0/models``. The docs type an enrollment's ``role`` as ``Role[]``
   but show a string: the column holds it when it is one.
 
-Leaf module: nothing here imports anything of edsync's.
+Nearly a leaf: it imports only the model's JSON writer and DreamApply's
+link reader.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from edsync.model import dump_json
+from edsync.sources.dreamapply.names import ref_id
+
 FieldType = Literal["text", "integer", "boolean", "timestamp", "link", "person"]
-"""``link``: a DreamApply reference, a link (``/api/applicants/12``) or an
-expanded object (``{"id": 12}``); the column holds the id as text, like
-``records.entity_id``: a link's trailing digits, an object's ``id``. A link
-field declares the prefix its links have in the journal (``prefix``:
-``/api/applications/``, from the vendor's examples), which the view reads
-first, cheaply; any other form (``/api/v9/applications/321``) reads the same,
-slower. ``person``: the record's ``person_id`` column, which
-the apply step reads from the same link (or, for a snapshotted offer, from
-its application), so no JSON is read at all."""
+"""What a column holds (``typed_values`` reads each from the record's data):
 
-
-_PREFIX = re.compile(r"/[A-Za-z0-9/.-]*/")
-"""What a link prefix may be: ASCII, starting and ending with a slash (no
-digit at either end, no LIKE wildcard, nothing SQL quotes)."""
+- ``text``: a string as it is; another value as its JSON text.
+- ``integer``: an integer that fits a bigint; a fraction, a larger number or
+  another type holds nothing (PostgreSQL's cast would round or raise).
+- ``boolean``: ``true`` or ``false`` only.
+- ``timestamp``: an ISO 8601 date or date-time as the vendor wrote it; one
+  Python reads in another ISO form is written in the plain one; anything
+  else (a month 13, PHP's zero date "-0001-11-30", an offset PostgreSQL
+  refuses) holds nothing.
+- ``link``: a DreamApply reference, a link (``/api/applicants/12``) or an
+  expanded object (``{"id": 12}``), held as its id in text like
+  ``records.entity_id``: the link's trailing digits, the object's ``id``.
+- ``person``: the record's ``person_id`` column, which the apply step reads
+  from the same link (or, for a snapshotted offer, from its application)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,27 +57,18 @@ class Field:
     column: str
     path: tuple[str, ...]
     type: FieldType
-    prefix: str = ""  # a link's common form: the prefix before its id
-
-    def __post_init__(self) -> None:
-        if self.prefix and (self.type != "link" or not _PREFIX.fullmatch(self.prefix)):
-            raise ValueError(f"{self.column}: {self.prefix!r} is not a link prefix")
 
 
-def _f(column: str, path: str, type_: FieldType = "text", prefix: str = "") -> Field:
-    return Field(column, tuple(path.split(".")), type_, prefix)
+def _f(column: str, path: str, type_: FieldType = "text") -> Field:
+    return Field(column, tuple(path.split(".")), type_)
 
 
-def _link(column: str, path: str, resource: str) -> Field:
-    """A link to ``resource``, declared in its common form ``/api/{resource}/{id}``:
-    the journal's links and the vendor's examples (``/api/courses/1``). The
-    vendor's objects also show links with the API version (``/api/v4/…``):
-    those read the same, through the view's slower general expression."""
-    return _f(column, path, "link", f"/api/{resource}/")
+def _link(column: str, path: str) -> Field:
+    return _f(column, path, "link")
 
 
 _APPLICANT = Field("applicant_id", (), "person")
-_APPLICATION = _link("application_id", "application", "applications")
+_APPLICATION = _link("application_id", "application")
 
 DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
     "applicant": (
@@ -96,7 +94,7 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
             _APPLICANT,
             _f("status", "status"),
             _f("commence_year", "commence_year"),
-            _link("academic_term_id", "academic_term", "academic-terms"),
+            _link("academic_term_id", "academic_term"),
             _f("created", "created", "timestamp"),
             _f("revised", "revised", "timestamp"),
             _f("submitted", "submitted", "timestamp"),
@@ -108,8 +106,8 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
             _APPLICATION,
             _APPLICANT,
             _f("status", "status"),
-            _link("course_id", "course", "courses"),
-            _link("type_id", "type", "applications/offers/types"),
+            _link("course_id", "course"),
+            _link("type_id", "type"),
             _f("priority", "priority", "integer"),
             _f("decision", "decision"),
             _f("decision_policy", "decision-policy"),
@@ -124,7 +122,7 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
         (
             _APPLICATION,
             _APPLICANT,
-            _link("course_id", "course", "courses"),
+            _link("course_id", "course"),
             _f("nr", "nr"),
             _f("currency", "currency"),
             _f("issued", "issued", "timestamp"),
@@ -264,3 +262,106 @@ KINDS: dict[str, dict[str, tuple[str, tuple[Field, ...]]]] = {
     "edlink": EDLINK,
 }
 """Feed kind → entity → (plural, fields); a kind missing here gets no views."""
+
+
+# -- the values of the columns, read once when a record is written ----------
+
+TYPED_FORMAT = 1
+"""Bumped when what ``typed_values`` holds changes without the fields
+changing: the views' definitions carry it, so ``db upgrade`` (or a start
+that auto-migrates) finds them outdated and computes every record's values
+again."""
+
+_BIGINT = (-(2**63), 2**63 - 1)
+# The ISO forms PostgreSQL reads as Python does; another form Python reads
+# (``20260102T0304``, a week date) is written again in this one.
+_ISO = re.compile(
+    r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?)?"
+    r"(?:Z|[+-](?:0\d|1[0-5])(?::?\d\d)?)?",
+    re.ASCII,
+)
+# PostgreSQL refuses an offset of 16 hours or more; Python reads up to 24.
+_MAX_OFFSET = dt.timedelta(hours=16)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else dump_json(value)
+
+
+def _integer(value: object) -> int | None:
+    if type(value) is int and _BIGINT[0] <= value <= _BIGINT[1]:
+        return value
+    return None
+
+
+def _boolean(value: object) -> bool | None:
+    return value if type(value) is bool else None
+
+
+def _timestamp(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if _ISO.fullmatch(value):
+        return value  # the common case: PostgreSQL reads it as it is
+    offset = parsed.utcoffset()
+    if offset is not None and abs(offset) >= _MAX_OFFSET:
+        return None
+    return parsed.isoformat()
+
+
+def _link_id(value: object) -> str | None:
+    """As the journal reads a link, and a bare number as its own id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ref_id(value)
+
+
+_READ: dict[FieldType, Callable[[object], object]] = {
+    "text": _text,
+    "integer": _integer,
+    "boolean": _boolean,
+    "timestamp": _timestamp,
+    "link": _link_id,
+}
+
+Reader = tuple[str, str, tuple[str, ...], Callable[[object], object]]
+"""A column, the first key of its path, the rest of the path, how it is read."""
+
+
+def typed_values(readers: Sequence[Reader], data: Mapping[str, object]) -> dict[str, object]:
+    """The columns' values in ``data`` (a column with none is left out)."""
+    typed: dict[str, object] = {}
+    for column, key, rest, read in readers:
+        value = data.get(key)
+        for inner in rest:
+            value = value.get(inner) if isinstance(value, dict) else None
+        if value is not None and (value := read(value)) is not None:
+            typed[column] = value
+    return typed
+
+
+def readers(kind: str) -> dict[str, tuple[Reader, ...]]:
+    """Entity → how each of its columns is read, for a feed kind (none for a
+    kind without views). ``person`` columns are the record's, not read here."""
+    return {
+        entity: tuple(
+            (f.column, f.path[0], f.path[1:], _READ[f.type]) for f in fields if f.type != "person"
+        )
+        for entity, (_, fields) in KINDS.get(kind, {}).items()
+    }
+
+
+def typer(kind: str) -> Callable[[str, Mapping[str, object]], str | None]:
+    """``(entity, data)`` → the JSON of its columns' values (``records.typed``),
+    or None for an entity without a view."""
+    by_entity = readers(kind)
+
+    def typed_json(entity: str, data: Mapping[str, object]) -> str | None:
+        found = by_entity.get(entity)
+        return None if found is None else dump_json(typed_values(found, data))
+
+    return typed_json

@@ -295,6 +295,7 @@ def subject_of(entity: str, fields: Any) -> tuple[dict[str, Any] | None, str | N
 
 
 class DreamApplySource:
+    kind = "dreamapply"
     person_entity = "applicant"
     retention = JOURNAL_RETENTION
     snapshot_entities: tuple[str, ...] = ("applicant", "application", "offer")
