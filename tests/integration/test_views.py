@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from structlog.testing import capture_logs
 
 from edsync.cli import main
@@ -338,27 +338,37 @@ def test_an_outdated_view_is_replaced(make_engine: Callable[..., Engine]) -> Non
     assert views.ensure(engine, {"dreamapply": "dreamapply"}) == []
 
 
-def test_an_upgrade_computes_the_typed_values_of_records_written_before(
-    mirror_url: Callable[[str], str],
-) -> None:
-    """A mirror written by an edsync before migration 0009 has no typed values:
-    ``db upgrade`` adds the column and computes them when it (re)creates the
-    views, so the views show those records at once."""
+OLD_OFFER = (
+    '{"status": "Enrolled", "priority": 2, "course": "/api/courses/9", '
+    '"inserted": "2026-01-02T03:04:05+00:00"}'
+)
+
+
+def mirror_at_0008(engine: Engine, *statements: str) -> None:
+    """A mirror as the edsync before migration 0009 left it: one offer and its
+    view (reading ``data``), then ``statements``."""
     from alembic import command
 
     from edsync.mirror.db import _alembic_config
 
-    engine = create_mirror_engine(MirrorSettings(url=mirror_url("old.db")))
     with engine.begin() as conn:
         command.upgrade(_alembic_config(conn), "0008")
         conn.exec_driver_sql(
             "INSERT INTO records (source, entity, entity_id, data, deleted, version, "
             "last_event_id, person_id, first_seen_at, synced_at) VALUES ('da', 'offer', '5', "
-            '\'{"status": "Enrolled", "priority": 2, "course": "/api/courses/9", '
-            "\"inserted\": \"2026-01-02T03:04:05+00:00\"}', false, 1, 'x', '7', "
-            "'2026-01-01', '2026-01-01')"
+            f"'{OLD_OFFER}', false, 1, 'x', '7', '2026-01-01', '2026-01-01')"
         )
-    upgrade(engine, {"da": "dreamapply"})
+        conn.exec_driver_sql(
+            "CREATE VIEW da_offers AS SELECT entity_id AS \"id\", data->>'status' AS status "
+            "FROM records WHERE source = 'da' AND entity = 'offer'"
+        )
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("COMMENT ON VIEW da_offers IS 'edsync view of da/offer (0)'")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
+def offer_row(engine: Engine) -> tuple[Any, ...]:
     with engine.connect() as conn:
         row = conn.exec_driver_sql(
             "SELECT id, applicant_id, status, priority, course_id, inserted FROM da_offers"
@@ -367,10 +377,57 @@ def test_an_upgrade_computes_the_typed_values_of_records_written_before(
     if engine.dialect.name == "postgresql":
         inserted = dt.datetime.fromisoformat(inserted)
     assert tuple(row) == ("5", "7", "Enrolled", 2, "9", inserted)
+    return tuple(row)
+
+
+def record_columns(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [str(c["name"]) for c in inspect(conn).get_columns("records")]
+
+
+def test_an_upgrade_computes_the_typed_values_of_records_written_before(
+    mirror_url: Callable[[str], str],
+) -> None:
+    """A mirror written by an edsync before migration 0009 has no typed values:
+    ``db upgrade`` adds the column (before ``data`` on PostgreSQL, where the
+    table is rebuilt, its edsync views dropped first) and computes the values
+    when it creates the views again, so the views show those records at once."""
+    engine = create_mirror_engine(MirrorSettings(url=mirror_url("old.db")))
+    mirror_at_0008(engine)
+    upgrade(engine, {"da": "dreamapply"})
+    offer_row(engine)
+    columns = record_columns(engine)
+    if engine.dialect.name == "postgresql":
+        assert columns.index("typed") == columns.index("data") - 1
+    else:
+        assert columns[-1] == "typed"  # SQLite finds a column as fast anywhere
     # Current views: nothing is computed again on the next start.
     with capture_logs() as logs:
         assert views.ensure(engine, {"da": "dreamapply"}) == []
     assert not [log for log in logs if log["event"] == "records_retyped"]
+    engine.dispose()
+
+
+@pytest.mark.postgresql_only
+def test_a_table_others_hang_objects_on_is_not_rebuilt(
+    mirror_url: Callable[[str], str],
+) -> None:
+    """A rebuild would drop a user's view on ``records`` and their grants: the
+    column is appended instead, with a warning, and the views work the same."""
+    engine = create_mirror_engine(MirrorSettings(url=mirror_url("held.db")))
+    mirror_at_0008(
+        engine,
+        "CREATE VIEW my_offers AS SELECT entity_id, data FROM records",
+        "GRANT SELECT ON records TO PUBLIC",
+    )
+    with capture_logs() as logs:
+        upgrade(engine, {"da": "dreamapply"})
+    (warning,) = [log for log in logs if log["event"] == "records_typed_appended"]
+    assert warning["why"].endswith("views, grants")
+    offer_row(engine)
+    assert record_columns(engine)[-1] == "typed"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT entity_id FROM my_offers").scalar_one() == "5"
     engine.dispose()
 
 

@@ -40,6 +40,10 @@ records = Table(
     Column("source", String(100), primary_key=True),
     Column("entity", FeedName, primary_key=True),
     Column("entity_id", FeedId, primary_key=True),
+    # The views' column values, read from data when the record is written
+    # (sources/fields.py): a view reads them, not data. Before data on
+    # PostgreSQL, which reads a row's columns in order (migration 0009).
+    Column("typed", Json),
     Column("data", Json, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("version", BigInteger, nullable=False),
@@ -49,9 +53,6 @@ records = Table(
     Column("changed_at", Timestamp),
     Column("synced_at", Timestamp, nullable=False),
     Column("snapshot_id", String(64)),
-    # The views' column values, read from data when the record is written
-    # (sources/fields.py): a view reads them, not data (migration 0009).
-    Column("typed", Json),
     Index("ix_records_person", "source", "person_id"),
     # By source and entity: the primary key's leading columns (migration 0008).
     Index("ix_records_changed_at", "changed_at"),
