@@ -29,7 +29,7 @@ from backfill import KEY, bare_page, write_config
 from edsync.config import load_config
 from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
-from edsync.model import Bounds, Change, Cursor, Quarantined
+from edsync.model import Bounds, Change, Cursor, Quarantined, json_value
 from edsync.normalize import normalize_page
 from edsync.settings import MirrorSettings
 from edsync.sources import create
@@ -80,7 +80,7 @@ def bare(pages_: list[tuple[list[Change | Quarantined], Cursor]], db: Path) -> f
     engine.dispose()
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=DELETE")  # the stdlib's default, as the loop
-    chunks = [[(c.position, c.payload) for c in changes] for changes, _ in pages_]
+    chunks = [[(c.position, json_value(c.payload)) for c in changes] for changes, _ in pages_]
     started = time.perf_counter()
     for chunk in chunks:
         bare_page(conn, chunk)

@@ -1,5 +1,7 @@
 """The documented scalar fields of each feed kind's entities: the typed columns
-of the mirror's views (``mirror/views.py`` turns them into SQL).
+of the mirror's views, and how each value is read out of a record's data
+(``typed_values``) when the record is written, into ``records.typed``, which
+the views read (``mirror/views.py``).
 
 One table per kind: entity → (plural used in view names, fields). Each field
 is column name → JSON path in ``records.data`` → type. The fields come from
