@@ -313,13 +313,16 @@ def test_forgotten_person_is_scrubbed_from_records_and_ledger(
                 payload={"applicant": pii, "application": "/api/applications/9"},
             ),
             change(3, "applicant", "8", "created", person="8", data={"email": "other@x.org"}),
+            # Not in the forgetting page: its data and typed values are rewritten
+            # by the erasure (the file name is a typed column of documents).
+            change(4, "document", "3", "created", data={"name": "jane-doe-passport.pdf"}),
         ],
-        cursor(3),
+        cursor(4),
     )
     applier.apply(
         [
             change(
-                4,
+                5,
                 "applicant",
                 "7",
                 "forgotten",
@@ -327,13 +330,13 @@ def test_forgotten_person_is_scrubbed_from_records_and_ledger(
                 payload={"event": "Applicant requested to be forgotten"},
             )
         ],
-        cursor(4),
+        cursor(5),
     )
     # An event naming the forgotten person afterwards is scrubbed on arrival.
     applier.apply(
         [
             change(
-                5,
+                6,
                 "application",
                 "9",
                 "updated",
@@ -341,11 +344,12 @@ def test_forgotten_person_is_scrubbed_from_records_and_ledger(
                 payload={"applicant": pii},
             )
         ],
-        cursor(5),
+        cursor(6),
     )
     dump = repr(mirror_snapshot(engine))
     assert "jane.doe@example.org" not in dump
     assert "Jane Doe" not in dump
+    assert "passport" not in dump
     assert "other@x.org" in dump
     applicant = record(engine, "applicant", "7")
     assert applicant["data"]["forgotten"] is True
