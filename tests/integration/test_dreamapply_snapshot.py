@@ -78,10 +78,14 @@ def assert_current(engine: Engine, sim: Any, *, exact_data: bool) -> None:
             # Offers carry no application link (Offer.php): the simulator knows it.
             owner = sim.journal.registry.get("offer", key[1]).owner
             assert held[("application", owner.id)][1], key
-    for key, expected in current.records.items():
+    for key, upstream in current.records.items():
         data, _ = held[key]
+        expected = upstream
         if key[0] == "offer":
             assert data["status"] == expected["status"], key
+            # Linked to the application the snapshot read it under.
+            owner = sim.journal.registry.get("offer", key[1]).owner
+            expected = {"application": f"/api/applications/{owner.id}", **upstream}
         if exact_data:
             assert data == expected, key
     for key in current.purged:

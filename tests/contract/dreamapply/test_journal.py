@@ -112,10 +112,12 @@ def test_the_ledger_keeps_each_item_as_the_journal_sent_it() -> None:
         parsed.person_id,
         parsed.data,
     )
+    # The vendor's Offer has no application link: the record gets the event's.
+    assert "application" not in payloads.EXPANDED["offer"]
     assert (change.entity, change.status, change.data) == (
         "offer",
         "Enrolled",
-        payloads.EXPANDED["offer"],
+        {**payloads.EXPANDED["offer"], "application": "/api/applications/321"},
     )
 
 

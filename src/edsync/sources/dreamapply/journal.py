@@ -28,7 +28,7 @@ from edsync.model import (
 )
 from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
-from edsync.sources.dreamapply.names import ref_id
+from edsync.sources.dreamapply.names import link_offer, ref_id
 
 if TYPE_CHECKING:
     from edsync.sources.base import Snapshotter
@@ -282,7 +282,8 @@ def subject_of(entity: str, fields: Any) -> tuple[dict[str, Any] | None, str | N
     expanded) and the record id: its own link or object id, else (SPEC 2.1) the
     ``application``'s, else the ``applicant``'s. Referee, task, interview and
     media events never carry their own link, and an expanded document is file
-    metadata without an id: both take the fallback. ``fields``: ``_Fields``."""
+    metadata without an id: both take the fallback. An expanded offer gets the
+    link of the application the event names (``link_offer``). ``fields``: ``_Fields``."""
     raw = getattr(fields, entity)
     own = orjson.loads(memoryview(raw)) if raw is not None else None
     entity_id = ref_id(own)
@@ -291,6 +292,8 @@ def subject_of(entity: str, fields: Any) -> tuple[dict[str, Any] | None, str | N
             entity_id = _link_id(getattr(fields, link))
             if entity_id is not None:
                 break
+    if isinstance(own, dict) and entity == "offer" and "application" not in own:
+        link_offer(own, _link_id(fields.application))
     return (own if isinstance(own, dict) else None), entity_id
 
 

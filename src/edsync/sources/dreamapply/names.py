@@ -26,3 +26,13 @@ def ref_id(value: object) -> str | None:
         if isinstance(inner, str) and inner:
             return inner
     return None
+
+
+def link_offer(offer: dict[str, object], application: str | None) -> None:
+    """Give an offer's record the link to its application. The vendor's Offer
+    object has none (the SDK's Offer.php): an expanded journal event names
+    the application beside it, the snapshot reads offers under theirs; an
+    unexpanded event's record has the link already. So ``application_id``
+    is known whichever way the offer came."""
+    if application is not None:
+        offer["application"] = f"/api/applications/{application}"

@@ -12,7 +12,8 @@ paginator beside entries keyed by list number.
 Offers carry no applicant or application link (Offer.php): the snapshot knows
 the application it read them under, and the applicant through it. An offer has
 no status field, only a ``type`` link: its status is that type's title, which
-is what the journal's event names carry ("Enrolled").
+is what the journal's event names carry ("Enrolled"); and its record gets the
+link to the application it was read under, as the journal's records have it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import structlog
 from edsync.errors import FatalError, MalformedPageError
 from edsync.http import HttpClient, Reply
 from edsync.model import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
-from edsync.sources.dreamapply.names import ref_id
+from edsync.sources.dreamapply.names import link_offer, ref_id
 
 log = structlog.get_logger("edsync.dreamapply")
 
@@ -201,6 +202,8 @@ class Snapshot:
         for id_, offer in items:
             data = dict(offer)
             data["status"] = self._title(offer.get("type"))
+            if "application" not in data:
+                link_offer(data, str(application))
             objects.append(SnapshotObject(str(id_), data, person))
         return objects
 
