@@ -220,7 +220,7 @@ def _replace(conn: Connection, view: View) -> None:
 
 
 def _ddl(conn: Connection, statement: str) -> None:
-    # psycopg reads `%` as a placeholder (a LIKE pattern has some): doubled.
+    # psycopg reads `%` as a placeholder (a source's name may hold one): doubled.
     if conn.dialect.paramstyle in ("format", "pyformat"):
         statement = statement.replace("%", "%%")
     conn.exec_driver_sql(statement)
@@ -251,6 +251,7 @@ def retype(conn: Connection, source: str, kind: str, entity: str) -> int:
     typed = typer(kind)
     first = adapt(conn, _FIRST + _ORDER)
     after = adapt(conn, _FIRST + "AND entity_id > ? " + _ORDER)
+    update = adapt(conn, _RETYPE)
     rows = execute(conn, first, (source, entity, RETYPE_BATCH))
     done = 0
     while rows:
@@ -258,7 +259,7 @@ def retype(conn: Connection, source: str, kind: str, entity: str) -> int:
             (typed(entity, _object(loads(data, conn))), source, entity, entity_id)
             for entity_id, data in rows
         ]
-        execute(conn, adapt(conn, _RETYPE), params, many=True)
+        execute(conn, update, params, many=True)
         done += len(rows)
         rows = execute(conn, after, (source, entity, rows[-1][0], RETYPE_BATCH))
     if done:

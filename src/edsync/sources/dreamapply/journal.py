@@ -292,7 +292,7 @@ def subject_of(entity: str, fields: Any) -> tuple[dict[str, Any] | None, str | N
             entity_id = _link_id(getattr(fields, link))
             if entity_id is not None:
                 break
-    if isinstance(own, dict) and entity == "offer" and "application" not in own:
+    if isinstance(own, dict) and entity == "offer":
         link_offer(own, _link_id(fields.application))
     return (own if isinstance(own, dict) else None), entity_id
 

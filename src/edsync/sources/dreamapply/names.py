@@ -33,6 +33,6 @@ def link_offer(offer: dict[str, object], application: str | None) -> None:
     object has none (the SDK's Offer.php): an expanded journal event names
     the application beside it, the snapshot reads offers under theirs; an
     unexpanded event's record has the link already. So ``application_id``
-    is known whichever way the offer came."""
-    if application is not None:
+    is known whichever way the offer came. A link the offer has is kept."""
+    if application is not None and "application" not in offer:
         offer["application"] = f"/api/applications/{application}"

@@ -202,8 +202,7 @@ class Snapshot:
         for id_, offer in items:
             data = dict(offer)
             data["status"] = self._title(offer.get("type"))
-            if "application" not in data:
-                link_offer(data, str(application))
+            link_offer(data, str(application))
             objects.append(SnapshotObject(str(id_), data, person))
         return objects
 
