@@ -19,7 +19,7 @@ the vendors' documents, not from our simulator:
   interviews and referees have no published model: only their links.
 - Edlink: edlink/edlink-node-sdk ``src/types`` and edlink/docs
   ``api/v2.0/models``. The docs type an enrollment's ``role`` as ``Role[]``
-  but show a string: the column holds it when it is one.
+  but show a string: the column holds the string, or a list as its JSON text.
 
 Nearly a leaf: it imports only the model's JSON writer and DreamApply's
 link reader.
