@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable, Collection, Mapping
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -18,7 +20,13 @@ import stamina
 import structlog
 
 from edsync import __version__
-from edsync.errors import AuthError, MalformedPageError, RetriableError, error_for_status
+from edsync.errors import (
+    AuthError,
+    MalformedPageError,
+    RetriableError,
+    error_for_status,
+    parse_retry_after,
+)
 
 if TYPE_CHECKING:
     from stamina.instrumentation import RetryDetails
@@ -31,41 +39,97 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 """A hostile or broken upstream cannot make us buffer more than this."""
 
 
-class Pacer:
-    """Token bucket: ``per_minute`` requests spread evenly, bursts of at most ``burst``.
+WINDOW = 60.0
+"""The quota's window in seconds: DreamApply counts requests per key per minute."""
 
-    DreamApply counts requests per key per minute; pacing below the quota is
-    politer and faster than running into 429s.
+
+def next_start(
+    now: float, *, starts: Sequence[float], interval: float, cap: int, paused_until: float
+) -> float:
+    """The earliest a request may start: after any pause, ``interval`` after the
+    last start, and not while the last ``cap`` starts all lie within one window."""
+    at = max(now, paused_until)
+    if starts:
+        at = max(at, starts[-1] + interval)
+        if len(starts) >= cap:
+            at = max(at, starts[-cap] + WINDOW)
+    return at
+
+
+def throttled_until(now: float, retry_after: float | None, starts: Sequence[float]) -> float | None:
+    """After a 429 at ``now``, when the next request may start: once
+    ``Retry-After`` has passed, or without one once the window that filled has
+    (its oldest start, ascending ``starts``, plus WINDOW). None when no start
+    lies in that window (pacing off): the retry backoff alone decides."""
+    if retry_after is not None:
+        return now + retry_after
+    oldest = next((s for s in starts if s + WINDOW > now), None)
+    return None if oldest is None else oldest + WINDOW
+
+
+class Pacer:
+    """At most ``per_minute`` request starts in any 60 s window, one every
+    ``60 / per_minute`` seconds; ``per_minute = 0`` paces nothing.
+
+    DreamApply counts requests per key per minute: pacing below the quota is
+    politer and faster than running into 429s. After a 429 (``throttled``)
+    no thread of the client starts a request until the pause has passed.
     """
+
+    burst = 1
+    """Requests that may start at once (bench/bootstrap.py reads it)."""
 
     def __init__(
         self,
         per_minute: float,
-        burst: int = 3,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(burst)
-        self.tokens = float(burst)
+        paced = per_minute > 0
+        self.interval = WINDOW / per_minute if paced else 0.0
+        self.cap = max(1, math.floor(per_minute)) if paced else 0
+        # The last ``cap`` starts: all a window may hold. maxlen 0 keeps none.
+        self.starts: deque[float] = deque(maxlen=self.cap)
+        self.paused_until = -math.inf
         self.clock = clock
         self.sleep = sleep
-        self.last = clock()
         self.lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Take one token, sleeping until there is one; returns the time slept."""
-        if self.rate <= 0:
-            return 0.0
+        """Sleep until a request may start and count it as started; returns the time slept."""
+        slept = 0.0
+        while True:
+            with self.lock:
+                now = self.clock()
+                at = next_start(
+                    now,
+                    starts=self.starts,
+                    interval=self.interval,
+                    cap=self.cap,
+                    paused_until=self.paused_until,
+                )
+                if at <= now:
+                    self.starts.append(now)
+                    return slept
+            # Decided again after the sleep: a 429 meanwhile holds this thread too.
+            self.sleep(at - now)
+            slept += at - now
+
+    def pause_until(self, until: float) -> None:
+        """No request starts before ``until`` (on ``clock``); a longer pause stands."""
+        with self.lock:
+            self.paused_until = max(self.paused_until, until)
+
+    def throttled(self, retry_after: float | None) -> float | None:
+        """A 429 came back: pause every thread (``throttled_until``); returns
+        the seconds from now until requests may start again, or None."""
         with self.lock:
             now = self.clock()
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-            self.last = now
-            wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-            self.tokens -= 1
-        if wait:
-            self.sleep(wait)
-        return wait
+            until = throttled_until(now, retry_after, self.starts)
+            if until is None:
+                return None
+            self.paused_until = max(self.paused_until, until)
+            return max(0.0, self.paused_until - now)
 
 
 class CertificateError(AuthError):
@@ -138,6 +202,19 @@ def on_retry(listener: RetryListener) -> Callable[[], None]:
     return lambda: _listeners.remove(listener)
 
 
+RequestListener = Callable[[str, bool], None]
+"""Called with (source or ``sink:NAME``, whether the answer was a 429) for
+every attempt sent, answered or not."""
+
+_request_listeners: list[RequestListener] = []
+
+
+def on_request(listener: RequestListener) -> Callable[[], None]:
+    """Count requests and 429s (the daemon's metrics); returns the function that stops it."""
+    _request_listeners.append(listener)
+    return lambda: _request_listeners.remove(listener)
+
+
 def _instrument() -> None:
     """Replace stamina's default hooks (a log line naming ``<context block>``,
     a counter in prometheus-client's global registry nobody serves) with ours."""
@@ -203,6 +280,7 @@ class HttpClient:
         from, named when it is refused."""
         _instrument()
         self.target = target
+        self.label = _label(target)
         self.credential_env = credential_env
         self.retry_for = retry_for
         self.backoff = backoff or Backoff()
@@ -210,6 +288,10 @@ class HttpClient:
         self.secrets = _credentials(headers or {}, auth)
         self.pacer = Pacer(per_minute)
         self.spent = Spent()
+        # Attempts sent and 429s received, for benchmarks and tests.
+        self.requests = 0
+        self.throttled = 0
+        self._tally = threading.Lock()
         verify: ssl.SSLContext | bool = True
         if ca_bundle:
             # Adds the CA to the system ones; verification is never turned off.
@@ -317,10 +399,18 @@ class HttpClient:
     ) -> Reply:
         """One paced attempt; every failure comes out as an EdsyncError."""
         self.pacer.acquire()
+        status: int | None = None
+        pause: float | None = None
         try:
             with self.client.stream(
                 method, path, params=params, content=content, headers=headers
             ) as response:
+                status = response.status_code
+                if status == 429:
+                    # Before reading the body: the client's other threads hold off now.
+                    pause = self.pacer.throttled(
+                        parse_retry_after(response.headers.get("Retry-After"))
+                    )
                 body = self._read_bounded(response)
         except httpx.TimeoutException as exc:
             self._cause("timeout")
@@ -339,6 +429,8 @@ class HttpClient:
             raise RetriableError(
                 f"{self.target}: connection failed ({reason}) on {method} {self.url(path)}"
             ) from None
+        finally:
+            self._count(throttled=status == 429)
         if response.status_code in expect:
             return Reply(response.status_code, response.headers, body)
         error = error_for_status(
@@ -349,10 +441,21 @@ class HttpClient:
         )
         if error is not None:
             self._cause(f"http_{response.status_code}")
+            if pause is not None and isinstance(error, RetriableError):
+                # The retry waits out the pause (not a 0.5 s backoff into a
+                # blocked acquire), so retry_for and the logs count it.
+                error.retry_after = max(error.retry_after or 0.0, pause)
             if isinstance(error, AuthError) and self.credential_env:
                 error.args = (f"{error}; {self.refused_hint()}",)
             raise error
         return Reply(response.status_code, response.headers, body)
+
+    def _count(self, *, throttled: bool) -> None:
+        with self._tally:
+            self.requests += 1
+            self.throttled += throttled
+        for listener in list(_request_listeners):
+            listener(self.label, throttled)
 
     def refused_hint(self) -> str:
         """What to fix when the credential is refused (never its value)."""

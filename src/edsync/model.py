@@ -17,6 +17,16 @@ UNKNOWN_ENTITY = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
+class Ref:
+    """A resource upstream, by the vendor's own id: what a refresh reads.
+    ``person_id``: the person it belongs to, where the event said so."""
+
+    entity: str
+    id: str
+    person_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """One feed event, normalized. An event of a name its kind does not know
     is a Change too, with no ``entity_id`` and no ``op``: it reaches the ledger
@@ -36,10 +46,15 @@ class Change:
     status: str | None = None
     person_id: str | None = None
     revive: bool = False
+    record: bool = True
+    refresh: tuple[Ref, ...] = ()
 
     @property
     def touches_record(self) -> bool:
-        return self.op is not None and self.entity_id is not None
+        """Whether the event itself writes its entity's record. A feed whose
+        events are notifications (``record=False``: DreamApply's journal) has
+        its records written by the refresh of what they name (``refresh``)."""
+        return self.record and self.op is not None and self.entity_id is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +154,31 @@ class RawPage:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotObject:
+    """A resource's current state. ``parent_id``: the resource it belongs to
+    (an application's offer, task, reference or document), so a child that
+    left its parent's collection can be found and marked deleted."""
+
     entity_id: str
     data: dict[str, Any]
     person_id: str | None = None
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What one read of a queued resource found (``ref``).
+
+    ``records``: the resource and the children it embeds, each (entity,
+    object). ``complete``: child kinds read in full, so a child of such a kind
+    that is not in ``records`` left its parent and is marked deleted.
+    ``gone``: upstream answered that the resource no longer exists.
+    """
+
+    ref: Ref
+    records: tuple[tuple[str, SnapshotObject], ...] = ()
+    complete: tuple[str, ...] = ()
+    gone: bool = False
+    forgotten: bool = False  # gone at the person's request (a purge says so)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,12 @@ against a real mirror with no server in the way.
 
 An event body is a mapping: ``entity``, ``op`` (created/updated/deleted/
 forgotten), ``entity_id``, and optionally ``data``, ``type``, ``occurred_at``,
-``person_id``. Its position is its place in the list, from 1. Given
-``objects`` (current objects by entity kind), the source can also snapshot
-them (``MemorySnapshot``), so a new mirror bootstraps from them first.
+``person_id``; a notification feed's event also ``record: false`` and
+``refresh`` (``[[entity, id], …]``: what it names, to be read again). Its
+position is its place in the list, from 1. Given ``objects`` (current objects
+by entity kind), the source can also snapshot them (``MemorySnapshot``), so a
+new mirror bootstraps from them first; given ``resources``
+(``MemoryRefresher``), it reads what its events name from there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from edsync.model import (
     Op,
     RawEvent,
     RawPage,
+    Ref,
+    Refreshed,
     Signal,
     SnapshotObject,
     SnapshotPage,
@@ -51,6 +56,7 @@ class MemorySource:
         person_entity: str | None = None,
         objects: Mapping[str, Sequence[SnapshotObject]] | None = None,
         kind: str = "memory",
+        resources: MemoryRefresher | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -58,6 +64,7 @@ class MemorySource:
         self.page_size = page_size
         self._person_entity = person_entity
         self.snapshotter = MemorySnapshot(self, objects) if objects is not None else None
+        self.refresher = resources
         self.closed = False
 
     @property
@@ -112,10 +119,54 @@ class MemorySource:
             payload=dict(body),
             data=body.get("data"),
             person_id=body.get("person_id"),
+            record=bool(body.get("record", True)),
+            refresh=tuple(
+                Ref(str(e), str(i), body.get("person_id")) for e, i in body.get("refresh", ())
+            ),
         )
 
     def close(self) -> None:
         self.closed = True
+
+
+@dataclass
+class MemoryRefresher:
+    """Resources upstream has now, by (entity, id), as a notification feed's
+    refresh reads them; one it does not hold answers as gone (a 404).
+    ``reads`` lists every read, in order; ``purges`` the purge list's pages."""
+
+    resources: dict[tuple[str, str], Refreshed] = field(default_factory=dict)
+    purges: list[list[Refreshed]] = field(default_factory=list)
+    purge_interval: float | None = None
+    outlives_person: tuple[str, ...] = ()
+    reads: list[Ref] = field(default_factory=list)
+
+    def put(
+        self,
+        entity: str,
+        id_: str,
+        data: dict[str, Any],
+        person_id: str | None = None,
+        children: Mapping[str, Sequence[tuple[str, dict[str, Any]]]] | None = None,
+    ) -> None:
+        """``entity`` ``id_`` is ``data`` now; ``children``: its collections read in
+        full, by child kind, each child (id, data)."""
+        records = [(entity, SnapshotObject(id_, data, person_id))]
+        for kind, items in (children or {}).items():
+            records += [(kind, SnapshotObject(i, d, person_id, id_)) for i, d in items]
+        ref = Ref(entity, id_, person_id)
+        self.resources[(entity, id_)] = Refreshed(ref, tuple(records), tuple(children or ()))
+
+    def remove(self, entity: str, id_: str) -> None:
+        self.resources.pop((entity, id_), None)
+
+    def refresh(self, refs: Sequence[Ref]) -> Iterator[Refreshed]:
+        for ref in refs:
+            self.reads.append(ref)
+            yield self.resources.get((ref.entity, ref.id), Refreshed(ref, gone=True))
+
+    def purged(self) -> Iterator[list[Refreshed]]:
+        yield from self.purges
 
 
 @dataclass

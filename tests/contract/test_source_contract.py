@@ -292,7 +292,13 @@ def test_every_event_normalizes_to_a_change_or_is_quarantined(
         assert isinstance(change, Change)
     changes = normalize_page(raws, source.normalize)
     assert [(c.event_id, c.position) for c in changes] == [(r.event_id, r.position) for r in raws]
-    touched = [change for change in changes if change.touches_record]
+    # Records change through the event itself, or through the read of what it
+    # names (a notification feed: SPEC 2.1), never through neither.
+    touched = [
+        change
+        for change in changes
+        if change.touches_record or (isinstance(change, Change) and change.refresh)
+    ]
     assert touched, "the dataset should change records"
     for change in changes:
         if isinstance(change, Quarantined):
@@ -300,11 +306,16 @@ def test_every_event_normalizes_to_a_change_or_is_quarantined(
             assert change.reason  # why it is quarantined
             continue
         assert change.type
-        if change.op is not None or change.entity_id is not None:
+        if change.touches_record:
             assert change.op in OPS
             assert change.entity
             assert isinstance(change.entity_id, str)
             assert change.entity_id
+        elif change.op is not None:
+            assert change.op in OPS
+            assert change.entity
+            assert change.entity_id is None or change.entity_id  # its own id, or none
+            assert change.refresh, "an event that writes no record names what to read"
         if change.touches_record and change.entity == source.person_entity:
             assert change.person_id == change.entity_id  # erasure finds the person's own events
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from edsync.errors import InvalidEventError
-from edsync.model import Change, Quarantined, RawEvent
+from edsync.model import Change, Quarantined, RawEvent, Ref
 from edsync.normalize import normalize_page
 from edsync.settings import HttpUrl, Secret
 from edsync.sources.dreamapply.journal import EVENT_KINDS, DreamApplySource, Settings, parse_name
@@ -128,29 +128,34 @@ def test_status_quotes_are_stripped(name: str) -> None:
     assert parsed[1] == "Enrolled"
 
 
-def test_expanded_subject_becomes_the_record_data() -> None:
-    offer = {"id": 3, "status": "Offered", "application": "/api/applications/21"}
-    change = make_source().normalize(
-        RawEvent("1", 1, event('Offer was edited: "Enrolled"', offer=offer, applicant={"id": 7}))
-    )
-    assert change.entity_id == "3"
-    assert change.data == offer
-    assert change.person_id == "7"
-
-
-def test_unexpanded_record_data_is_the_links_with_objects_reduced_to_ids() -> None:
+def test_an_expanded_subject_gives_its_own_id_and_no_record_data() -> None:
+    """Records come from reading the resources (SPEC 2.1), not from the item."""
+    offer = {"id": 3, "status": "Offered"}
     change = make_source().normalize(
         RawEvent(
             "1",
             1,
             event(
-                "Application was edited",
-                application="/api/applications/21",
-                applicant={"id": 7, "email": "a@example.org"},
+                'Offer was edited: "Enrolled"',
+                offer=offer,
+                application="/api/v9/applications/21",
+                applicant={"id": 7},
             ),
         )
     )
-    assert change.data == {"application": "/api/applications/21", "applicant": {"id": 7}}
+    assert change.entity_id == "3"
+    assert change.data is None
+    assert not change.touches_record
+    assert change.person_id == "7"
+    assert change.refresh == (Ref("application", "21", "7"),)
+
+
+def test_an_applicant_only_event_refreshes_the_applicant() -> None:
+    change = make_source().normalize(
+        RawEvent("1", 1, event("Applicant email was changed", applicant="/api/v9/applicants/7"))
+    )
+    assert change.refresh == (Ref("applicant", "7", "7"),)
+    assert change.data is None
 
 
 def test_unknown_name_is_kept_as_entity_unknown() -> None:
@@ -166,8 +171,8 @@ def test_unknown_name_is_kept_as_entity_unknown() -> None:
         ("just a string", "not an object"),
         ({"logged": "2026-06-01T08:00:00+00:00"}, "no `event` name"),
         # No own link and no application or applicant to fall back on (SPEC 2.1).
-        (event("Offer was edited: ?", course="/api/courses/3"), "no usable `offer` id"),
-        (event("Application was edited", application="/api/applications/"), "no usable"),
+        (event("Offer was edited: ?", course="/api/courses/3"), "names no offer"),
+        (event("Application was edited", application="/api/applications/"), "names no"),
         ({"event": "Application was edited", "application": "/api/applications/1"}, "timestamp"),
         (event("Application was edited", application="x") | {"logged": "yesterday"}, "ISO"),
     ],

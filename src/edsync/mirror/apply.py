@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edsync.mirror import checkpoints, snapshot
+from edsync.mirror import checkpoints, refresh, snapshot
 from edsync.mirror.ledger import Ledger
-from edsync.model import Cursor, SnapshotPage
+from edsync.model import Cursor, Ref, Refreshed, SnapshotPage
 
 
 class Applier(Ledger):
@@ -24,3 +24,15 @@ class Applier(Ledger):
     def finish_snapshot(self, entities: Sequence[str], snapshot_id: str, cursor: Cursor) -> int:
         """Mark deleted what the snapshot lacked and resume at ``cursor``, atomically."""
         return snapshot.finish_snapshot(self, entities, snapshot_id, cursor)
+
+    def queued(self, limit: int) -> list[tuple[Ref, int]]:
+        """The oldest queued resources to read again, each with its position."""
+        return refresh.queued(self.engine, self.source, limit)
+
+    def apply_refreshed(self, results: Sequence[tuple[Refreshed, int]]) -> int:
+        """What the reads of queued resources found, and the queue rows taken, atomically."""
+        return refresh.write_refreshed(self, results, self.outlives_person)
+
+    def apply_purges(self, gone: Sequence[Refreshed]) -> int:
+        """One page of upstream's purges; returns how many were new."""
+        return refresh.write_purges(self, gone, self.outlives_person)

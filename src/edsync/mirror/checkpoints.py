@@ -209,3 +209,22 @@ def last_position(engine: Engine, source: str) -> int:
             adapt(conn, "SELECT MAX(position) FROM events WHERE source = ?"), (source,)
         ).scalar()
     return int(value or 0)
+
+
+def purged_at(engine: Engine, source: str) -> dt.datetime | None:
+    """When the source's purges were last read in full, if ever."""
+    with engine.connect() as conn:
+        rows = execute(
+            conn, adapt(conn, "SELECT purged_at FROM checkpoints WHERE source = ?"), (source,)
+        )
+    value = rows[0][0] if rows else None
+    if value is None:
+        return None
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+
+
+def record_purged(engine: Engine, source: str, when: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            adapt(conn, "UPDATE checkpoints SET purged_at = ? WHERE source = ?"), (when, source)
+        )

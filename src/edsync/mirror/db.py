@@ -221,7 +221,7 @@ def _migrate(engine: Engine) -> None:
         raise RetriableError(f"mirror: cannot migrate: {exc.orig}") from None
 
 
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 """The newest migration's revision (a test holds it equal to Alembic's head): a
 current mirror is recognised without importing Alembic, which would cost a
 caught-up ``backfill`` more than all its other work."""

@@ -3,13 +3,19 @@ record that names them, and what a forgotten person's record keeps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from edsync.mirror.sql import adapt, dumps, execute, loads
+from edsync.mirror import checkpoints
+from edsync.mirror.sql import adapt, dumps, execute, loads, placeholders
+from edsync.model import Ref
 from edsync.normalize import scrub
+
+if TYPE_CHECKING:
+    from edsync.mirror.ledger import Ledger
 
 # What a forgotten person's signal keeps: which rule fired on which record.
 SIGNAL_KEEP = (
@@ -76,22 +82,199 @@ def _rewrite_json(
 ) -> None:
     """Read the person's rows of ``table`` and write back ``transform``'s result:
     the new JSON value, then any values ``extra`` SET clauses take."""
-    keys = _KEYS[table]
+    _rewrite_where(
+        conn,
+        table,
+        column,
+        "source = ? AND person_id = ?",
+        (source, person_id),
+        transform=transform,
+        extra=extra,
+    )
+
+
+PURGE_EVENT = "purge"  # last_event_id of a record a purge wrote
+
+
+def purge(
+    conn: Connection,
+    ledger: Ledger,
+    ref: Ref,
+    *,
+    forgotten: bool = False,
+    keep: Sequence[str] = (),
+) -> None:
+    """Upstream deleted ``ref`` (SPEC 5.4): its record, and every record reached
+    through it, is marked deleted and scrubbed of personal data, keeping ids
+    and the fact of the deletion; so is every ledger row and signal that names
+    it. A person's erasure reaches every row of theirs; records of the kinds in
+    ``keep`` (invoices: the platform keeps them) stay, scrubbed."""
+    source, person_entity = ledger.source, ledger.person_entity
+    now = checkpoints.now_iso()
+    if ref.entity == person_entity:
+        erase_person(conn, source, person_entity, ref.id, ledger.typed)
+        execute(
+            conn,
+            adapt(
+                conn,
+                "UPDATE records SET deleted = ?, synced_at = ? WHERE source = ? AND person_id = ? "
+                f"AND deleted = ?{_not_in(len(keep))}",
+            ),
+            (True, now, source, ref.id, False, *keep),
+        )
+    else:
+        _scrub_named(conn, source, ref, ledger.typed)
+    _tombstone(conn, ledger, ref, forgotten=forgotten, now=now)
+
+
+def _not_in(count: int) -> str:
+    return f" AND entity NOT IN ({placeholders(count)})" if count else ""
+
+
+def _tombstone(conn: Connection, ledger: Ledger, ref: Ref, *, forgotten: bool, now: str) -> None:
     rows = execute(
         conn,
         adapt(
             conn,
-            f"SELECT {', '.join(keys)}, {column} FROM {table} WHERE source = ? AND person_id = ?",
+            "SELECT data FROM records WHERE source = ? AND entity = ? AND entity_id = ?",
         ),
-        (source, person_id),
+        (ledger.source, ref.entity, ref.id),
     )
-    if not rows:
+    kept = scrubbed_record(loads(rows[0][0], conn), is_person=False) if rows else {"id": ref.id}
+    data = {**kept, "purged": True, "forgotten": forgotten}
+    row = (
+        ledger.source,
+        ref.entity,
+        ref.id,
+        dumps(data),
+        ledger.typed(ref.entity, data),
+        True,
+        0,
+        PURGE_EVENT,
+        ref.person_id,
+        now,
+        now,
+        now,
+    )
+    execute(conn, adapt(conn, _TOMBSTONE), row)
+
+
+_TOMBSTONE = """
+INSERT INTO records (source, entity, entity_id, data, typed, deleted, version, last_event_id,
+                     person_id, first_seen_at, changed_at, synced_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, entity, entity_id) DO UPDATE SET
+    data = excluded.data,
+    typed = excluded.typed,
+    deleted = excluded.deleted,
+    last_event_id = excluded.last_event_id,
+    person_id = COALESCE(records.person_id, excluded.person_id),
+    changed_at = excluded.changed_at,
+    synced_at = excluded.synced_at
+"""
+
+
+def _scrub_named(
+    conn: Connection,
+    source: str,
+    ref: Ref,
+    typed: Callable[[str, Mapping[str, Any]], str | None],
+) -> None:
+    """A resource that is not a person: its children's records, and the ledger
+    rows and signals that link to it (``/{entity}s/{id}``), scrubbed."""
+
+    def child(key: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+        kept = scrubbed_record(data, is_person=False)
+        return kept, typed(key[1], kept), True
+
+    _rewrite_where(
+        conn,
+        "records",
+        "data",
+        "source = ? AND parent_id = ?",
+        (source, ref.id),
+        transform=child,
+        extra="typed = ?, deleted = (deleted OR ?)",
+    )
+    person = _owner(conn, source, ref)
+    if person is None:
         return
+    link = re.compile(rf'/{re.escape(ref.entity)}s/{re.escape(ref.id)}(?:/|")')
+    named = _rewrite_where(
+        conn,
+        "events",
+        "payload",
+        "source = ? AND person_id = ?",
+        (source, person),
+        transform=lambda _k, v: (scrub(v),),
+        only=lambda v: link.search(dumps(v)) is not None,
+    )
+    if named:
+        marks = placeholders(len(named))
+        ids = [key[0] for key in named]
+        rows = execute(
+            conn,
+            adapt(
+                conn,
+                "SELECT s.id FROM signals s JOIN events e ON e.source = s.source AND "
+                f"e.event_id = s.event_id WHERE e.id IN ({marks})",
+            ),
+            ids,
+        )
+        signal_ids = [row[0] for row in rows]
+        if signal_ids:
+            _rewrite_where(
+                conn,
+                "signals",
+                "data",
+                f"id IN ({placeholders(len(signal_ids))})",
+                signal_ids,
+                transform=lambda _k, v: (scrub(v, SIGNAL_KEEP),),
+            )
+
+
+def _owner(conn: Connection, source: str, ref: Ref) -> str | None:
+    if ref.person_id is not None:
+        return ref.person_id
+    rows = execute(
+        conn,
+        adapt(
+            conn, "SELECT person_id FROM records WHERE source = ? AND entity = ? AND entity_id = ?"
+        ),
+        (source, ref.entity, ref.id),
+    )
+    return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def _rewrite_where(
+    conn: Connection,
+    table: str,
+    column: str,
+    where: str,
+    params: Sequence[Any],
+    *,
+    transform: Callable[[tuple[Any, ...], Any], tuple[Any, ...]],
+    extra: str = "",
+    only: Callable[[Any], bool] | None = None,
+) -> list[tuple[Any, ...]]:
+    """``_rewrite_json`` for any ``where``; ``only`` picks the rows to rewrite.
+    Returns the keys rewritten."""
+    keys = _KEYS[table]
+    rows = execute(
+        conn,
+        adapt(conn, f"SELECT {', '.join(keys)}, {column} FROM {table} WHERE {where}"),
+        params,
+    )
     sets = f"{column} = ?" + (f", {extra}" if extra else "")
-    where = " AND ".join(f"{key} = ?" for key in keys)
-    params = []
+    match = " AND ".join(f"{key} = ?" for key in keys)
+    out, done = [], []
     for row in rows:
         key, value = tuple(row[:-1]), loads(row[-1], conn)
+        if only is not None and not only(value):
+            continue
         new, *more = transform(key, value)
-        params.append((dumps(new), *more, *key))
-    execute(conn, adapt(conn, f"UPDATE {table} SET {sets} WHERE {where}"), params, many=True)
+        out.append((dumps(new), *more, *key))
+        done.append(key)
+    if out:
+        execute(conn, adapt(conn, f"UPDATE {table} SET {sets} WHERE {match}"), out, many=True)
+    return done

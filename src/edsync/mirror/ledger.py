@@ -86,6 +86,8 @@ class _Fold:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     signal_rows: list[tuple[Any, ...]] = field(default_factory=list)
     delivery_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    # Resources the page's events named, to read again: key → (position, person).
+    queue: dict[Key, tuple[int, str | None]] = field(default_factory=dict)
 
 
 def next_state(prev: RecordState | None, change: Change, *, is_person: bool = False) -> RecordState:
@@ -131,8 +133,12 @@ class Ledger:
         rules: Sequence[Rule] = (),
         *,
         kind: str,
+        outlives_person: Sequence[str] = (),
     ) -> None:
+        """``outlives_person``: record kinds upstream keeps, scrubbed, when it
+        deletes the person they name (DreamApply's invoices)."""
         self.engine = engine
+        self.outlives_person = tuple(outlives_person)
         self.writer = engine.execution_options(**{WRITE: True})
         self.source = source
         self.person_entity = person_entity
@@ -243,11 +249,7 @@ class Ledger:
     ) -> dict[Key, RecordState]:
         wanted: dict[str, set[str]] = defaultdict(set)
         for change in changes:
-            if (
-                isinstance(change, Change)
-                and change.op is not None
-                and change.entity_id is not None
-            ):
+            if isinstance(change, Change) and change.touches_record and change.entity_id:
                 wanted[change.entity].add(change.entity_id)
             if change.person_id is not None and self.person_entity is not None:
                 wanted[self.person_entity].add(change.person_id)
@@ -283,6 +285,9 @@ class Ledger:
         return states
 
     def _fold_one(self, fold: _Fold, change: Change | Quarantined, now: str) -> None:
+        if isinstance(change, Change) and change.refresh:
+            # Before a repair may quarantine it: what it names is read all the same.
+            _queue(fold, change)
         payload_json = dumps(change.payload)
         if NUL_ESCAPE in payload_json:  # rare: the exact check only then
             change = without_nul(change)
@@ -290,23 +295,23 @@ class Ledger:
         status, reason = APPLIED, None
         if isinstance(change, Quarantined):
             status, reason = QUARANTINED, change.reason
-        elif change.op is None or change.entity_id is None:
+        elif change.op is None or (change.record and change.entity_id is None):
             reason = UNKNOWN_NAME
-        else:
-            key = (change.entity, change.entity_id)
+        if isinstance(change, Change) and change.touches_record:
+            key = (change.entity, str(change.entity_id))
             prev = fold.states.get(key)
             if prev is not None and change.position <= prev.version:
                 status = STALE
                 if change.op == "forgotten" and change.entity == self.person_entity:
                     # An erasure request is honoured even when it arrives late.
-                    fold.forgotten.add(change.entity_id)
+                    fold.forgotten.add(key[1])
             else:
                 fold.states[key] = next_state(
                     prev, change, is_person=change.entity == self.person_entity
                 )
                 fold.dirty[key] = change
                 if change.op == "forgotten" and change.entity == self.person_entity:
-                    fold.forgotten.add(change.entity_id)
+                    fold.forgotten.add(key[1])
         fold.counts[status] += 1
         forgotten = self._person_forgotten(fold, change.person_id)
         if forgotten:
@@ -397,6 +402,12 @@ class Ledger:
             insert_rows(conn, _INSERT_RECORD, rows, _ON_RECORD_CONFLICT)
         if fold.signal_rows:
             insert_signals(conn, fold.signal_rows, fold.delivery_rows)
+        if fold.queue:
+            rows = [
+                (self.source, entity, entity_id, position, person_id, now)
+                for (entity, entity_id), (position, person_id) in fold.queue.items()
+            ]
+            insert_rows(conn, QUEUE_ROW, rows, ON_QUEUED)
         for person_id in sorted(fold.forgotten):
             erase_person(conn, self.source, self.person_entity, person_id, self.typed)
 
@@ -454,6 +465,27 @@ ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     synced_at = excluded.synced_at
 WHERE records.version < excluded.version
 """
+
+
+QUEUE_ROW = Into(
+    "refresh_queue", ("source", "entity", "entity_id", "position", "person_id", "queued_at")
+)
+
+# Queued again before its read: once, at the newest position that named it.
+ON_QUEUED = """
+ON CONFLICT (source, entity, entity_id) DO UPDATE SET
+    position = CASE WHEN excluded.position > refresh_queue.position
+               THEN excluded.position ELSE refresh_queue.position END,
+    person_id = COALESCE(excluded.person_id, refresh_queue.person_id)
+"""
+
+
+def _queue(fold: _Fold, change: Change) -> None:
+    for ref in change.refresh:
+        key = (ref.entity, ref.id)
+        known = fold.queue.get(key)
+        person = ref.person_id or (known[1] if known else None)
+        fold.queue[key] = (max(change.position, known[0] if known else 0), person)
 
 
 def _ledgered(conn: Connection, source: str, event_ids: Sequence[str]) -> set[str]:

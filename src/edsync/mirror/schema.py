@@ -53,7 +53,11 @@ records = Table(
     Column("changed_at", Timestamp),
     Column("synced_at", Timestamp, nullable=False),
     Column("snapshot_id", String(64)),
+    # The resource a child belongs to (an application's offers, tasks,
+    # references, documents): what a refresh or a purge reaches through it.
+    Column("parent_id", FeedId),
     Index("ix_records_person", "source", "person_id"),
+    Index("ix_records_parent", "source", "parent_id"),
     # By source and entity: the primary key's leading columns (migration 0008).
     Index("ix_records_changed_at", "changed_at"),
     Index(
@@ -107,6 +111,21 @@ checkpoints = Table(
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("lag", BigInteger),
     Column("snapshot", Text),  # a running snapshot's progress (JSON), for resuming it
+    Column("purged_at", Timestamp),  # when the feed's purged resources were last read
+)
+
+# Resources the feed's events named, to be read again (SPEC 2.1): written with
+# the page that named them, deleted with the records their read wrote.
+refresh_queue = Table(
+    "refresh_queue",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("entity", FeedName, primary_key=True),
+    Column("entity_id", FeedId, primary_key=True),
+    Column("position", BigInteger, nullable=False),  # the newest event that named it
+    Column("person_id", FeedId),
+    Column("queued_at", Timestamp, nullable=False),
+    Index("ix_refresh_queue_position", "source", "position"),
 )
 
 signals = Table(

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
+from sqlalchemy import Connection
 
 from edsync.mirror import checkpoints
-from edsync.mirror.erasure import erase_person
+from edsync.mirror.erasure import purge
 from edsync.mirror.ledger import RECORD_ROW, Ledger
 from edsync.mirror.maintenance import NUL_ESCAPE, NUL_REASON, nul_repair
-from edsync.mirror.sql import Into, adapt, dumps, insert_rows
-from edsync.model import Cursor, SnapshotObject, SnapshotPage
+from edsync.mirror.sql import Into, adapt, dumps, execute, insert_rows
+from edsync.model import Cursor, Ref, SnapshotObject, SnapshotPage
 from edsync.normalize import advance
 
 log = structlog.get_logger("edsync.mirror")
@@ -45,17 +46,17 @@ def apply_snapshot(
             _updated(obj.data),
             now,
             progress.id,
+            obj.parent_id,
         )
         for obj, data in objects
     ]
     with ledger.transaction() as conn:
         if page.deleted:
-            insert_rows(conn, _INSERT_SNAPSHOT, rows, _ON_PURGED_CONFLICT)
             for obj, _ in objects:
-                if obj.data.get("forgotten") and page.entity == ledger.person_entity:
-                    erase_person(
-                        conn, ledger.source, ledger.person_entity, obj.entity_id, ledger.typed
-                    )
+                ref = Ref(page.entity, obj.entity_id, obj.person_id)
+                forgotten = bool(obj.data.get("forgotten"))
+                purge(conn, ledger, ref, forgotten=forgotten, keep=ledger.outlives_person)
+            _keep_snapshot_id(conn, ledger.source, page.entity, objects, progress.id)
         else:
             insert_rows(conn, _INSERT_SNAPSHOT, rows, _ON_SNAPSHOT_CONFLICT)
         checkpoints.write_snapshot(conn, ledger.source, progress)
@@ -112,7 +113,29 @@ def _updated(data: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-_INSERT_SNAPSHOT = Into("records", (*RECORD_ROW, "snapshot_id"))
+_INSERT_SNAPSHOT = Into("records", (*RECORD_ROW, "snapshot_id", "parent_id"))
+
+
+def _keep_snapshot_id(
+    conn: Connection,
+    source: str,
+    entity: str,
+    objects: Sequence[tuple[SnapshotObject, str]],
+    snapshot_id: str,
+) -> None:
+    """A purged record is the snapshot's too: it is not "missing" at its end."""
+    params = [(snapshot_id, source, entity, obj.entity_id) for obj, _ in objects]
+    if params:
+        execute(
+            conn,
+            adapt(
+                conn,
+                "UPDATE records SET snapshot_id = ? WHERE source = ? AND entity = ? "
+                "AND entity_id = ?",
+            ),
+            params,
+            many=True,
+        )
 
 
 _ON_SNAPSHOT_CONFLICT = """
@@ -125,19 +148,8 @@ ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     person_id = excluded.person_id,
     changed_at = excluded.changed_at,
     synced_at = excluded.synced_at,
-    snapshot_id = excluded.snapshot_id
-WHERE records.version <= excluded.version
-"""
-
-
-# A purged record keeps the data (and typed values) it last had, as a tombstone does.
-_ON_PURGED_CONFLICT = """
-ON CONFLICT (source, entity, entity_id) DO UPDATE SET
-    deleted = excluded.deleted,
-    version = excluded.version,
-    last_event_id = excluded.last_event_id,
-    synced_at = excluded.synced_at,
-    snapshot_id = excluded.snapshot_id
+    snapshot_id = excluded.snapshot_id,
+    parent_id = excluded.parent_id
 WHERE records.version <= excluded.version
 """
 

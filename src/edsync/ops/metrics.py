@@ -62,9 +62,28 @@ class Metrics:
             ["source", "cause"],
             registry=r,
         )
+        # Every attempt sent, and the 429s among them (http.on_request).
+        self.requests = Counter(
+            "edsync_http_requests",
+            "HTTP requests sent (each attempt), by source (sink:NAME for a sink)",
+            ["source"],
+            registry=r,
+        )
+        self.throttled = Counter(
+            "edsync_http_throttled",
+            "HTTP 429 answers received, by source (sink:NAME for a sink)",
+            ["source"],
+            registry=r,
+        )
         self.deliveries = Gauge(
             "edsync_deliveries", "Outbox by status", ["sink", "status"], registry=r
         )
+
+    def count_request(self, source: str, throttled: bool) -> None:
+        """An ``http.on_request`` listener."""
+        self.requests.labels(source).inc()
+        if throttled:
+            self.throttled.labels(source).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from edsync.config import load_config
 from edsync.errors import ConfigError
-from edsync.http import on_retry
+from edsync.http import on_request, on_retry
 from edsync.mirror import outbox
 from edsync.ops import logs
 from edsync.ops.metrics import Health, Metrics, MetricsServer
@@ -97,7 +97,14 @@ class Daemon:
         """Run until SIGTERM/SIGINT; returns the exit code."""
         self.run_lock = sqlite_run_lock(self.engine)  # before READY: a clear refusal
         self._install_signals()
-        self._unhook = on_retry(self._count_retry)
+        unhook_retries = on_retry(self._count_retry)
+        unhook_requests = on_request(self.metrics.count_request)
+
+        def unhook() -> None:
+            unhook_retries()
+            unhook_requests()
+
+        self._unhook = unhook
         if self.config.metrics is not None:
             self.metrics_server = MetricsServer(self.config.metrics, self.metrics, self.health)
             self.metrics_server.start()

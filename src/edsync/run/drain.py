@@ -25,7 +25,8 @@ from edsync.model import Bounds, Change, Cursor, Quarantined, RawPage
 from edsync.normalize import normalize_page
 from edsync.rules import Rule
 from edsync.run.prefetch import Prefetch
-from edsync.sources.base import Snapshotter, Source
+from edsync.run.refresh import Refreshing
+from edsync.sources.base import Refresher, Snapshotter, Source
 
 log = structlog.get_logger("edsync.sync")
 
@@ -44,6 +45,9 @@ class Progress:
 
     def snapshot(self, source: str, entity: str, objects: int) -> None:
         """One snapshot page committed: ``objects`` current records of ``entity``."""
+
+    def refresh(self, source: str, resources: int, queued: int | None = None) -> None:
+        """``resources`` read again and committed; ``queued``: how many wait, if known."""
 
 
 @dataclass(slots=True)
@@ -84,6 +88,8 @@ class DrainResult:
     cursor: Cursor | None = None
     stopped: bool = False
     pending: int | None = None  # upstream's count past the cursor when the drain began
+    refreshed: int = 0  # resources read again (Source.refresher)
+    purged: int = 0  # upstream purges newly applied
     stages: Stages = field(default_factory=Stages)
 
     @property
@@ -126,9 +132,17 @@ def drain(
     page in flight to commit and then keep any other from starting.
     ``prefetch``: pages fetched ahead in a thread (0: one page at a time).
     """
+    refresher = source.refresher
     run = _Run(
         source=source,
-        applier=Applier(engine, source.name, source.person_entity, rules, kind=source.kind),
+        applier=Applier(
+            engine,
+            source.name,
+            source.person_entity,
+            rules,
+            kind=source.kind,
+            outlives_person=refresher.outlives_person if refresher is not None else (),
+        ),
         bounds=bounds or Bounds(),
         on_invalid=on_invalid,
         progress=progress or Progress(),
@@ -148,11 +162,30 @@ def drain(
             cursor = _resolve_gap(run, str(exc))
             run.result.cursor = cursor
             run.stream(cursor)
+        if refresher is not None and not run.result.stopped:
+            _refresh(run, refresher)
     except _SnapshotStopped:
         run.result.stopped = True  # its progress is committed: the next run resumes it
         return run.result
     checkpoints.record_success(engine, source.name, run.result.lag)
     return run.result
+
+
+def _refresh(run: _Run, refresher: Refresher) -> None:
+    """Read again what the pages named, and upstream's purges when due."""
+    name = run.source.name
+    refreshing = Refreshing(
+        run.applier,
+        refresher,
+        run.gate,
+        run.stop,
+        lambda count: run.progress.refresh(name, count),
+    )
+    refreshing.purge_if_due()
+    if not refreshing.drain_queue():
+        run.result.stopped = True
+    run.result.refreshed = refreshing.refreshed
+    run.result.purged = refreshing.purged
 
 
 class _SnapshotStopped(Exception):
@@ -221,6 +254,9 @@ def bootstrap(run: _Run, snapshotter: Snapshotter, reason: str) -> Cursor:
             log.info("snapshot_paused", source=source.name, at=state.resume)
             raise _SnapshotStopped
     missing = applier.finish_snapshot(snapshotter.snapshot_entities, state.id, state.cursor)
+    if source.refresher is not None:
+        # The snapshot read the purges too: the next read is an interval away.
+        checkpoints.record_purged(engine, source.name, checkpoints.now_iso())
     log.info(
         "snapshot_done",
         source=source.name,

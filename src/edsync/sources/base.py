@@ -3,10 +3,10 @@ optional one a kind that can snapshot offers beside it (``Snapshotter``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from edsync.model import Bounds, Change, Cursor, RawEvent, RawPage, SnapshotPage
+from edsync.model import Bounds, Change, Cursor, RawEvent, RawPage, Ref, Refreshed, SnapshotPage
 
 
 class Snapshotter(Protocol):
@@ -31,6 +31,31 @@ class Snapshotter(Protocol):
     def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
         """Every current object, kind by kind (``snapshot_entities`` lists them),
         from the start or from a page's ``resume`` token."""
+        ...
+
+
+class Refresher(Protocol):
+    """What a kind whose events are notifications provides (SPEC 2.1): its
+    records are read from the resources the events name (``Change.refresh``),
+    and deletions it makes without an event come from a list of purges."""
+
+    @property
+    def purge_interval(self) -> float | None:
+        """Seconds between two reads of the purges in steady state (None: never)."""
+        ...
+
+    @property
+    def outlives_person(self) -> tuple[str, ...]:
+        """Record kinds upstream keeps, detached and scrubbed, when it deletes
+        the person they name."""
+        ...
+
+    def refresh(self, refs: Sequence[Ref]) -> Iterator[Refreshed]:
+        """Each resource of ``refs`` as upstream has it now, one result each, in order."""
+        ...
+
+    def purged(self) -> Iterator[list[Refreshed]]:
+        """Every purge upstream lists, a page at a time, as deletions."""
         ...
 
 
@@ -65,6 +90,12 @@ class Source(Protocol):
         """How the kind bootstraps a mirror from its current objects (SPEC 2.2),
         or None if it cannot: then a new mirror starts from the feed alone and
         a gap waits for ``--reset``."""
+        ...
+
+    @property
+    def refresher(self) -> Refresher | None:
+        """How the kind reads its records from the resources its events name,
+        or None when its events carry the objects themselves."""
         ...
 
     def probe(self) -> str:

@@ -186,6 +186,11 @@ class EdlinkSource:
         """Every Edlink source can snapshot: its graph lists (below)."""
         return self
 
+    @property
+    def refresher(self) -> None:
+        """Edlink's events carry the objects themselves: nothing to read again."""
+        return None
+
     def close(self) -> None:
         self.http.close()
 

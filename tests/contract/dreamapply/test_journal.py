@@ -1,6 +1,7 @@
 """Journal items as DreamApply documents them, through edsync's page parsing and
-normalizing: every one of the 48 names, plain and expanded, becomes a record
-change of its entity, none quarantined for lack of a link of its own."""
+normalizing: every one of the 48 names, plain and expanded, is ledgered (none
+quarantined) with its own id where the item links it, and queues the
+resources it names for a read: the journal is a notification feed (SPEC 2.1)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import orjson
 import pytest
 
 from edsync.errors import MalformedPageError
-from edsync.model import Bounds, Change, Quarantined, RawEvent, RawJson, json_value
+from edsync.model import Bounds, Change, Quarantined, RawEvent, RawJson, Ref, json_value
 from edsync.normalize import normalize_page
 from edsync.settings import HttpUrl, Secret
 from edsync.sources.dreamapply.journal import EVENT_KINDS, DreamApplySource, Settings
 from tests.contract.dreamapply import payloads
 
-# The fallback SPEC 2.1 prescribes: the subject's own link where the item has
-# one, else its application's (referee, task, interview and media events never
-# carry their own; an expanded document has no id).
+# An item's own link (JournalItem.php): referee, task, interview and media
+# events carry none, and an expanded document (BinaryRecord) has no id: their
+# ledger rows have no entity id, never their application's.
 OWN_ID = {"offer": "12", "invoice": "77", "applicant": "123", "application": "321"}
 
 
@@ -40,10 +41,18 @@ def logged_name(name: str) -> str:
     return name.replace(": ?", ': "Enrolled"')
 
 
-def expected_id(entity: str, *, expanded: bool) -> str:
+def expected_id(entity: str, *, expanded: bool) -> str | None:
     if entity == "document":
-        return "321" if expanded else "55"  # BinaryRecord has no id: the fallback
-    return OWN_ID.get(entity, "321")
+        return None if expanded else "55"
+    return OWN_ID.get(entity)
+
+
+def expected_refresh(entity: str) -> tuple[Ref, ...]:
+    if entity == "applicant":
+        return (Ref("applicant", "123", "123"),)
+    if entity == "invoice":
+        return (Ref("invoice", "77", "123"),)
+    return (Ref("application", "321", "123"),)
 
 
 @pytest.mark.parametrize("expanded", [False, True], ids=["links", "expanded"])
@@ -61,22 +70,46 @@ def test_each_documented_item_normalizes_without_quarantine(name: str, expanded:
     assert change.entity_id == expected_id(entity, expanded=expanded)
     assert change.person_id == "123"
     assert change.occurred_at == payloads.LOGGED
-    assert change.touches_record
+    # The event writes no record itself: the read of what it names does.
+    assert not change.touches_record
+    assert change.refresh == expected_refresh(entity)
 
 
-def test_an_expanded_document_is_kept_as_the_record_data() -> None:
-    item = payloads.journal_item("Document was uploaded", "document", expanded=True)
+def test_an_expanded_application_without_an_id_is_read_by_its_own_sub_links() -> None:
+    """The vendor's application example has no ``id``; its sub-links name it."""
+    application = {
+        "applicant": payloads.APPLICANT_LINK,
+        "created": payloads.LOGGED,
+        "offers": "/api/v9/applications/321/offers",
+        "documents": "/api/v9/applications/321/documents",
+    }
+    item = {**payloads.journal_item("Application was submitted", "application", expanded=False)}
+    item["application"] = application
     change = source().normalize(_raw(item))
-    assert change.data == payloads.DOCUMENT
+    assert isinstance(change, Change)
     assert change.entity_id == "321"
+    assert change.refresh == (Ref("application", "321", "123"),)
 
 
-def test_a_fallback_record_keeps_the_links_not_the_expanded_applicant() -> None:
-    item = payloads.journal_item("Referee committed reference", "referee", expanded=True)
+def test_an_expanded_offer_without_an_id_borrows_none() -> None:
+    """The vendor's offer examples have no ``id``: the ledger row has no entity
+    id (never the application's), and the application's read brings the offer."""
+    item = payloads.journal_item('Offer was edited: "Enrolled"', "offer", expanded=True)
+    item["offer"] = dict(payloads.OFFER_FIELDS)
     change = source().normalize(_raw(item))
-    assert change.data is not None
-    assert change.data["applicant"] == {"id": 123}  # reduced: no personal data copied
-    assert payloads.APPLICANT["email"] not in orjson.dumps(change.data).decode()
+    assert isinstance(change, Change)
+    assert change.entity_id is None
+    assert change.status == "Enrolled"
+    assert change.refresh == (Ref("application", "321", "123"),)
+
+
+def test_two_task_events_of_one_application_borrow_no_id() -> None:
+    changes = [
+        source().normalize(_raw(payloads.journal_item(name, "task", expanded=False)))
+        for name in ('Task was committed as: "Pending"', 'Task was resolved as: "Done"')
+    ]
+    assert [c.entity_id for c in changes] == [None, None]
+    assert {c.refresh for c in changes} == {(Ref("application", "321", "123"),)}
 
 
 def test_an_item_naming_an_applicant_keeps_them_when_quarantined() -> None:
@@ -107,18 +140,12 @@ def test_the_ledger_keeps_each_item_as_the_journal_sent_it() -> None:
     parsed = da.normalize(RawEvent("123", 123, item))  # a quarantined item retried
     assert change.payload == first.body
     assert json_value(change.payload) == item
-    assert (change.entity_id, change.person_id, change.data) == (
+    assert (change.entity_id, change.person_id, change.refresh) == (
         parsed.entity_id,
         parsed.person_id,
-        parsed.data,
+        parsed.refresh,
     )
-    # The vendor's Offer has no application link: the record gets the event's.
-    assert "application" not in payloads.EXPANDED["offer"]
-    assert (change.entity, change.status, change.data) == (
-        "offer",
-        "Enrolled",
-        {**payloads.EXPANDED["offer"], "application": "/api/applications/321"},
-    )
+    assert (change.entity, change.status, change.data) == ("offer", "Enrolled", None)
 
 
 def test_a_page_whose_bytes_are_not_utf8_is_malformed_as_a_whole() -> None:
@@ -140,15 +167,16 @@ def test_a_page_of_broken_json_is_malformed_as_a_whole() -> None:
     assert source()._parse_page(b"[]", 0) == []  # PHP's empty map: the end
 
 
-def test_an_item_holding_a_number_past_a_double_is_quarantined_and_kept() -> None:
-    """JSON allows 1e400; orjson refuses to build it. Only that item is
-    quarantined, its text kept as sent, and it still reads back."""
+def test_an_item_holding_a_number_past_a_double_is_ledgered_as_sent() -> None:
+    """JSON allows 1e400; orjson refuses to build it. Normalizing reads only
+    the links, so the item is ledgered (not quarantined), its text kept as
+    sent, and it still reads back."""
     item = payloads.journal_item("Application was edited", "application", expanded=True)
     wire = orjson.dumps({"123": item}).replace(b'"id":321', b'"id":321,"score":1e400', 1)
     da = source()
     [change] = normalize_page(da._parse_page(wire, 0), da.normalize)
-    assert isinstance(change, Quarantined)
-    assert "cannot read" in change.reason
+    assert isinstance(change, Change)
+    assert change.refresh == (Ref("application", "321", "123"),)
     assert change.person_id == "123"  # so an erasure still scrubs it (SPEC 5.4)
     assert isinstance(change.payload, RawJson)
     assert "1e400" in change.payload.text

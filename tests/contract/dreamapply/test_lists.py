@@ -1,9 +1,11 @@
-"""The list endpoints' documented shapes (terms, applications per term, offers
-embedded or not, offer types, purged resources) through edsync's snapshot, over
-a real HTTP server that answers exactly the hand-written payloads."""
+"""The list endpoints' documented shapes (terms, applications per term, their
+offers, tasks, references and documents embedded or not, offer types, purged
+resources) through edsync's snapshot, over a real HTTP server that answers
+exactly the hand-written payloads, under API v9's prefix."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +20,10 @@ from edsync.settings import HttpUrl, Secret
 from edsync.sources.dreamapply import snapshot as dreamapply_snapshot
 from edsync.sources.dreamapply.journal import DreamApplySource, Settings
 from edsync.sources.dreamapply.snapshot import SnapshotTooLargeError
-from tests.contract.dreamapply import payloads
+from tests.contract.dreamapply import payloads, resources
+
+_VERSION = re.compile(r"^/api/v9(?=/)")
+_CHILDREN = ("offers", "tasks", "references", "documents")
 
 Answer = tuple[int, dict[str, str], Any]
 
@@ -27,7 +32,7 @@ class ListServer:
     """Answers GET/HEAD from ``routes``: path → a function of the query."""
 
     def __init__(self) -> None:
-        self.embeds_offers = True
+        self.embeds = True
         self.term_count: dict[str, int] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         owner = self
@@ -64,6 +69,13 @@ class ListServer:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def route(self, path: str, query: dict[str, str]) -> Answer:
+        if not _VERSION.match(path):  # unversioned may mean v3 (help.dreamapply.com/api)
+            return 404, {}, {"error": {"code": 404, "message": path}}
+        path = _VERSION.sub("/api", path)
+        child = re.fullmatch(r"/api/applications/60/(\w+)", path)
+        if child is not None and child[1] in _CHILDREN:
+            collection = resources.application(expand=_CHILDREN)[child[1]]
+            return 200, {}, collection
         if path == "/api/applicants":
             since = int(query.get("bySince", "1"))
             applicants = {"123": payloads.APPLICANT} if since <= 123 else {}
@@ -72,11 +84,9 @@ class ListServer:
             return 200, {}, payloads.ACADEMIC_TERMS
         if path == "/api/applications":
             return self._applications(query)
-        if path == "/api/applications/321/offers":
-            return 200, {}, {"12": payloads.OFFER_FIELDS}
         if path == "/api/applications/offers/types":
-            return 200, {}, payloads.OFFER_TYPES
-        if path == "/api/purged-resources":
+            return 200, {}, resources.OFFER_TYPES
+        if path == "/api/purged-resources":  # API v9 only
             return 200, {}, payloads.PURGED_RESOURCES
         return 404, {}, {"error": {"code": 404, "message": path}}
 
@@ -84,11 +94,11 @@ class ListServer:
         term = query.get("byAcademicTermID")
         if term is None:  # docs.dreamapply.com api:api_applications: Required
             return 400, {}, {"error": {"code": 400, "message": "a term or year is required"}}
-        application = {**payloads.APPLICATION}
+        # The documented expansion is `offers`, plural: `offer` expands nothing.
+        asked = query.get("expand", "").split(",") if self.embeds else []
+        application = resources.application(expand=asked)
         del application["id"]  # the list is keyed by id
-        if self.embeds_offers and "offer" in query.get("expand", "").split(","):
-            application["offers"] = {"12": payloads.OFFER_FIELDS}
-        listed = {"321": application} if term == "4" else {}
+        listed = {"60": application} if term == "4" else {}
         applicants = query.get("byApplicantIDs")  # documented: comma or space separated
         if applicants is not None and "123" not in applicants.replace(",", " ").split():
             listed = {}
@@ -133,28 +143,49 @@ def objects(pages: list[SnapshotPage], entity: str, *, deleted: bool = False) ->
     }
 
 
-@pytest.mark.parametrize("embeds", [True, False], ids=["offers-embedded", "offers-per-application"])
+@pytest.mark.parametrize("embeds", [True, False], ids=["expanded", "per-application"])
 def test_the_snapshot_reads_what_the_documents_describe(server: ListServer, embeds: bool) -> None:
-    server.embeds_offers = embeds
+    server.embeds = embeds
     pages = snapshot(server)
     assert objects(pages, "applicant") == {"123": (payloads.APPLICANT, "123")}
     [(application, person)] = objects(pages, "application").values()
     assert person == "123"
-    assert "offers" not in application  # offers are records of their own
-    # Offer.php has no applicant link: the person is its application's applicant.
+    for field in _CHILDREN:  # records of their own, or the server's links
+        assert not isinstance(application.get(field), dict | list)
+    # Each child keyed by its list key, linked to the application it was read
+    # under (the vendor's objects have no such link), its person the applicant's.
+    link = "/api/applications/60"
+    for entity, listed in (
+        ("task", resources.TASKS),
+        ("reference", resources.REFERENCES),
+        ("document", resources.DOCUMENTS),
+    ):
+        assert objects(pages, entity) == {
+            key: ({**value, "application": link}, "123") for key, value in listed.items()
+        }
     offers = objects(pages, "offer")
-    # The vendor's Offer has no application link: the record gets the one it
-    # was read under, as a journal event's record has it.
-    linked = {**payloads.OFFER_FIELDS, "status": "Conditional"}
-    assert offers == {"12": ({**linked, "application": "/api/applications/321"}, "123")}
-    per_application = [r for r in server.requests if r[1].endswith("/321/offers")]
-    assert len(per_application) == (0 if embeds else 1)
-    listed = [r for r in server.requests if r[1] == "/api/applications"]
+    assert offers.keys() == resources.OFFERS.keys()
+    for key, (data, offer_person) in offers.items():
+        type_id = data["type"].rsplit("/", 1)[1]
+        assert data["status"] == resources.OFFER_TYPES[type_id]["title"]
+        assert (data["application"], offer_person) == (link, "123")
+        assert data["priority"] == resources.OFFERS[key]["priority"]
+    followed = [r for r in server.requests if re.search(r"/60/\w+$", r[1])]
+    assert len(followed) == (0 if embeds else len(_CHILDREN))
+    listed_requests = [r for r in server.requests if r[1] == "/api/v9/applications"]
     # Each term: a HEAD for its X-Count, then its applications (never bySince paging).
-    assert [(m, q["byAcademicTermID"]) for m, _, q in listed] == [
+    assert [(m, q["byAcademicTermID"]) for m, _, q in listed_requests] == [
         ("HEAD", "4"), ("GET", "4"), ("HEAD", "5"), ("GET", "5")
     ]  # fmt: skip
-    assert not any("bySince" in q for _, _, q in listed)
+    gets = [q for m, _, q in listed_requests if m == "GET"]
+    assert all(q["expand"] == "offers,tasks,references,documents" for q in gets)
+    assert not any("bySince" in q for _, _, q in listed_requests)
+
+
+def test_the_snapshot_asks_for_the_documented_offers_expansion(server: ListServer) -> None:
+    """``offers``, plural: a server that ignored ``offer`` cost one request per application."""
+    snapshot(server)
+    assert not [r for r in server.requests if r[1].endswith("/60/offers")]
 
 
 def test_purged_entries_in_their_v9_shape(server: ListServer) -> None:
@@ -164,17 +195,21 @@ def test_purged_entries_in_their_v9_shape(server: ListServer) -> None:
     forgotten, person = purged_applicants["123"]
     assert forgotten["forgotten"] is True
     assert person == "123"
-    assert "forgotten" not in purged_applicants["124"][0]
+    assert purged_applicants["124"][0]["forgotten"] is False
     assert objects(pages, "application", deleted=True).keys() == {"100"}
 
 
 def test_a_term_above_the_cap_is_read_in_slices_of_applicants(server: ListServer) -> None:
     server.term_count["4"] = 8193  # more than one answer holds with expand
     pages = snapshot(server)
-    assert objects(pages, "application").keys() == {"321"}
-    assert objects(pages, "offer").keys() == {"12"}
-    sliced = [q for m, p, q in server.requests if p == "/api/applications" and m == "GET"]
-    assert sliced[0] == {"byAcademicTermID": "4", "byApplicantIDs": "123", "expand": "offer"}
+    assert objects(pages, "application").keys() == {"60"}
+    assert objects(pages, "offer").keys() == resources.OFFERS.keys()
+    sliced = [q for m, p, q in server.requests if p == "/api/v9/applications" and m == "GET"]
+    assert sliced[0] == {
+        "byAcademicTermID": "4",
+        "byApplicantIDs": "123",
+        "expand": "offers,tasks,references,documents",
+    }
 
 
 def test_a_slice_still_at_the_cap_fails_naming_the_term(

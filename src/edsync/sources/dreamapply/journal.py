@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,15 +23,18 @@ from edsync.model import (
     RawEvent,
     RawJson,
     RawPage,
+    Ref,
+    Refreshed,
     SnapshotPage,
     dump_json,
 )
 from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
-from edsync.sources.dreamapply.names import link_offer, ref_id
+from edsync.sources.dreamapply.names import ref_id
+from edsync.sources.dreamapply.resources import SNAPSHOT_ENTITIES, Resources
 
 if TYPE_CHECKING:
-    from edsync.sources.base import Snapshotter
+    from edsync.sources.base import Refresher, Snapshotter
 
 log = structlog.get_logger("edsync.dreamapply")
 
@@ -43,14 +46,17 @@ SERVER_MAX_EXPANDED_PAGE = 512
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings(SourceSettings):
     api_key: Secret
-    api_prefix: str = "/api"
+    # The version these rules follow: unversioned may mean v3, which has no
+    # purged-resources and no offer types (help.dreamapply.com/api).
+    api_prefix: str = "/api/v9"
     max_requests_per_minute: int = 180
     interval: Duration = Duration(60.0)
     page_size: int = 1024
     expand: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     new_events: list[str] = field(default_factory=list)
-    snapshot: bool = False
+    snapshot: bool = True
+    purge_interval: Duration = Duration(3600.0)
     resync: str = "auto"
 
     def check(self) -> tuple[str, str] | None:
@@ -59,7 +65,10 @@ class Settings(SourceSettings):
         if self.max_requests_per_minute < 0:
             return "max_requests_per_minute", "must be 0 (no pacing) or more"
         if not self.api_prefix.startswith("/"):
-            return "api_prefix", "must start with '/', e.g. '/api' or '/api/v9'"
+            return "api_prefix", "must start with '/', e.g. '/api/v9'"
+        if self.purge_interval <= 0:
+            return "purge_interval", 'must be a positive duration, e.g. "1h"'
+
         if self.resync not in ("auto", "manual"):
             return "resync", 'must be "auto" or "manual"'
         for name in self.events:
@@ -148,7 +157,6 @@ EVENT_KINDS: dict[str, EventKind] = {
 _STATUS_PREFIXES = {name[: -len(" ?")]: name for name in EVENT_KINDS if name.endswith(": ?")}
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply's docs use curly quotes too
 _EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit a 64-bit position
-_NOT_DATA = frozenset({"logged", "event", "bind"})
 # The link fields a journal item has (JournalItem.php; administrator lately).
 LINK_FIELDS = frozenset(
     {
@@ -164,9 +172,6 @@ LINK_FIELDS = frozenset(
         "administrator",
     }
 )
-_FALLBACK_LINKS = ("application", "applicant")
-# A person or an application is never keyed by another entity's id.
-_NO_FALLBACK = frozenset({"applicant", "application"})
 
 
 def parse_name(name: str) -> tuple[EventKind, str | None] | None:
@@ -201,7 +206,10 @@ _Fields = msgspec.defstruct(
     [
         ("event", Any, None),
         ("logged", Any, None),
-        *((name, msgspec.Raw, None) for name in sorted({k.entity for k in EVENT_KINDS.values()})),
+        *(
+            (name, msgspec.Raw, None)
+            for name in sorted(LINK_FIELDS | {k.entity for k in EVENT_KINDS.values()})
+        ),
     ],
 )
 _FIELDS = msgspec.json.Decoder(_Fields)
@@ -214,7 +222,7 @@ class _Object(msgspec.Struct):
 
 
 _LINK = msgspec.json.Decoder(_Object | str | None)
-_MEMBERS = msgspec.json.Decoder(dict[str, _Object | str | int | float | bool | list[Any] | None])
+_SUB_LINK = re.compile(rb'"(?:/[^"/]+)*/applications/([0-9]{1,18})/')
 
 
 def _split(body: bytes, target: str) -> dict[str, msgspec.Raw] | list[Any]:
@@ -258,6 +266,17 @@ def _link_id(raw: msgspec.Raw | None) -> str | None:
     return ref_id({"id": value.id} if isinstance(value, _Object) else value)
 
 
+def _application_id(raw: msgspec.Raw | None) -> str | None:
+    """The id of the application an event names: its link's, its expanded
+    object's ``id``, or (an expanded application need not carry its id) the
+    one its own sub-links name (``"offers": "/api/v9/applications/60/offers"``)."""
+    found = _link_id(raw)
+    if found is not None or raw is None:
+        return found
+    ids = set(_SUB_LINK.findall(bytes(raw)))
+    return ids.pop().decode() if len(ids) == 1 else None
+
+
 def _person_of(body: object) -> str | None:
     """The applicant an event names, as far as it can be read at all."""
     try:
@@ -266,42 +285,40 @@ def _person_of(body: object) -> str | None:
         return None
 
 
-def _record_data(text: str) -> dict[str, Any]:
-    """A record's data from an event that does not carry its object: the
-    event's links, and other expanded objects reduced to their id so personal
-    data is not copied around (nor parsed)."""
-    return {
-        key: ({"id": value.id} if isinstance(value, _Object) else value)
-        for key, value in _MEMBERS.decode(text).items()
-        if key not in _NOT_DATA
-    }
+def own_id(entity: str, fields: Any) -> str | None:
+    """The id of the event's own resource: its link's, or its expanded
+    object's. Never another entity's: task, referee, interview and media
+    events carry no link of their own (JournalItem.php), so they have none.
+    ``fields``: ``_Fields``."""
+    if entity == "application":
+        return _application_id(fields.application)
+    raw = getattr(fields, entity, None)
+    return _link_id(raw) if raw is not None else None
 
 
-def subject_of(entity: str, fields: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """The event's own object for ``entity`` (kept as the record's data when
-    expanded) and the record id: its own link or object id, else (SPEC 2.1) the
-    ``application``'s, else the ``applicant``'s. Referee, task, interview and
-    media events never carry their own link, and an expanded document is file
-    metadata without an id: both take the fallback. An expanded offer gets the
-    link of the application the event names (``link_offer``). ``fields``: ``_Fields``."""
-    raw = getattr(fields, entity)
-    own = orjson.loads(memoryview(raw)) if raw is not None else None
-    entity_id = ref_id(own)
-    if entity_id is None and entity not in _NO_FALLBACK:
-        for link in _FALLBACK_LINKS:
-            entity_id = _link_id(getattr(fields, link))
-            if entity_id is not None:
-                break
-    if isinstance(own, dict) and entity == "offer":
-        link_offer(own, _link_id(fields.application))
-    return (own if isinstance(own, dict) else None), entity_id
+def refreshes(entity: str, fields: Any, person_id: str | None) -> tuple[Ref, ...]:
+    """The resources an event names that a refresh reads (SPEC 2.1): the
+    application (one read refreshes it and its offers, tasks, references and
+    documents); the applicant for the applicant's own events, or when no
+    application is named; an invoice by its link."""
+    refs: list[Ref] = []
+    application = _application_id(fields.application)
+    if entity == "invoice":
+        invoice = _link_id(fields.invoice)
+        if invoice is not None:
+            return (Ref("invoice", invoice, person_id),)
+    if application is not None:
+        refs.append(Ref("application", application, person_id))
+    if person_id is not None and (entity == "applicant" or application is None):
+        refs.append(Ref("applicant", person_id, person_id))
+    return tuple(refs)
 
 
 class DreamApplySource:
     kind = "dreamapply"
     person_entity = "applicant"
     retention = JOURNAL_RETENTION
-    snapshot_entities: tuple[str, ...] = ("applicant", "application", "offer")
+    snapshot_entities: tuple[str, ...] = SNAPSHOT_ENTITIES
 
     def __init__(self, settings: Settings, http: HttpClient | None = None) -> None:
         self.name = settings.name
@@ -318,6 +335,7 @@ class DreamApplySource:
         )
         self.prefix = settings.api_prefix.rstrip("/")
         self.path = f"{self.prefix}/journal"
+        self._resources = Resources(self.name, self.http, self.prefix)
         # Without a snapshot to resync from, a gap can only be reset by a human.
         self.resync = settings.resync if settings.snapshot else "manual"
         cap = SERVER_MAX_EXPANDED_PAGE if settings.expand else SERVER_MAX_PAGE
@@ -332,6 +350,24 @@ class DreamApplySource:
         """The list endpoints' snapshot (``head`` … ``snapshot`` below), unless the
         settings turn it off (``snapshot = false``)."""
         return self if self.settings.snapshot else None
+
+    @property
+    def refresher(self) -> Refresher:
+        """Records come from the resources the journal names (``refresh`` below)."""
+        return self
+
+    # DreamApply keeps a deleted applicant's invoices, detached (SPEC 5.4).
+    outlives_person: tuple[str, ...] = ("invoice",)
+
+    @property
+    def purge_interval(self) -> float:
+        return float(self.settings.purge_interval)
+
+    def refresh(self, refs: Sequence[Ref]) -> Iterator[Refreshed]:
+        return self._resources.refresh(refs)
+
+    def purged(self) -> Iterator[list[Refreshed]]:
+        return (gone for gone, _ in self._resources.purged())
 
     def close(self) -> None:
         self.http.close()
@@ -440,7 +476,7 @@ class DreamApplySource:
             ) from None
 
     def _normalize(self, raw: RawEvent) -> Change:
-        fields, text = _fields(raw.body)
+        fields, _ = _fields(raw.body)
         # Every quarantined event names its person, so an erasure finds it.
         name = fields.event
         if not isinstance(name, str) or not name:
@@ -465,14 +501,17 @@ class DreamApplySource:
                 occurred_at=occurred_at,
                 payload=raw.body,
                 person_id=person_id,
+                record=False,
+                refresh=refreshes(UNKNOWN_ENTITY, fields, person_id),
             )
         kind, status = parsed
-        subject, entity_id = subject_of(kind.entity, fields)
-        # An applicant's own event names them by its record's id: one read, not two.
+        entity_id = own_id(kind.entity, fields)
+        # An applicant's own event names them by its own id: one read, not two.
         person_id = entity_id if kind.entity == "applicant" else _link_id(fields.applicant)
-        if entity_id is None:
+        refresh = refreshes(kind.entity, fields, person_id)
+        if entity_id is None and not refresh:
             raise InvalidEventError(
-                f"{name!r} has no usable `{kind.entity}` id, nor a fallback link",
+                f"{name!r} names no {kind.entity}, application or applicant to read",
                 person_id=person_id,
             )
         return Change(
@@ -484,10 +523,11 @@ class DreamApplySource:
             op=kind.op,
             occurred_at=occurred_at,
             payload=raw.body,
-            data=subject if subject is not None else _record_data(text.text),
             status=status,
             person_id=person_id,
             revive=kind.revive,
+            record=False,
+            refresh=refresh,
         )
 
     def _log_unknown(self, name: str) -> None:

@@ -28,11 +28,11 @@ def ref_id(value: object) -> str | None:
     return None
 
 
-def link_offer(offer: dict[str, object], application: str | None) -> None:
-    """Give an offer's record the link to its application. The vendor's Offer
-    object has none (the SDK's Offer.php): an expanded journal event names
-    the application beside it, the snapshot reads offers under theirs; an
-    unexpanded event's record has the link already. So ``application_id``
-    is known whichever way the offer came. A link the offer has is kept."""
-    if application is not None and "application" not in offer:
-        offer["application"] = f"/api/applications/{application}"
+def link_child(child: dict[str, object], application: str | None) -> None:
+    """Give a child's record (offer, task, reference, document) the link to
+    its application. The vendor's objects have none (the SDK's Offer.php,
+    ApplicationTask.php): they are read under their application, so its id is
+    known, and ``application_id`` reads the same whichever way they came. A
+    link the child has is kept."""
+    if application is not None and "application" not in child:
+        child["application"] = f"/api/applications/{application}"
