@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Callable
@@ -75,3 +76,60 @@ def test_records_by_source_and_entity_use_the_primary_key(
             "EXPLAIN QUERY PLAN SELECT entity_id FROM records WHERE source = 'da' AND entity = 'x'"
         ).all()
     assert any("USING COVERING INDEX sqlite_autoindex_records_1" in row[-1] for row in plan), plan
+
+
+def test_records_keyed_by_borrowed_ids_are_removed_and_their_applications_queued(
+    mirror_url: Callable[[str], str],
+) -> None:
+    """An earlier edsync keyed a task, referee, interview, media or expanded
+    document (and an offer without an id) by its application's id; migration
+    0010 removes them and queues the application, whose read brings them
+    back under their own ids. Another kind's records are left alone."""
+    from alembic import command
+    from structlog.testing import capture_logs
+
+    from edsync.mirror.db import _alembic_config, create_mirror_engine
+    from edsync.settings import MirrorSettings
+
+    engine = create_mirror_engine(MirrorSettings(url=mirror_url("old.db")))
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0009")
+    app = "/api/applications/21"
+    old = [
+        ("da", "application", "21", {"id": 21, "applicant": "/api/applicants/7"}),
+        ("da", "task", "21", {"application": app, "applicant": "/api/applicants/7"}),
+        ("da", "referee", "21", {"application": app}),
+        ("da", "offer", "21", {"priority": 1, "application": app}),  # borrowed
+        ("da", "offer", "3", {"id": 3, "application": app}),  # its own id
+        ("da", "applicant", "7", {"id": 7, "email": "ada@example.org"}),
+        ("ed", "task", "21", {"title": "an Edlink-like kind's own task"}),
+    ]
+    with engine.begin() as conn:
+        for source, entity, entity_id, data in old:
+            conn.exec_driver_sql(
+                "INSERT INTO records (source, entity, entity_id, data, deleted, version, "
+                "last_event_id, person_id, first_seen_at, synced_at) VALUES "
+                + (
+                    "(%s, %s, %s, %s, false, 5, '5', '7', '2026-01-01', '2026-01-01')"
+                    if engine.dialect.name == "postgresql"
+                    else "(?, ?, ?, ?, 0, 5, '5', '7', '2026-01-01', '2026-01-01')"
+                ),
+                (source, entity, entity_id, json.dumps(data)),
+            )
+    with capture_logs() as logs:
+        upgrade(engine)
+    with engine.connect() as conn:
+        kept = set(conn.exec_driver_sql("SELECT source, entity, entity_id FROM records").all())
+        queued = conn.exec_driver_sql(
+            "SELECT source, entity, entity_id, position, person_id FROM refresh_queue"
+        ).all()
+    assert kept == {
+        ("da", "application", "21"),
+        ("da", "offer", "3"),
+        ("da", "applicant", "7"),
+        ("ed", "task", "21"),
+    }
+    assert queued == [("da", "application", "21", 5, "7")]
+    [said] = [entry for entry in logs if entry["event"] == "borrowed_ids_removed"]
+    assert said["records"] == 3
+    assert "the next run reads their 1 applications again" in said["message"]

@@ -127,3 +127,31 @@ def enrolled_offers(engine: Engine) -> int:
             "AND json_extract(data, '$.status') = 'Enrolled'"
         ).scalar_one()
     return int(count)
+
+
+def refresh_queued(engine: Engine) -> dict[str, int]:
+    """Resources waiting to be read again (SPEC 2.1), per source."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT source, COUNT(*) FROM refresh_queue GROUP BY source"
+        ).all()
+    return {source: int(n) for source, n in rows}
+
+
+_FORGET_REQUESTED = """
+SELECT e.source, COUNT(DISTINCT e.person_id) FROM events e
+WHERE e.op = 'forgotten' AND e.person_id IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM records r
+    WHERE r.source = e.source AND r.entity_id = e.person_id AND r.person_id = e.person_id
+      AND r.deleted = ?
+)
+GROUP BY e.source
+"""
+
+
+def forget_requested(engine: Engine) -> dict[str, int]:
+    """People who asked to be forgotten and whom upstream has not deleted yet:
+    requests an administrator reviews (SPEC 5.4), per source."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(adapt(conn, _FORGET_REQUESTED), (True,)).all()
+    return {source: int(n) for source, n in rows}

@@ -32,6 +32,8 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
     rows = reads.progress(engine)
     quarantined = reads.events_by_status(engine, "quarantined")
     records = reads.records_by_source(engine)
+    queued = reads.refresh_queued(engine)
+    forget = reads.forget_requested(engine)
     deliveries = outbox.counts(engine)
     report: dict[str, Any] = {"sources": [], "sinks": []}
     for name, settings in config.sources.items():
@@ -45,6 +47,8 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
                 "lag": row.lag if row else None,
                 "records": records.get(name, 0),
                 "quarantined": quarantined.get(name, 0),
+                "refresh_queued": queued.get(name, 0),
+                "forget_requested": forget.get(name, 0),
                 "last_success": _text(row.last_success_at) if row else None,
                 "consecutive_failures": row.consecutive_failures if row else 0,
                 "last_error": row.last_error if row else None,
@@ -92,6 +96,12 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"{source['events_total']}  records {source['records']}  "
             f"quarantined {source['quarantined']}  lag {_or_dash(source['lag'])}",
         )
+        if source["refresh_queued"] or source["forget_requested"]:
+            grid.add_row(
+                "waiting",
+                f"{source['refresh_queued']} to read again  "
+                f"{source['forget_requested']} forget requests under review",
+            )
         grid.add_row("cursor", _or_dash(source["cursor"]))
         grid.add_row("last success", _or_dash(source["last_success"]))
         for key in ("last_error", "gap", "snapshot"):

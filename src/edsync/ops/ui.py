@@ -73,14 +73,24 @@ class RichProgress(Progress):
         """A bar per snapshotting source: records read so far, by kind (no total:
         the list endpoints do not say how many there are in one request)."""
         key = f"{source} (snapshot)"
+        task, rate = self._count(key, objects)
+        self.bar.update(task, advance=objects, description=f"{key}: {entity}", rate=f"{rate:,.0f}")
+
+    def refresh(self, source: str, resources: int, queued: int | None = None) -> None:
+        """A bar per source reading again what its events named (SPEC 2.1):
+        resources read so far (their number is only known as they are queued)."""
+        task, rate = self._count(f"{source} (refresh)", resources)
+        self.bar.update(task, advance=resources, rate=f"{rate:,.1f}")
+
+    def _count(self, key: str, added: int) -> tuple[TaskID, float]:
+        """The open-ended bar ``key`` (made on first use), ``added`` more, and its rate."""
         if key not in self.tasks:
             task = self.bar.add_task(key, total=None, rate="-")
             self.tasks[key] = (task, time.perf_counter(), 0)
         task, started, done = self.tasks[key]
-        done += objects
+        done += added
         self.tasks[key] = (task, started, done)
-        rate = done / max(time.perf_counter() - started, 1e-6)
-        self.bar.update(task, advance=objects, description=f"{key}: {entity}", rate=f"{rate:,.0f}")
+        return task, done / max(time.perf_counter() - started, 1e-6)
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -11,12 +11,13 @@ the vendors' documents, not from our simulator:
   Applicant, ApplicantName, Application, Offer, Invoice, ApplicationTask,
   BinaryRecord) and help.dreamapply.com/api (an offer's ``inserted``,
   ``saved`` and ``confirmed`` are ISO strings there, ints in the SDK's
-  docblocks). A record's data is the expanded object or the journal item's
-  links, so every link column accepts both (``link``); the applicant is the
-  record's ``person_id`` (``person``): an offer carries no applicant link of
-  its own. ``status`` is the one the journal name carries
-  (SPEC 2.1) or, for an application, the vendor's own field. Media,
-  interviews and referees have no published model: only their links.
+  docblocks). A record's data is the resource as its endpoint answers it
+  (SPEC 2.1); a link column accepts a link or an expanded object (``link``);
+  the applicant is the record's ``person_id`` (``person``): an offer carries
+  no applicant link of its own. A child's ``application`` is the one it was
+  read under. References: help.dreamapply.com/api/api_applications_id_references.
+  Media and interviews have no endpoint, so no records and no view: their
+  events stay in the ledger.
 - Edlink: edlink/edlink-node-sdk ``src/types`` and edlink/docs
   ``api/v2.0/models``. The docs type an enrollment's ``role`` as ``Role[]``
   but show a string: the column holds the string, or a list as its JSON text.
@@ -88,6 +89,8 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
             _f("type", "type"),
             _f("status", "status"),
             _f("registered", "registered", "timestamp"),
+            # A request to be forgotten awaiting DreamApply's deletion (SPEC 5.4).
+            _f("forget_requested", "forget_requested", "timestamp"),
         ),
     ),
     "application": (
@@ -141,6 +144,7 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
             _APPLICANT,
             _f("status", "status"),
             _f("class", "class"),
+            _f("title", "title"),
             _f("created", "created", "timestamp"),
             _f("committed", "committed", "timestamp"),
             _f("reminded", "reminded", "timestamp"),
@@ -158,9 +162,19 @@ DREAMAPPLY: dict[str, tuple[str, tuple[Field, ...]]] = {
             _f("uploaded", "uploaded", "timestamp"),
         ),
     ),
-    "media": ("media", (_APPLICATION, _APPLICANT)),
-    "interview": ("interviews", (_APPLICATION, _APPLICANT)),
-    "referee": ("referees", (_APPLICATION, _APPLICANT)),
+    # help.dreamapply.com/api/api_applications_id_references
+    "reference": (
+        "references",
+        (
+            _APPLICATION,
+            _APPLICANT,
+            _f("referee_name", "invitation.name"),
+            _f("referee_email", "invitation.email"),
+            _f("invited", "invited", "timestamp"),
+            _f("accessed", "accessed", "timestamp"),
+            _f("committed", "committed", "timestamp"),
+        ),
+    ),
 }
 
 _DATES = (
