@@ -22,8 +22,9 @@ from edsync.sources.base import Refresher
 
 log = structlog.get_logger("edsync.sync")
 
-REFRESH_BATCH = 50
-"""Resources read before a commit: at DreamApply's 180 a minute, about every 17 s."""
+REFRESH_BATCH = 200
+"""Resources read before a commit: a batch read's worth of applications, or
+about a minute of single reads at DreamApply's 180 a minute."""
 
 
 def purge_due(last: dt.datetime | None, now: dt.datetime, interval: float | None) -> bool:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
-from edsync.model import SnapshotPage
+from edsync.model import Ref, Refreshed, SnapshotPage
 from edsync.settings import HttpUrl, Secret
 from edsync.sources.dreamapply import snapshot as dreamapply_snapshot
 from edsync.sources.dreamapply.journal import DreamApplySource, Settings
@@ -72,6 +72,9 @@ class ListServer:
         if not _VERSION.match(path):  # unversioned may mean v3 (help.dreamapply.com/api)
             return 404, {}, {"error": {"code": 404, "message": path}}
         path = _VERSION.sub("/api", path)
+        single = re.fullmatch(r"/api/(applications|applicants|invoices)/(\d+)", path)
+        if single is not None:
+            return self._single(single[1], single[2], query)
         child = re.fullmatch(r"/api/applications/60/(\w+)", path)
         if child is not None and child[1] in _CHILDREN:
             collection = resources.application(expand=_CHILDREN)[child[1]]
@@ -90,7 +93,22 @@ class ListServer:
             return 200, {}, payloads.PURGED_RESOURCES
         return 404, {}, {"error": {"code": 404, "message": path}}
 
+    def _single(self, kind: str, id_: str, query: dict[str, str]) -> Answer:
+        """One resource by its URL (help.dreamapply.com/api/api_{kind}_id); 404
+        for one DreamApply no longer has."""
+        gone = 404, {}, {"error": {"code": 404, "message": f"no such {kind}"}}
+        if kind == "applications" and id_ == "60":
+            asked = query.get("expand", "").split(",") if self.embeds else []
+            return 200, {}, resources.application(expand=asked)
+        if kind == "applicants" and id_ == "123":
+            return 200, {}, resources.APPLICANT
+        if kind == "invoices" and id_ == "1":
+            return 200, {}, resources.INVOICE
+        return gone
+
     def _applications(self, query: dict[str, str]) -> Answer:
+        if "byAcademicYears" in query and "byApplicantIDs" in query:
+            return self._by_applicants(query)
         term = query.get("byAcademicTermID")
         if term is None:  # docs.dreamapply.com api:api_applications: Required
             return 400, {}, {"error": {"code": 400, "message": "a term or year is required"}}
@@ -104,6 +122,16 @@ class ListServer:
             listed = {}
         count = self.term_count.get(term, len(listed))
         return 200, {"X-Count": str(count)}, listed
+
+    def _by_applicants(self, query: dict[str, str]) -> Answer:
+        """The batch read: every application of these applicants in these years."""
+        asked = query.get("expand", "").split(",") if self.embeds else []
+        years = query["byAcademicYears"].replace(",", " ").split()
+        people = query["byApplicantIDs"].replace(",", " ").split()
+        application = resources.application(expand=asked)
+        del application["id"]  # the list is keyed by id
+        listed = {"60": application} if "123" in people and "2014" in years else {}
+        return 200, {"X-Count": str(len(listed))}, listed
 
 
 @pytest.fixture
@@ -218,3 +246,100 @@ def test_a_slice_still_at_the_cap_fails_naming_the_term(
     monkeypatch.setattr(dreamapply_snapshot, "APPLICATIONS_CAP", 1)
     with pytest.raises(SnapshotTooLargeError, match="academic term 4: 1 applications of 400"):
         snapshot(server)
+
+
+def open_source(server: ListServer, *, batch: bool = True) -> DreamApplySource:
+    settings = Settings(
+        name="da",
+        kind="dreamapply",
+        base_url=HttpUrl(server.url),
+        api_key=Secret("X", "k"),
+        max_requests_per_minute=0,
+    )
+    source = DreamApplySource(settings)
+    source._resources.batch = batch
+    return source
+
+
+def refreshed(server: ListServer, refs: list[Ref], *, batch: bool = True) -> list[Refreshed]:
+    source = open_source(server, batch=batch)
+    try:
+        return list(source.refresh(refs))
+    finally:
+        source.close()
+
+
+def by_entity(result: Refreshed) -> dict[str, dict[str, tuple[Any, str | None, str | None]]]:
+    out: dict[str, dict[str, tuple[Any, str | None, str | None]]] = {}
+    for entity, obj in result.records:
+        out.setdefault(entity, {})[obj.entity_id] = (obj.data, obj.person_id, obj.parent_id)
+    return out
+
+
+@pytest.mark.parametrize("embeds", [True, False], ids=["expanded", "links"])
+def test_an_application_is_read_by_its_url_with_every_child_under_its_own_id(
+    server: ListServer, embeds: bool
+) -> None:
+    server.embeds = embeds
+    [result] = refreshed(server, [Ref("application", "60", "123")])
+    assert not result.gone
+    assert set(result.complete) == {"offer", "task", "reference", "document"}
+    found = by_entity(result)
+    assert found["application"]["60"][1:] == ("123", None)
+    # Two tasks of one application: two records, each its own status.
+    assert {k: v[0]["status"] for k, v in found["task"].items()} == {
+        key: task["status"] for key, task in resources.TASKS.items()
+    }
+    assert found["reference"].keys() == resources.REFERENCES.keys()
+    assert found["document"].keys() == resources.DOCUMENTS.keys()
+    assert found["offer"].keys() == resources.OFFERS.keys()
+    assert all(parent == "60" for kind in ("task", "offer") for *_, parent in found[kind].values())
+    single = [r for r in server.requests if r[1] == "/api/v9/applications/60"]
+    assert [q["expand"] for _, _, q in single] == [
+        "offers,tasks,references,documents,flags,courses"
+    ]
+    followed = [r for r in server.requests if re.search(r"/60/\w+$", r[1])]
+    assert len(followed) == (0 if embeds else len(_CHILDREN))
+
+
+def test_a_resource_that_answers_404_is_gone(server: ListServer) -> None:
+    results = refreshed(
+        server,
+        [Ref("application", "61", "123"), Ref("applicant", "124", "124"), Ref("invoice", "2")],
+    )
+    assert [r.gone for r in results] == [True, True, True]
+
+
+def test_an_applicant_and_an_invoice_are_read_by_their_urls(server: ListServer) -> None:
+    applicant, invoice = refreshed(server, [Ref("applicant", "123", "123"), Ref("invoice", "1")])
+    assert by_entity(applicant) == {"applicant": {"123": (resources.APPLICANT, "123", None)}}
+    [(entity, obj)] = invoice.records
+    assert (entity, obj.entity_id, obj.data) == ("invoice", "1", resources.INVOICE)
+    paths = [p for _, p, _ in server.requests]
+    assert paths == ["/api/v9/applicants/123", "/api/v9/invoices/1"]
+
+
+def test_queued_applications_are_read_in_one_batch_by_their_applicants(
+    server: ListServer,
+) -> None:
+    """No filter by application id exists: the list by years and applicants
+    brings them; one it does not list is read alone (and may be gone)."""
+    refs = [Ref("application", "60", "123"), *(Ref("application", str(i), "125") for i in (7, 8))]
+    results = refreshed(server, refs)
+    assert [r.gone for r in results] == [False, True, True]
+    assert by_entity(results[0])["task"].keys() == resources.TASKS.keys()
+    listed = [q for m, p, q in server.requests if p == "/api/v9/applications"]
+    assert listed == [
+        {
+            "byAcademicYears": "2014",
+            "byApplicantIDs": "123,125",
+            "expand": "offers,tasks,references,documents",
+        }
+    ]
+    singles = sorted(p for _, p, _ in server.requests if re.fullmatch(r".*/applications/\d+", p))
+    assert singles == ["/api/v9/applications/7", "/api/v9/applications/8"]
+    # Without batching: one read each.
+    server.requests.clear()
+    refreshed(server, refs, batch=False)
+    reads = [p for _, p, _ in server.requests if re.fullmatch(r".*/applications/\d+", p)]
+    assert len(reads) == 3
