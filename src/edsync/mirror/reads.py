@@ -22,6 +22,12 @@ ENROLLED_EXAMPLE = (
 )
 """A query over the views for the demo to suggest (it prints, never runs, it)."""
 
+TASKS_EXAMPLE = (
+    "SELECT t.application_id, t.id, t.status FROM dreamapply_tasks t "
+    "WHERE NOT t.deleted ORDER BY t.application_id, t.id LIMIT 6;"
+)
+"""Tasks under their own ids: several per application, each with its own status."""
+
 
 @dataclass(frozen=True, slots=True)
 class SourceProgress:

@@ -67,8 +67,6 @@ def demo_config(url: str, db: Path, *, edlink: bool = True) -> Config:
         api_key=Secret(env="(demo)", value=DEMO_KEY),
         max_requests_per_minute=0,
         interval=Duration(60.0),
-        expand=["applicant", "application", "offer"],
-        snapshot=True,
     )
     sources: dict[str, SourceSettings] = {"dreamapply": source}
     if edlink:
@@ -161,4 +159,5 @@ def _summary(engine: object, db: Path) -> None:
     )
     print(f"\nThe mirror is {db}. Try:\n")
     print(f'  sqlite3 {db} "{reads.ENROLLED_EXAMPLE}"')
+    print(f'  sqlite3 {db} "{reads.TASKS_EXAMPLE}"')
     print('\n(every entity of both feeds has such a view: README, "Query the mirror")')
