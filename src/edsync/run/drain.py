@@ -62,6 +62,7 @@ class Stages:
     normalize: float = 0.0
     apply: float = 0.0
     fold: float = 0.0
+    refresh: float = 0.0  # reading again what the pages named, and its writes
 
     def per_event(self, events: int) -> dict[str, float]:
         """Microseconds per event by stage: the benchmark's breakdown."""
@@ -181,9 +182,11 @@ def _refresh(run: _Run, refresher: Refresher) -> None:
         run.stop,
         lambda count: run.progress.refresh(name, count),
     )
+    started = run.clock()
     refreshing.purge_if_due()
     if not refreshing.drain_queue():
         run.result.stopped = True
+    run.result.stages.refresh += run.clock() - started
     run.result.refreshed = refreshing.refreshed
     run.result.purged = refreshing.purged
 

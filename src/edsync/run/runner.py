@@ -281,14 +281,19 @@ class Runner:
                 stale=result.stale,
                 quarantined=result.quarantined,
                 duplicates=result.duplicates,
+                refreshed=result.refreshed,
+                purged=result.purged,
+                refresh_s=round(result.stages.refresh, 3),
                 cursor=state.cursor,
                 us_per_event=result.stages.per_event(result.received),
             )
-        elif result.pages:
+        elif result.pages or result.refreshed or result.purged:
             log.info(
                 "poll_done",
                 source=name,
                 applied=result.applied,
+                refreshed=result.refreshed,
+                purged=result.purged,
                 lag=result.lag,
                 cursor=state.cursor,
             )
