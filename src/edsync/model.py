@@ -233,6 +233,28 @@ class Signal:
         return member if isinstance(member, str) else None
 
     @property
+    def member_from(self) -> Mapping[str, Any] | None:
+        """Where the member is read when the signal is delivered (the person's
+        record in the mirror: ``entity``, ``id``, ``path``), or None when the
+        signal carries its member (or has none) itself."""
+        ref = self.data.get("member_from")
+        return ref if isinstance(ref, Mapping) else None
+
+    def with_member(self, member: str) -> Signal:
+        """The signal as a sink gets it, its member read from the mirror."""
+        data = {**self.data, "member": member}
+        return Signal(
+            self.id,
+            self.rule,
+            self.source,
+            self.event_id,
+            self.entity,
+            self.entity_id,
+            self.occurred_at,
+            data,
+        )
+
+    @property
     def change(self) -> dict[str, Any]:
         change = self.data.get("change")
         return change if isinstance(change, dict) else {}

@@ -71,10 +71,71 @@ class Rule:
         return all(_satisfies(resolve(context, path), want) for path, want in self.where)
 
     def member_of(self, change: Change) -> str | None:
+        """The member the change itself names (a path into its context)."""
         if self.member is None:
             return None
-        value = resolve(change_context(change), self.member)
-        return None if value is None or isinstance(value, dict | list) else str(value)
+        return member_value(resolve(change_context(change), self.member))
+
+    def member_ref(self, change: Change, person_entity: str | None) -> MemberRef | None:
+        """Where the member is read at delivery time, when the rule's path
+        starts at the person the change names (``person_entity``: the source's
+        entity holding a person's data): that person's current record in the
+        mirror, not the event's copy (a notification feed's event carries none).
+        None when the member comes from the change itself (``member_of``)."""
+        path = self.member
+        if path is None or person_entity is None or change.person_id is None:
+            return None
+        if len(path) < 2 or path[0] != person_entity:
+            return None
+        return MemberRef(person_entity, change.person_id, path[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """A signal's member to read when it is delivered: the field at ``path`` of
+    the record (``entity``, ``id``) of the signal's source. Stored in the
+    signal's data as ``member_from`` (``to_json``), so the publisher needs
+    nothing but the row."""
+
+    entity: str
+    id: str
+    path: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entity": self.entity, "id": self.id, "path": list(self.path)}
+
+    @classmethod
+    def from_json(cls, value: Any) -> MemberRef | None:
+        """The reference a signal's ``member_from`` holds, or None if it holds none."""
+        if not isinstance(value, Mapping):
+            return None
+        entity, id_, path = value.get("entity"), value.get("id"), value.get("path")
+        if not isinstance(entity, str) or not isinstance(id_, str) or not isinstance(path, list):
+            return None
+        if not path or not all(isinstance(part, str) and part for part in path):
+            return None
+        return cls(entity, id_, tuple(path))
+
+    @property
+    def field(self) -> str:
+        return ".".join(self.path)
+
+    def describe(self) -> str:
+        """``applicant 7's email``: what a waiting delivery waits for."""
+        return f"{self.entity} {self.id}'s {self.field}"
+
+    def read(self, record: Mapping[str, Any]) -> str | None:
+        """The member in the record's data, or None when it holds none."""
+        return member_value(resolve(record, self.path))
+
+
+def member_value(value: Any) -> str | None:
+    """A member as the sinks send it: a scalar as text; nothing for a missing,
+    empty or structured value."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value)
+    return text if text.strip() else None
 
 
 def signal_id(rule: str, source: str, event_id: str) -> str:
@@ -134,7 +195,24 @@ def compile_rules(config: Config) -> list[Rule]:
         names.add(settings.name)
         kind = config.sources[settings.source].kind
         rules.append(_compile(settings, key, config.path, kind, sources.pattern_problem))
+        _check_member(config, settings, key)
     return rules
+
+
+def _check_member(config: Config, settings: RuleSettings, key: str) -> None:
+    """A rule publishing to a sink that needs a member (Learning Hub's
+    ``ProgramMemberId``, SPEC 2.3) must say where its member comes from."""
+    if settings.member:
+        return
+    for name in settings.publish:
+        sink = config.sinks.get(name)
+        if sink is not None and getattr(sink, "needs_member", False):
+            raise ConfigError(
+                config.path,
+                f"{key}.member",
+                f"rule {settings.name!r} publishes to sink {name!r} ({sink.kind}), which needs "
+                "a member for every event: set `member`, a dotted path like 'applicant.email'",
+            )
 
 
 def _compile(settings: RuleSettings, key: str, path: str, kind: str, pattern_problem: Any) -> Rule:

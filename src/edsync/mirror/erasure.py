@@ -17,8 +17,10 @@ from edsync.normalize import scrub
 if TYPE_CHECKING:
     from edsync.mirror.ledger import Ledger
 
-# What a forgotten person's signal keeps: which rule fired on which record.
+# What a forgotten person's signal keeps: which rule fired on which record,
+# and the status the event named (it says nothing without a name).
 SIGNAL_KEEP = (
+    "status",
     "rule",
     "event_type",
     "source",

@@ -342,7 +342,7 @@ class Ledger:
             if not rule.matches(change):
                 continue
             sid = signal_id(rule.name, self.source, change.event_id)
-            data = signal_data(rule, self.source, change)
+            data = signal_data(rule, self.source, change, person_entity=self.person_entity)
             fold.signal_rows.append(
                 (
                     sid,

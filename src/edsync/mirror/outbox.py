@@ -8,12 +8,13 @@ the schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
-from edsync.mirror.sql import Into, adapt, insert_rows, loads
+from edsync.mirror.sql import Into, adapt, insert_rows, loads, placeholders
 from edsync.model import Signal
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 _DUE = """
 SELECT d.signal_id, d.sink, d.attempts, s.rule, s.source, s.event_id, s.entity, s.entity_id,
-       s.occurred_at, s.data, d.failing_since
+       s.occurred_at, s.data, d.failing_since, s.created_at
 FROM deliveries d JOIN signals s ON s.id = d.signal_id
 WHERE d.status = 'pending' AND (? OR d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
 ORDER BY s.created_at, s.occurred_at, s.id
@@ -50,6 +51,16 @@ class Due:
     attempts: int
     failing_since: Any
     """ISO text on SQLite, a datetime on PostgreSQL; None until an attempt fails."""
+    created_at: Any = None
+    """When the signal was raised (a column value, as ``failing_since``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    """A person's record as the publisher reads a member from it."""
+
+    data: dict[str, Any]
+    deleted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +84,37 @@ def due(engine: Engine, *, everything: bool, now: str, limit: int) -> list[Due]:
                 sink=row[1],
                 attempts=int(row[2]),
                 failing_since=row[10],
+                created_at=row[11],
             )
             for row in conn.exec_driver_sql(adapt(conn, _DUE), (everything, now, limit))
         ]
+
+
+_CHUNK = 500  # ids per IN list
+
+
+def person_records(
+    engine: Engine, source: str, entity: str, ids: Iterable[str]
+) -> dict[str, PersonRecord]:
+    """The records of ``entity`` with these ids in ``source``, by id (absent: not
+    in the mirror): where the members of waiting signals are read."""
+    wanted = sorted(set(ids))
+    found: dict[str, PersonRecord] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            statement = (
+                "SELECT entity_id, data, deleted FROM records "
+                f"WHERE source = ? AND entity = ? AND entity_id IN ({placeholders(len(chunk))})"
+            )
+            for entity_id, data, deleted in conn.exec_driver_sql(
+                adapt(conn, statement), (source, entity, *chunk)
+            ):
+                value = loads(data, conn)
+                found[entity_id] = PersonRecord(
+                    value if isinstance(value, dict) else {}, bool(deleted)
+                )
+    return found
 
 
 def record(engine: Engine, signal_id: str, sink: str, outcome: Outcome) -> None:
@@ -162,15 +201,26 @@ def insert_signals(
     insert_rows(conn, _INSERT_DELIVERY, delivery_rows, _DELIVERY_ONCE)
 
 
-def signal_data(rule: Rule, source: str, change: Change) -> dict[str, Any]:
-    """The outbox row's data: what a sink needs, without re-reading the mirror."""
+def signal_data(
+    rule: Rule, source: str, change: Change, *, person_entity: str | None
+) -> dict[str, Any]:
+    """The outbox row's data: what a sink needs. A member read from the person's
+    record (the rule's ``member`` starts at ``person_entity``) is read when the
+    signal is delivered, from where ``member_from`` says (``"member"`` is null
+    until then); any other member is taken from the change now."""
     data = dict(change.data or {})
     if change.status is not None:
         data["status"] = change.status
+    ref = rule.member_ref(change, person_entity)
+    member: dict[str, Any] = (
+        {"member": rule.member_of(change)}
+        if ref is None
+        else {"member": None, "member_from": ref.to_json()}
+    )
     return {
         "rule": rule.name,
         "event_type": rule.event_type,
-        "member": rule.member_of(change),
+        **member,
         "change": {
             "source": source,
             "event_id": change.event_id,

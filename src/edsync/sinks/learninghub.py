@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import orjson
 
@@ -17,6 +18,10 @@ class Settings(SinkSettings):
     program_id: str
     user_id: str
     api_key: Secret
+
+    needs_member: ClassVar[bool] = True
+    """``ProgramMemberId`` is required: a rule publishing here must have a
+    ``member`` (checked when rules are compiled)."""
 
 
 def _client(settings: Settings) -> HttpClient:
@@ -40,18 +45,23 @@ class LearningHubSink:
         return f"{self.program}-{signal.id}"
 
     def payload(self, signal: Signal) -> dict[str, object]:
-        body: dict[str, object] = {
+        """The event's body; a FatalError (never sent) without a member: the
+        publisher holds a signal whose member is not in the mirror yet, so one
+        that reaches here without it never will have one."""
+        if signal.member is None:
+            raise FatalError(
+                f"sink {self.name!r}: no ProgramMemberId for signal {signal.id} (rule "
+                f"{signal.rule!r}: its member names nothing in the event, or was erased); "
+                "not sent"
+            )
+        return {
             "ProgramId": self.program,
+            "ProgramMemberId": signal.member,
             "EventType": signal.event_type,
             "EventStartUTC": signal.occurred_at,
             "EventEndUTC": signal.occurred_at,
             "EventData": signal.change,
         }
-        # Optional fields are left out rather than sent as null (the member
-        # of an erased applicant is unknown by design).
-        if signal.member is not None:
-            body["ProgramMemberId"] = signal.member
-        return body
 
     def send(self, signal: Signal) -> None:
         self.http.once(
