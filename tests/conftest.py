@@ -4,6 +4,7 @@ simulator over HTTP, config files."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -217,7 +218,9 @@ def write_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror_url: Callable[[str], str]
 ) -> Callable[..., Path]:
     """Write an edsync.toml for a DreamApply source at ``url`` (the mirror on this
-    test's backend; ``db`` names it); returns its path."""
+    test's backend; ``db`` names it); returns its path. The source reads the
+    journal alone (``snapshot = false``) unless ``extra`` sets ``snapshot``:
+    most tests are about the feed, not the bootstrap."""
     monkeypatch.setenv("DREAMAPPLY_API_KEY", DREAMAPPLY_KEY)
 
     def factory(
@@ -240,6 +243,7 @@ def write_config(
                 max_requests_per_minute = 0
                 """
             )
+            + ("" if re.search(r"^\s*snapshot\s*=", extra, re.M) else "snapshot = false\n")
             + textwrap.dedent(extra)
         )
         return path
@@ -315,7 +319,7 @@ def table_rows(engine: Engine, table: str, ignore: tuple[str, ...] = ()) -> list
 RUN_TIMESTAMPS = {
     "records": ("first_seen_at", "synced_at"),
     "events": ("applied_at", "id"),
-    "checkpoints": ("updated_at", "last_success_at"),
+    "checkpoints": ("updated_at", "last_success_at", "purged_at"),
     "signals": ("created_at",),
     "deliveries": ("next_attempt_at", "delivered_at"),
 }

@@ -273,7 +273,7 @@ class FaultServer:
         events: Mapping[int, Any],
         *,
         api_key: str = API_KEY,
-        prefix: str = "/api",
+        prefix: str = "/api/v9",
     ) -> None:
         self.events = dict(events)
         self.api_key = api_key
@@ -383,7 +383,7 @@ class FaultServer:
         self._record(dataclasses.replace(request, fault=fault.name) if fault else request)
         head = request.method == "HEAD"
         if request.path.rstrip("/") != f"{self.prefix}/journal":
-            return handler.send_response(404, _json_headers(), _error("no such endpoint"))
+            return self._resource(handler, request)
         if request.method not in ("GET", "HEAD"):
             return handler.send_response(405, _json_headers(), _error("GET or HEAD"))
         if isinstance(fault, Status):
@@ -397,6 +397,19 @@ class FaultServer:
         count, body = self._page(request.query, fault)
         headers = {**_json_headers(), "X-Count": str(count)}
         return self._deliver(handler, fault, headers, body, head=head)
+
+    def _resource(self, handler: _Handler, request: Request) -> bool:
+        """What the journal's events name, read by URL as the refresh does: an
+        applicant or application the journal has (not closed), an empty
+        purged-resources; anything else 404. Faults strike the journal only."""
+        path = request.path.rstrip("/")
+        if path == f"{self.prefix}/purged-resources":
+            return handler.send_response(200, _json_headers(), b"[]")
+        found = re.fullmatch(re.escape(self.prefix) + r"/(applicants|applications)/(\d+)", path)
+        state = resources(self.events).get((found[1], int(found[2]))) if found else None
+        if state is None:
+            return handler.send_response(404, _json_headers(), _error("no such resource"))
+        return handler.send_response(200, _json_headers(), orjson.dumps(state))
 
     def _status(self, handler: _Handler, fault: Status, request: Request) -> bool:
         body = fault.body if fault.body is not None else _error(f"HTTP {fault.status}, scripted")
@@ -547,6 +560,53 @@ def make_events(count: int, *, seed: int = 0) -> dict[int, dict[str, Any]]:
                 body["event"] = f'Offer was {verb}: "{rng.choice(OFFER_STATUSES)}"'
         events[event_id] = body
     return events
+
+
+def resources(events: Mapping[int, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The applicants and applications the journal's ``events`` leave, as their
+    endpoints answer (SPEC 2.1): an application with its offers expanded (each
+    offer's status its last event's), its other collections empty; a closed
+    application is gone."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for _, body in sorted(events.items()):
+        if not isinstance(body, dict) or not isinstance(body.get("event"), str):
+            continue
+        applicant = _trailing(body.get("applicant"))
+        application = _trailing(body.get("application"))
+        if applicant is not None:
+            found.setdefault(
+                ("applicants", applicant), {"id": applicant, "registered": body.get("logged")}
+            )
+        if application is None:
+            continue
+        key = ("applications", application)
+        state = found.setdefault(
+            key,
+            {
+                "id": application,
+                "applicant": f"/api/v9/applicants/{applicant}",
+                "offers": {},
+                "tasks": [],
+                "references": [],
+                "documents": [],
+            },
+        )
+        name = body["event"]
+        state["closed"] = name == "Application was closed" or (
+            state.get("closed", False) and name != "Application was reverted"
+        )
+        offer = _trailing(body.get("offer"))
+        if offer is not None and ":" in name:
+            status = name.partition(":")[2].strip().strip('"')
+            state["offers"][str(offer)] = {"id": offer, "type": status}
+    return {k: v for k, v in found.items() if not v.get("closed")}
+
+
+def _trailing(link: object) -> int | None:
+    if not isinstance(link, str):
+        return None
+    tail = link.rstrip("/").rpartition("/")[2]
+    return int(tail) if tail.isdigit() else None
 
 
 def _links(applicant: int, application: int) -> dict[str, str]:

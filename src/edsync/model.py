@@ -165,6 +165,16 @@ class SnapshotObject:
 
 
 @dataclass(frozen=True, slots=True)
+class Queued:
+    """A resource waiting to be read again: the newest event that named it
+    (its ``position``, and its time, ``changed_at``)."""
+
+    ref: Ref
+    position: int
+    changed_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Refreshed:
     """What one read of a queued resource found (``ref``).
 

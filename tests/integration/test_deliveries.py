@@ -260,10 +260,8 @@ def test_standardwebhooks_verifies_real_deliveries_from_a_backfill(
     sim = make_simulator(events=1500)
     path = hook_config()
     text = path.read_text().replace(f'base_url = "{receiver.url}"', f'base_url = "{sim.url}"', 1)
-    # The journal from its start (no snapshot first): every closed application fires.
-    text = text.replace(
-        "max_requests_per_minute = 0\n", "max_requests_per_minute = 0\nsnapshot = false\n", 1
-    )
+    # The journal from its start (write_config: no snapshot first): every
+    # closed application fires.
     text += """
 [[rules]]
 name = "closed"

@@ -165,7 +165,7 @@ def test_events_that_cannot_be_normalized_are_quarantined_not_dropped(
     assert [row[0] for row in quarantined] == ["11", "12", "13"]
     assert "not an object" in quarantined[0][3]
     assert "no `event` name" in quarantined[1][3]
-    assert "no usable `offer` id" in quarantined[2][3]
+    assert "names no offer, application or applicant" in quarantined[2][3]
     with engine.connect() as conn:
         raw = conn.exec_driver_sql("SELECT payload FROM events WHERE event_id = '11'").scalar()
     assert json_value(engine.dialect.name, raw) == "not an object"

@@ -55,7 +55,7 @@ def test_quarantined_events_are_listed_then_reapplied_in_order_without_regressin
     listed = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(q["event_id"], q["position"]) for q in listed] == [("1", 1), ("3", 3)]
     assert "ISO" in listed[0]["reason"]
-    assert "no usable `application` id" in listed[1]["reason"]
+    assert "names no application" in listed[1]["reason"]
 
     # Fix the data as an upgrade would: here, rewrite the raw timestamp in the ledger.
     engine = create_mirror_engine(load_config(path).mirror)

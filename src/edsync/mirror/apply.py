@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from edsync.mirror import checkpoints, refresh, snapshot
 from edsync.mirror.ledger import Ledger
-from edsync.model import Cursor, Ref, Refreshed, SnapshotPage
+from edsync.model import Cursor, Queued, Refreshed, SnapshotPage
 
 
 class Applier(Ledger):
@@ -25,11 +25,11 @@ class Applier(Ledger):
         """Mark deleted what the snapshot lacked and resume at ``cursor``, atomically."""
         return snapshot.finish_snapshot(self, entities, snapshot_id, cursor)
 
-    def queued(self, limit: int) -> list[tuple[Ref, int]]:
-        """The oldest queued resources to read again, each with its position."""
+    def queued(self, limit: int) -> list[Queued]:
+        """The oldest queued resources to read again."""
         return refresh.queued(self.engine, self.source, limit)
 
-    def apply_refreshed(self, results: Sequence[tuple[Refreshed, int]]) -> int:
+    def apply_refreshed(self, results: Sequence[tuple[Refreshed, Queued]]) -> int:
         """What the reads of queued resources found, and the queue rows taken, atomically."""
         return refresh.write_refreshed(self, results, self.outlives_person)
 

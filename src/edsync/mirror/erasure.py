@@ -105,12 +105,18 @@ def purge(
     *,
     forgotten: bool = False,
     keep: Sequence[str] = (),
+    changed_at: str | None = None,
+    version: int = 0,
 ) -> None:
     """Upstream deleted ``ref`` (SPEC 5.4): its record, and every record reached
     through it, is marked deleted and scrubbed of personal data, keeping ids
     and the fact of the deletion; so is every ledger row and signal that names
     it. A person's erasure reaches every row of theirs; records of the kinds in
-    ``keep`` (invoices: the platform keeps them) stay, scrubbed."""
+    ``keep`` (invoices: the platform keeps them) stay, scrubbed. ``changed_at``:
+    when the deletion was seen (the event that led to the read), if known, and
+    ``version`` its position. The tombstone holds the id and the fact of the
+    deletion only, whatever the record held before: the same however the
+    mirror got there (a run cut short, or a clean one)."""
     source, person_entity = ledger.source, ledger.person_entity
     now = checkpoints.now_iso()
     if ref.entity == person_entity:
@@ -126,24 +132,27 @@ def purge(
         )
     else:
         _scrub_named(conn, source, ref, ledger.typed)
-    _tombstone(conn, ledger, ref, forgotten=forgotten, now=now)
+    _tombstone(
+        conn, ledger, ref, forgotten=forgotten, now=now, changed_at=changed_at, version=version
+    )
 
 
 def _not_in(count: int) -> str:
     return f" AND entity NOT IN ({placeholders(count)})" if count else ""
 
 
-def _tombstone(conn: Connection, ledger: Ledger, ref: Ref, *, forgotten: bool, now: str) -> None:
-    rows = execute(
-        conn,
-        adapt(
-            conn,
-            "SELECT data FROM records WHERE source = ? AND entity = ? AND entity_id = ?",
-        ),
-        (ledger.source, ref.entity, ref.id),
-    )
-    kept = scrubbed_record(loads(rows[0][0], conn), is_person=False) if rows else {"id": ref.id}
-    data = {**kept, "purged": True, "forgotten": forgotten}
+def _tombstone(
+    conn: Connection,
+    ledger: Ledger,
+    ref: Ref,
+    *,
+    forgotten: bool,
+    now: str,
+    changed_at: str | None,
+    version: int,
+) -> None:
+    own_id: int | str = int(ref.id) if ref.id.isascii() and ref.id.isdigit() else ref.id
+    data = {"id": own_id, "purged": True, "forgotten": forgotten}
     row = (
         ledger.source,
         ref.entity,
@@ -151,11 +160,11 @@ def _tombstone(conn: Connection, ledger: Ledger, ref: Ref, *, forgotten: bool, n
         dumps(data),
         ledger.typed(ref.entity, data),
         True,
-        0,
+        version,
         PURGE_EVENT,
         ref.person_id,
         now,
-        now,
+        changed_at,
         now,
     )
     execute(conn, adapt(conn, _TOMBSTONE), row)
@@ -169,9 +178,11 @@ ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     data = excluded.data,
     typed = excluded.typed,
     deleted = excluded.deleted,
+    version = CASE WHEN records.version > excluded.version
+              THEN records.version ELSE excluded.version END,
     last_event_id = excluded.last_event_id,
     person_id = COALESCE(records.person_id, excluded.person_id),
-    changed_at = excluded.changed_at,
+    changed_at = COALESCE(excluded.changed_at, records.changed_at),
     synced_at = excluded.synced_at
 """
 

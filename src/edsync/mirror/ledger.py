@@ -86,8 +86,8 @@ class _Fold:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     signal_rows: list[tuple[Any, ...]] = field(default_factory=list)
     delivery_rows: list[tuple[Any, ...]] = field(default_factory=list)
-    # Resources the page's events named, to read again: key → (position, person).
-    queue: dict[Key, tuple[int, str | None]] = field(default_factory=dict)
+    # Resources the page's events named, to read again: key → (position, person, time).
+    queue: dict[Key, tuple[int, str | None, str | None]] = field(default_factory=dict)
 
 
 def next_state(prev: RecordState | None, change: Change, *, is_person: bool = False) -> RecordState:
@@ -404,8 +404,8 @@ class Ledger:
             insert_signals(conn, fold.signal_rows, fold.delivery_rows)
         if fold.queue:
             rows = [
-                (self.source, entity, entity_id, position, person_id, now)
-                for (entity, entity_id), (position, person_id) in fold.queue.items()
+                (self.source, entity, entity_id, position, person_id, changed_at, now)
+                for (entity, entity_id), (position, person_id, changed_at) in fold.queue.items()
             ]
             insert_rows(conn, QUEUE_ROW, rows, ON_QUEUED)
         for person_id in sorted(fold.forgotten):
@@ -468,7 +468,8 @@ WHERE records.version < excluded.version
 
 
 QUEUE_ROW = Into(
-    "refresh_queue", ("source", "entity", "entity_id", "position", "person_id", "queued_at")
+    "refresh_queue",
+    ("source", "entity", "entity_id", "position", "person_id", "changed_at", "queued_at"),
 )
 
 # Queued again before its read: once, at the newest position that named it.
@@ -476,6 +477,8 @@ ON_QUEUED = """
 ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     position = CASE WHEN excluded.position > refresh_queue.position
                THEN excluded.position ELSE refresh_queue.position END,
+    changed_at = CASE WHEN excluded.position > refresh_queue.position
+                 THEN excluded.changed_at ELSE refresh_queue.changed_at END,
     person_id = COALESCE(excluded.person_id, refresh_queue.person_id)
 """
 
@@ -485,7 +488,10 @@ def _queue(fold: _Fold, change: Change) -> None:
         key = (ref.entity, ref.id)
         known = fold.queue.get(key)
         person = ref.person_id or (known[1] if known else None)
-        fold.queue[key] = (max(change.position, known[0] if known else 0), person)
+        if known is not None and known[0] >= change.position:
+            fold.queue[key] = (known[0], person, known[2])
+        else:
+            fold.queue[key] = (change.position, person, change.occurred_at)
 
 
 def _ledgered(conn: Connection, source: str, event_ids: Sequence[str]) -> set[str]:

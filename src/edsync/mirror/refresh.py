@@ -19,36 +19,35 @@ from edsync.mirror import checkpoints
 from edsync.mirror.erasure import PURGE_EVENT, purge
 from edsync.mirror.ledger import RECORD_ROW, Ledger
 from edsync.mirror.sql import Into, adapt, dumps, execute, insert_rows, placeholders
-from edsync.model import Ref, Refreshed, SnapshotObject
+from edsync.model import Queued, Ref, Refreshed, SnapshotObject
 
 REFRESH_EVENT = "refresh"  # last_event_id of a record a refresh wrote
 
 _QUEUED = """
-SELECT entity, entity_id, position, person_id FROM refresh_queue
+SELECT entity, entity_id, position, person_id, changed_at FROM refresh_queue
 WHERE source = ? ORDER BY position, entity, entity_id LIMIT ?
 """
 
 
-def queued(engine: Engine, source: str, limit: int) -> list[tuple[Ref, int]]:
-    """The oldest ``limit`` queued resources, each with the newest position that named it."""
+def queued(engine: Engine, source: str, limit: int) -> list[Queued]:
+    """The oldest ``limit`` queued resources, each with the newest event that named it."""
     with engine.connect() as conn:
         rows = execute(conn, adapt(conn, _QUEUED), (source, limit))
     return [
-        (Ref(entity, entity_id, person), int(position))
-        for entity, entity_id, position, person in rows
+        Queued(Ref(entity, entity_id, person), int(position), _iso(changed))
+        for entity, entity_id, position, person, changed in rows
     ]
 
 
-def queue_length(engine: Engine, source: str) -> int:
-    with engine.connect() as conn:
-        rows = execute(
-            conn, adapt(conn, "SELECT COUNT(*) FROM refresh_queue WHERE source = ?"), (source,)
-        )
-    return int(rows[0][0])
+def _iso(value: object) -> str | None:
+    """A timestamp column: ISO text on SQLite already, a datetime on PostgreSQL."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
 
 
 def write_refreshed(
-    ledger: Ledger, results: Sequence[tuple[Refreshed, int]], keep: Sequence[str] = ()
+    ledger: Ledger, results: Sequence[tuple[Refreshed, Queued]], keep: Sequence[str] = ()
 ) -> int:
     """Write what the reads found, in one transaction; returns the records written.
 
@@ -62,12 +61,20 @@ def write_refreshed(
     with ledger.transaction() as conn:
         rows, written = [], 0
         forget = _forget_requests(conn, ledger.source, results)
-        for result, position in results:
+        for result, queue in results:
             if result.gone:
-                purge(conn, ledger, result.ref, forgotten=result.forgotten, keep=keep)
+                purge(
+                    conn,
+                    ledger,
+                    result.ref,
+                    forgotten=result.forgotten,
+                    keep=keep,
+                    changed_at=queue.changed_at,
+                    version=queue.position,
+                )
                 continue
             rows += [
-                _row(ledger, e, obj, position, now=now, forget=forget) for e, obj in result.records
+                _row(ledger, e, obj, queue, now=now, forget=forget) for e, obj in result.records
             ]
             written += len(result.records)
         insert_rows(conn, _INSERT_REFRESHED, rows, _ON_REFRESHED)
@@ -93,7 +100,7 @@ def _row(
     ledger: Ledger,
     entity: str,
     obj: SnapshotObject,
-    position: int,
+    queue: Queued,
     *,
     now: str,
     forget: dict[str, str],
@@ -109,18 +116,18 @@ def _row(
         dumps(data),
         ledger.typed(entity, data),
         False,
-        position,
+        queue.position,
         REFRESH_EVENT,
         obj.person_id,
         now,
-        now,
+        queue.changed_at,
         now,
         obj.parent_id,
     )
 
 
 def _forget_requests(
-    conn: Connection, source: str, results: Sequence[tuple[Refreshed, int]]
+    conn: Connection, source: str, results: Sequence[tuple[Refreshed, Queued]]
 ) -> dict[str, str]:
     """The people among ``results`` whose ledger holds a request to be forgotten."""
     people = sorted(
@@ -167,8 +174,8 @@ def _mark_left(conn: Connection, source: str, result: Refreshed, now: str) -> No
         execute(conn, adapt(conn, _MARK_DELETED), left, many=True)
 
 
-def _dequeue(conn: Connection, source: str, results: Iterable[tuple[Refreshed, int]]) -> None:
-    params = [(source, r.ref.entity, r.ref.id, position) for r, position in results]
+def _dequeue(conn: Connection, source: str, results: Iterable[tuple[Refreshed, Queued]]) -> None:
+    params = [(source, r.ref.entity, r.ref.id, q.position) for r, q in results]
     if params:
         execute(conn, adapt(conn, _DEQUEUE), params, many=True)
 

@@ -124,6 +124,7 @@ refresh_queue = Table(
     Column("entity_id", FeedId, primary_key=True),
     Column("position", BigInteger, nullable=False),  # the newest event that named it
     Column("person_id", FeedId),
+    Column("changed_at", Timestamp),  # the newest naming event's time
     Column("queued_at", Timestamp, nullable=False),
     Index("ix_refresh_queue_position", "source", "position"),
 )

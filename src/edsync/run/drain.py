@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 from sqlalchemy import Engine
 
-from edsync.errors import FatalError, GapError
+from edsync.errors import AuthError, EdsyncError, FatalError, GapError
 from edsync.mirror import checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.ledger import PageResult
@@ -156,13 +156,12 @@ def drain(
         cursor = _starting_cursor(run)
         run.result.cursor = cursor
         try:
-            run.stream(cursor)
-        except GapError as exc:
-            # Resolve at most once per drain: a second gap right after a fresh
-            # snapshot is not something to loop on.
-            cursor = _resolve_gap(run, str(exc))
-            run.result.cursor = cursor
-            run.stream(cursor)
+            _stream(run, cursor)
+        except EdsyncError as exc:
+            # Refused credentials would refuse every read too.
+            if refresher is not None and run.result.pages and not isinstance(exc, AuthError):
+                _refresh_after_failure(run, refresher)
+            raise
         if refresher is not None and not run.result.stopped:
             _refresh(run, refresher)
     except _SnapshotStopped:
@@ -170,6 +169,27 @@ def drain(
         return run.result
     checkpoints.record_success(engine, source.name, run.result.lag)
     return run.result
+
+
+def _stream(run: _Run, cursor: Cursor | None) -> None:
+    try:
+        run.stream(cursor)
+    except GapError as exc:
+        # Resolve at most once per drain: a second gap right after a fresh
+        # snapshot is not something to loop on.
+        cursor = _resolve_gap(run, str(exc))
+        run.result.cursor = cursor
+        run.stream(cursor)
+
+
+def _refresh_after_failure(run: _Run, refresher: Refresher) -> None:
+    """The pages committed before the feed failed queued what they named: read
+    it now, so a feed stuck on one page does not hold the records back too.
+    The feed's failure is what the poll reports; the refresh's is logged."""
+    try:
+        _refresh(run, refresher)
+    except EdsyncError as exc:
+        log.warning("refresh_failed", source=run.source.name, error=str(exc))
 
 
 def _refresh(run: _Run, refresher: Refresher) -> None:

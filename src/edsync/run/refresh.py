@@ -63,10 +63,8 @@ class Refreshing:
             batch = self.applier.queued(REFRESH_BATCH)
             if not batch:
                 return True
-            found = self.refresher.refresh([ref for ref, _ in batch])
-            results = [
-                (result, position) for result, (_, position) in zip(found, batch, strict=True)
-            ]
+            found = self.refresher.refresh([queued.ref for queued in batch])
+            results = list(zip(found, batch, strict=True))
             with self.gate:
                 written = self.applier.apply_refreshed(results)
             self.refreshed += len(results)

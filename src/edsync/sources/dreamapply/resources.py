@@ -61,13 +61,14 @@ class OfferTypes:
     def title(self, link: object) -> str | None:
         if isinstance(link, dict) and isinstance(link.get("title"), str):
             return str(link["title"])  # expanded: the type itself
-        if self._titles is None:
-            path = f"{self.prefix}/applications/offers/types"
-            types = self.http.fetch("GET", path, None, partial_list(self.source))
-            self._titles = {str(id_): _type_title(obj) for id_, obj in types}
         type_id = ref_id(link)
         if type_id is None:
-            return None
+            # API v3 names the type instead of linking it (api_applications_id_offers).
+            return link if isinstance(link, str) and "/" not in link and link else None
+        if self._titles is None:
+            path = f"{self.prefix}/applications/offers/types"
+            types = self.http.fetch("GET", path, None, self._list_or_gone, expect=(404,))
+            self._titles = {str(id_): _type_title(obj) for id_, obj in types or []}
         if type_id not in self._titles:
             path = f"{self.prefix}/applications/offers/types/{type_id}"
             found = self.http.fetch(
@@ -75,6 +76,9 @@ class OfferTypes:
             )
             self._titles[type_id] = _type_title(found) if found is not None else None
         return self._titles[type_id]
+
+    def _list_or_gone(self, reply: Reply) -> list[tuple[int, dict[str, Any]]] | None:
+        return None if reply.status == 404 else list_items(reply.json(self.source), self.source)
 
 
 def application_records(
@@ -252,7 +256,7 @@ class Resources:
         """Every academic year the terms name (``byAcademicYears``), read once."""
         if self._years is None:
             path = f"{self.prefix}/academic-terms"
-            terms = self.http.fetch("GET", path, None, partial_list(self.source))
+            terms = self.http.fetch("GET", path, None, self._list_or_gone, expect=(404,)) or []
             years = {ref_id(term.get("year")) for _, term in terms}
             self._years = ",".join(sorted(y for y in years if y is not None))
         return self._years
@@ -279,7 +283,18 @@ class Resources:
         page: int | None = pages_done + 1 if pages_done else None
         while True:
             params = None if page is None else {"page": str(page)}
-            entries, following = self.http.fetch("GET", path, params, self._read_purged)
+            read = self.http.fetch("GET", path, params, self._read_purged, expect=(404,))
+            if read is None:
+                # API v9 has it; an older version (an unversioned prefix may be
+                # v3) does not: say so, and read purges on the next interval.
+                log.warning(
+                    "purged_resources_not_served",
+                    source=self.source,
+                    path=path,
+                    hint="api_prefix should name API v9, e.g. /api/v9",
+                )
+                return
+            entries, following = read
             current = page or 1
             gone = [g for g in (purged_entry(self.source, e) for e in entries) if g is not None]
             last = following is None or following <= current
@@ -288,8 +303,11 @@ class Resources:
                 return
             page = following
 
-    def _read_purged(self, reply: Reply) -> tuple[list[dict[str, Any]], int | None]:
-        """The entries of a purged-resources page and the next page's number, if any."""
+    def _read_purged(self, reply: Reply) -> tuple[list[dict[str, Any]], int | None] | None:
+        """The entries of a purged-resources page and the next page's number, if
+        any; None when the server has no such endpoint (404)."""
+        if reply.status == 404:
+            return None
         body = reply.json(f"source {self.source!r}")
         if isinstance(body, list) and not body:
             return [], None

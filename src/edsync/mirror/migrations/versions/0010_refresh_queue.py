@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("entity_id", FeedId, primary_key=True),
         sa.Column("position", sa.BigInteger, nullable=False),
         sa.Column("person_id", FeedId),
+        sa.Column("changed_at", Timestamp),
         sa.Column("queued_at", Timestamp, nullable=False),
     )
     op.create_index("ix_refresh_queue_position", "refresh_queue", ["source", "position"])
