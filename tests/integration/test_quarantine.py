@@ -45,8 +45,8 @@ def test_quarantined_events_are_listed_then_reapplied_in_order_without_regressin
         }
     )
     sim.journal.append_raw(
-        {"logged": LOGGED, "event": "Application was created", "applicant": "/api/applicants/1"}
-    )  # no application id
+        {"logged": LOGGED, "event": "Application was created"}
+    )  # names nothing to read: no application, no applicant
     path = write_config(sim.url)
     assert main(["backfill", "-c", str(path)]) == 0
     capsys.readouterr()
@@ -70,15 +70,19 @@ def test_quarantined_events_are_listed_then_reapplied_in_order_without_regressin
             (orjson.dumps(raw).decode(),),
         )
 
+    with engine.begin() as conn:  # what the backfill's events named was read
+        conn.exec_driver_sql("DELETE FROM refresh_queue")
     assert main(["quarantine", "-c", str(path), "retry"]) == 0
-    assert "applied 0, stale 1, still quarantined 1" in capsys.readouterr().out
+    assert "applied 1, stale 0, still quarantined 1" in capsys.readouterr().out
     with engine.connect() as conn:
         statuses = dict(conn.exec_driver_sql("SELECT event_id, status FROM events").all())
-        data = conn.exec_driver_sql("SELECT data FROM records WHERE entity = 'offer'").scalar_one()
-        status = json_value(engine.dialect.name, data)["status"]
+        queued = conn.exec_driver_sql("SELECT entity, entity_id, position FROM refresh_queue")
         total = conn.exec_driver_sql("SELECT events_total FROM checkpoints").scalar_one()
-    assert statuses == {"1": "stale", "2": "applied", "3": "quarantined"}
-    assert status == "Enrolled"  # the older event did not regress the newer one
+        queue = queued.all()
+    assert statuses == {"1": "applied", "2": "applied", "3": "quarantined"}
+    # The event is a notification (SPEC 2.1): applied, it queues what it names,
+    # read on the next poll as it is now, so an old event cannot regress a record.
+    assert queue == [("applicant", "1", 1)]
     assert total == 3
 
 
@@ -114,6 +118,9 @@ def test_retry_applies_an_event_that_now_normalizes(
     capsys.readouterr()
     assert main(["quarantine", "-c", str(path), "retry"]) == 0
     assert "applied 1, stale 0, still quarantined 0" in capsys.readouterr().out
+    # The retried event queued its application; the next run reads it, and
+    # DreamApply no longer has it (404): a deleted record.
+    assert main(["backfill", "-c", str(path)]) == 0
     with engine.connect() as conn:
         deleted = conn.exec_driver_sql(
             "SELECT deleted FROM records WHERE entity = 'application' AND entity_id = '9'"

@@ -510,8 +510,11 @@ class DreamApplySource:
         person_id = entity_id if kind.entity == "applicant" else _link_id(fields.applicant)
         refresh = refreshes(kind.entity, fields, person_id)
         if entity_id is None and not refresh:
+            named = dict.fromkeys((kind.entity, "application", "applicant"))
             raise InvalidEventError(
-                f"{name!r} names no {kind.entity}, application or applicant to read",
+                f"{name!r} names no {', '.join(named)} to read".replace(
+                    ", applicant", " or applicant"
+                ),
                 person_id=person_id,
             )
         return Change(
