@@ -87,6 +87,8 @@ class ListServer:
             return 200, {}, payloads.ACADEMIC_TERMS
         if path == "/api/applications":
             return self._applications(query)
+        if path == "/api/invoices":  # help.dreamapply.com/api/api_invoices, keyed by id
+            return 200, {}, resources.APPLICANT_INVOICES
         if path == "/api/applications/offers/types":
             return 200, {}, resources.OFFER_TYPES
         if path == "/api/purged-resources":  # API v9 only
@@ -191,6 +193,9 @@ def test_the_snapshot_reads_what_the_documents_describe(server: ListServer, embe
         assert objects(pages, entity) == {
             key: ({**value, "application": link}, "123") for key, value in listed.items()
         }
+    # Invoices from their list, each linked to its applicant and application.
+    [invoice] = [obj for page in pages if page.entity == "invoice" for obj in page.objects]
+    assert (invoice.entity_id, invoice.person_id, invoice.parent_id) == ("1", "123", "60")
     offers = objects(pages, "offer")
     assert offers.keys() == resources.OFFERS.keys()
     for key, (data, offer_person) in offers.items():

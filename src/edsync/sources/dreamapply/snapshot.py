@@ -27,6 +27,7 @@ import structlog
 from edsync.errors import FatalError, MalformedPageError
 from edsync.http import HttpClient, Reply
 from edsync.model import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
+from edsync.sources.dreamapply.names import ref_id
 from edsync.sources.dreamapply.resources import (
     LIST_EXPAND,
     SNAPSHOT_ENTITIES,
@@ -82,6 +83,7 @@ class Snapshot:
             stage, after, term = "application", 0, 0
         if stage == "application":
             yield from self._applications(term, after)
+            yield from self._invoices()
             stage, after = "purged", 0
         if stage == "purged":
             yield from self._purged(after)
@@ -208,6 +210,26 @@ class Snapshot:
             pairs = [(str(k), v) for k, v in items]
             out += child_records(entity, pairs, app_id, application.person_id, self.types)
         return out
+
+    # -- invoices ---------------------------------------------------------------
+
+    def _invoices(self) -> Iterator[SnapshotPage]:
+        """``GET /invoices`` (help.dreamapply.com/api/api_invoices: keyed by id, no
+        cap stated), each linked to its applicant and application. Not a kind the
+        snapshot marks deleted when absent: a server that does not serve the list
+        leaves invoices to the journal's refresh."""
+        path = f"{self.prefix}/invoices"
+        items = self.http.fetch("GET", path, None, self._read_list_or_gone, expect=(404,))
+        if items is None:
+            log.warning("invoices_not_listed", source=self.source, path=path)
+            return
+        objects = [
+            SnapshotObject(
+                str(id_), obj, ref_id(obj.get("applicant")), ref_id(obj.get("application"))
+            )
+            for id_, obj in items
+        ]
+        yield SnapshotPage("invoice", objects, resume="purged:0")
 
     # -- purged resources ---------------------------------------------------------
 
