@@ -97,6 +97,4 @@ def test_the_json_written_is_one_object_by_column() -> None:
     assert write("offer", {"status": "Enrolled", "priority": 1}) == (
         '{"status":"Enrolled","priority":1}'
     )
-    assert write("reference", {"application": "/api/applications/3"}) == (
-        '{"application_id":"3"}'
-    )
+    assert write("reference", {"application": "/api/applications/3"}) == ('{"application_id":"3"}')
