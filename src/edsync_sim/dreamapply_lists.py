@@ -4,14 +4,16 @@ A client bootstraps a mirror from these, as the vendor documents them:
 applicants paged by their own ids (``bySince`` / ``byUntil`` inclusive,
 ``limit``); applications, which **require** ``byAcademicTermID``,
 ``byAcademicYear`` or ``byAcademicYears`` (400 without) and have no id paging,
-only the hard cap (``byApplicantIDs`` narrows them further); the academic
+only the hard cap (``byApplicantIDs`` narrows them further), each keyed by its
+id (no ``id`` inside), with ``expand`` as an application's own endpoint has it
+(``applicant``, ``offers`` (or ``offer``), ``tasks``, ``references``,
+``documents``, ``flags``, ``courses``: ``dreamapply_resources``); the academic
 terms; each application's offers (no applicant or application link:
-Offer.php), also embedded in the applications list with ``expand=offer`` (or
-``offers``); the offer types whose titles are the statuses the journal's names
+Offer.php); the offer types whose titles are the statuses the journal's names
 carry; and what was purged, in the documented shape (a ``pages`` paginator
-beside entries keyed by list number). Each object is the entity as it is now,
-the very bytes the journal's newest event about it embeds with ``expand``;
-purged entities are not listed.
+beside entries keyed by list number). Each object is the entity as it is now;
+purged entities are not listed. Offer types and purged resources exist from
+API v4 on: under the unversioned ``/api`` (API v3) they are 404.
 
 Every body is a JSON object keyed by id (by list number for purged resources;
 ``{}`` when empty, as the journal); ``X-Count`` counts what matches the
@@ -36,7 +38,16 @@ from edsync_sim.dataset import (
     Purge,
     Registry,
 )
-from edsync_sim.dreamapply import BadQueryError, parse_limit, refuse
+from edsync_sim.dreamapply import BadQueryError, parse_limit
+from edsync_sim.dreamapply_resources import (
+    PREFIX,
+    PREFIX_V4,
+    application_json,
+    dreamapply_route,
+    keyed_object,
+    parse_expand,
+    serve_children,
+)
 from edsync_sim.web import JSON, Request, Response, Route, json_error
 
 __all__ = [
@@ -55,14 +66,13 @@ __all__ = [
     "select_purges",
 ]
 
-_PREFIX = r"/api(?:/v\d+)?"
-APPLICANTS_PATH = re.compile(_PREFIX + r"/applicants/?")
-APPLICATIONS_PATH = re.compile(_PREFIX + r"/applications/?")
+APPLICANTS_PATH = re.compile(PREFIX + r"/applicants/?")
+APPLICATIONS_PATH = re.compile(PREFIX + r"/applications/?")
 # Digits only, so ".../applications/offers/types" never reads as application "offers".
-OFFERS_PATH = re.compile(_PREFIX + r"/applications/(?P<id>[0-9]+)/offers/?")
-OFFER_TYPES_PATH = re.compile(_PREFIX + r"/applications/offers/types(?:/(?P<id>[^/]+))?/?")
-PURGED_PATH = re.compile(_PREFIX + r"/purged-resources/?")
-ACADEMIC_TERMS_PATH = re.compile(_PREFIX + r"/academic-terms/?")
+OFFERS_PATH = re.compile(PREFIX + r"/applications/(?P<id>[0-9]+)/offers/?")
+OFFER_TYPES_PATH = re.compile(PREFIX_V4 + r"/applications/offers/types(?:/(?P<id>[^/]+))?/?")
+PURGED_PATH = re.compile(PREFIX_V4 + r"/purged-resources/?")
+ACADEMIC_TERMS_PATH = re.compile(PREFIX + r"/academic-terms/?")
 PURGED_PER_PAGE = 1000
 _TERM_FILTERS = ("byAcademicTermID", "byAcademicYear", "byAcademicYears")
 
@@ -70,8 +80,29 @@ MAX_LIST_LIMIT = 32768
 MAX_LIST_LIMIT_EXPANDED = 8192
 
 _DIGITS = re.compile(r"[0-9]+")
+# help .../api_applications_offers_types: flags print as 1 or null.
+_COLOURS = ("#FFD21F", "#97C4D9", "#5CB85C", "#2E7D32", "#D9534F", "#1565C0", "#9E9E9E")
 _TYPES: dict[int, bytes] = {
-    id_: orjson.dumps({"id": id_, "title": title}) for id_, title in OFFER_TYPES.items()
+    id_: orjson.dumps(
+        {
+            "id": id_,
+            "status": "Online",
+            "title": title,
+            "colour": _COLOURS[(id_ - 1) % len(_COLOURS)],
+            "ranking": "In quota" if title in ("Accepted", "Enrolled") else "Pending",
+            "bcc": [],
+            "confirm": 1 if title in ("Conditional", "Unconditional") else None,
+            "freeze": 1 if title in ("Accepted", "Enrolled", "Rejected") else None,
+            "decide": 1 if title in ("Conditional", "Unconditional", "Offered") else None,
+            "decline": 1 if title in ("Conditional", "Unconditional", "Offered") else None,
+            "reopen": None,
+            "silence": None,
+            "subject": f"Reply {title}",
+            "comments": f"Dear %applicant-Name%,\n\nYour offer: {title}.",
+            "reasons": None,
+        }
+    )
+    for id_, title in OFFER_TYPES.items()
 }
 # AcademicTerm.php: name, start, grace, finish, year and type links.
 _TERMS: dict[int, bytes] = {
@@ -110,7 +141,7 @@ def _parse_id(param: str, value: str | None) -> int | None:
 
 def parse_list_query(query: Mapping[str, str]) -> ListQuery:
     """Validate ``bySince``, ``byUntil``, ``limit`` and ``expand``; others are ignored."""
-    expand = frozenset(term.strip() for term in query.get("expand", "").split(",") if term.strip())
+    expand = parse_expand(query.get("expand"))
     cap = MAX_LIST_LIMIT_EXPANDED if expand else MAX_LIST_LIMIT
     return ListQuery(
         since=_parse_id("bySince", query.get("bySince")),
@@ -143,34 +174,18 @@ def select_purges(purges: Mapping[int, Purge], query: ListQuery) -> tuple[int, l
     return len(matching), matching[: query.limit]
 
 
-def _object(items: Iterable[tuple[int, bytes]]) -> bytes:
-    """``{"id": value, …}`` from serialized values, in the order given."""
-    return b"{" + b",".join(b'"%d":%b' % item for item in items) + b"}"
-
-
-def _application_json(application: Entity, expand: frozenset[str]) -> bytes:
-    owner = application.owner
-    offers = "offer" in expand or "offers" in expand
-    if not offers and ("applicant" not in expand or owner is None):
-        return application.json()
-    data = application.data()
-    if "applicant" in expand and owner is not None:
-        data["applicant"] = orjson.Fragment(owner.json())
-    if offers:
-        children = application.children or ()
-        data["offers"] = orjson.Fragment(_object((offer.id, offer.json()) for offer in children))
-    return orjson.dumps(data)
-
-
 def _purge_json(purge: Purge) -> bytes:
     """An entry as the v9 purged-resources page shows it."""
     moment = {"at": purge.purged}
+    forgotten = purge.reason == "forgotten"
     return orjson.dumps(
         {
             "id": purge.entity.id,
             "type": purge.entity.kind.capitalize(),
             "created": purge.purged,
-            "request_to_be_forgotten": moment if purge.reason == "forgotten" else None,
+            "request_to_be_forgotten": {"at": purge.requested or purge.purged}
+            if forgotten
+            else None,
             "marked": moment,
         }
     )
@@ -178,7 +193,7 @@ def _purge_json(purge: Purge) -> bytes:
 
 def _listing(request: Request, count: int, items: Iterable[tuple[int, bytes]]) -> Response:
     """The list response; ``items`` (lazy) are rendered for GET only."""
-    body = b"" if request.method == "HEAD" else _object(items)
+    body = b"" if request.method == "HEAD" else keyed_object(items)
     return Response(200, body, {"Content-Type": JSON, "X-Count": str(count)})
 
 
@@ -235,23 +250,15 @@ def _applications(
     query = parse_list_query({k: v for k, v in request.query.items() if not k.startswith("by")})
     live = [app for app in registry.entities("application") if app.live and wanted(app)]
     expand = query.expand if embed else query.expand - {"offer", "offers"}
-    items = ((entity.id, _application_json(entity, expand)) for entity in live[: query.limit])
+    items = (
+        (entity.id, application_json(entity, expand, with_id=False))
+        for entity in live[: query.limit]
+    )
     return _listing(request, len(live), items)
 
 
 def _academic_terms(registry: Registry, request: Request, path: re.Match[str]) -> Response:
     return _listing(request, len(_TERMS), _TERMS.items())
-
-
-def _offers(registry: Registry, request: Request, path: re.Match[str]) -> Response:
-    application = registry.get("application", int(path.group("id")))
-    if application is None:
-        return json_error(404, f"no such application: {path.group('id')}")
-    if not application.live:
-        # Upstream does not serve what it purged (a forgotten applicant's above all).
-        return json_error(404, f"application {application.id} was purged")
-    offers = application.children or []
-    return _listing(request, len(offers), ((offer.id, offer.json()) for offer in offers))
 
 
 def _offer_types(registry: Registry, request: Request, path: re.Match[str]) -> Response:
@@ -301,26 +308,11 @@ def list_routes(
         return _applications(registry, request, path, embed=embed)
 
     def route(name: str, pattern: re.Pattern[str], handle: _Handler) -> Route:
-        def serve(request: Request) -> Response:
-            if before is not None:
-                before()
-            refusal = refuse(request, api_key)
-            if refusal is not None:
-                return refusal
-            path = pattern.fullmatch(request.path)
-            if path is None:  # only when called by hand: the server matched it
-                return json_error(404, f"no such resource: {request.path}")
-            try:
-                with journal.locked():
-                    return handle(journal.registry, request, path)
-            except BadQueryError as exc:
-                return json_error(400, str(exc))
-
-        return Route(name, pattern, serve)
+        return dreamapply_route(journal, api_key, name, pattern, handle, before=before)
 
     return [
         route("dreamapply-offer-types", OFFER_TYPES_PATH, _offer_types),
-        route("dreamapply-offers", OFFERS_PATH, _offers),
+        route("dreamapply-offers", OFFERS_PATH, serve_children),
         route("dreamapply-applicants", APPLICANTS_PATH, _applicants),
         route("dreamapply-applications", APPLICATIONS_PATH, applications),
         route("dreamapply-purged", PURGED_PATH, _purged),

@@ -23,7 +23,7 @@ from types import FrameType, TracebackType
 from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
-from edsync_sim import dreamapply, dreamapply_lists, edlink, learninghub
+from edsync_sim import dreamapply, dreamapply_lists, dreamapply_resources, edlink, learninghub
 from edsync_sim.dataset import Journal
 from edsync_sim.edlink_graph import DEFAULT_TOKEN, EdlinkGraph, utc_now
 from edsync_sim.learninghub import LearningHub
@@ -218,10 +218,13 @@ class Simulator:
     DreamApply serves the journal and, over the same history, the list
     endpoints a mirror bootstraps from (``dreamapply_lists``): applicants,
     academic terms, applications (per term), an application's offers, offer
-    types, purged resources, strict where the vendor's documents say Required.
+    types, purged resources, strict where the vendor's documents say Required;
+    and the resources the journal's events name, by id
+    (``dreamapply_resources``): an application (its offers, tasks, references,
+    documents, flags and courses alone or expanded), an applicant, an invoice.
     ``embed_offers`` (default True) makes the applications list embed offers
-    on ``expand=offer``; False plays a server that ignores that expansion, so
-    a client must read each application's offers. The journal forgets events
+    on ``expand=offers`` (or ``offer``); False plays a server that ignores
+    that expansion, so a client must read each application's offers. The journal forgets events
     older than ``journal_window`` seconds before its clock (upstream keeps six
     months; ``None`` keeps all); the attribute may be changed while running.
 
@@ -296,6 +299,7 @@ class Simulator:
             *dreamapply_lists.list_routes(
                 self.journal, api_key, before=self._grow, embed_offers=lambda: self.embed_offers
             ),
+            *dreamapply_resources.resource_routes(self.journal, api_key, before=self._grow),
             *edlink.edlink_routes(
                 self.edlink,
                 self.edlink_integration,
@@ -391,6 +395,8 @@ class Simulator:
         name (``"dreamapply"`` (the journal), ``"dreamapply-applicants"``,
         ``"dreamapply-applications"``, ``"dreamapply-offers"``,
         ``"dreamapply-offer-types"``, ``"dreamapply-purged"``,
+        ``"dreamapply-application"``, ``"dreamapply-application-children"``,
+        ``"dreamapply-applicant"``, ``"dreamapply-invoice"``,
         ``"edlink-events"``, ``"edlink-graph"``, ``"learninghub"``). Faults
         queue up in the order injected; a PUT a fault answers is still
         recorded in ``hub.puts``.

@@ -179,9 +179,11 @@ def test_link_conventions(everything: dict[int, Any]) -> None:
         if field == "offer":
             assert re.fullmatch(r"/api/applications/\d+/offers/\d+", event["offer"])
             assert event["offer"].startswith(event["application"] + "/")
+        elif field == "document":
+            # As the journal's documentation prints it (payloads.DOCUMENT_LINK).
+            assert re.fullmatch(rf"{event['applicant']}/documents/\d+", event["document"])
         elif field is not None:
-            plural = "media" if field == "media" else f"{field}s"
-            assert re.fullmatch(rf"/api/{plural}/\d+", event[field]), event
+            assert re.fullmatch(rf"/api/{field}s/\d+", event[field]), event
 
 
 def test_story_is_coherent(everything: dict[int, Any]) -> None:
@@ -222,42 +224,57 @@ def test_offers_end_in_various_statuses_many_enrolled(everything: dict[int, Any]
 
 
 def test_expanded_offer_type_title_matches_event_name(
-    sim: Simulator, expanded: dict[int, Any]
+    sim: Simulator, expanded: dict[int, Any], everything: dict[int, Any]
 ) -> None:
     # An offer has no status field, only a type whose title the event names carry.
     with httpx.Client(base_url=sim.url, headers=AUTH, params=ALL_EVENTS, timeout=10) as http:
-        types = http.get("/api/applications/offers/types").json()
-    titles = {f"/api/applications/offers/types/{tid}": t["title"] for tid, t in types.items()}
+        types = http.get("/api/v9/applications/offers/types").json()
+    # As the v9 pages print type links (resources.OFFER_TYPE_LINK).
+    titles = {f"/api/v4/applications/offers/types/{tid}": t["title"] for tid, t in types.items()}
     checked = 0
-    for event in expanded.values():
+    for event_id, event in expanded.items():
         if event["event"].startswith(("Offer was edited: ", "Offer was confirmed: ")):
             offer = event["offer"]
             assert "status" not in offer
             assert titles[offer["type"]] == status_of(event["event"])
-            # No application link on an offer (Offer.php): the simulator's registry knows it.
-            owner = sim.journal.registry.get("offer", offer["id"]).owner
+            # No application link on an offer (Offer.php), no id expanded: the
+            # item's links name both; the simulator's registry knows the owner.
+            links = everything[event_id]
+            owner = sim.journal.registry.get("offer", trailing_id(links["offer"])).owner
             assert owner is not None
-            assert event["application"]["id"] == owner.id
+            assert trailing_id(links["application"]) == owner.id
             checked += 1
     assert checked > 50
 
 
-def test_expanded_objects_carry_ids_and_personal_data(expanded: dict[int, Any]) -> None:
-    for event in expanded.values():
+def test_expanded_objects_carry_ids_where_the_vendor_prints_them(
+    expanded: dict[int, Any], everything: dict[int, Any]
+) -> None:
+    # Issue 30: an expanded application or offer has no id (the vendor's
+    # examples have none); an application names it in its own sub-links.
+    for event_id, event in expanded.items():
+        links = everything[event_id]
         applicant = event["applicant"]
-        assert isinstance(applicant["id"], int)
+        assert applicant["id"] == trailing_id(links["applicant"])
         assert re.fullmatch(
-            rf"[a-z]+\.[a-z]+\.{applicant['id']}@(mail\.)?example\.org", applicant["email"]
+            rf"[a-z]+\.[a-z]+\.{applicant['id']}(\.[0-9a-f]{{4}})?@([a-z]+\.)?example\.org",
+            applicant["email"],
         )
-        assert {"name", "phone", "birthDate", "citizenship"} <= applicant.keys()
+        assert {"type", "registered", "name", "email", "phone", "citizenship"} <= applicant.keys()
         if "application" in event:
-            assert event["application"]["applicant"] == f"/api/applicants/{applicant['id']}"
+            application = event["application"]
+            assert "id" not in application
+            assert application["applicant"] == f"/api/v9/applicants/{applicant['id']}"
+            own = f"/api/v9/applications/{trailing_id(links['application'])}"
+            assert application["offers"] == f"{own}/offers"
+            assert application["tasks"] == f"{own}/tasks"
+        if "offer" in event:
+            assert "id" not in event["offer"]
         if "invoice" in event:
-            assert isinstance(event["invoice"]["id"], int)
+            assert event["invoice"]["id"] == trailing_id(links["invoice"])
         if "document" in event:
             # An expanded document is file metadata (BinaryRecord): no id.
-            assert "id" not in event["document"]
-            assert "filename" in event["document"]
+            assert event["document"].keys() == {"uploaded", "name", "mime", "size", "expires"}
 
 
 def test_expansion_shows_the_entity_as_it_was(expanded: dict[int, Any]) -> None:
@@ -268,7 +285,8 @@ def test_expansion_shows_the_entity_as_it_was(expanded: dict[int, Any]) -> None:
     assert changed
     for seq in changed:
         assert seq[0].endswith("@example.org")
-        assert seq[-1].endswith("@mail.example.org")
+        # Changed, or another DreamID identity's sign-in address.
+        assert seq[-1].endswith(("@mail.example.org", "@dreamid.example.org"))
 
 
 def test_unknown_expansions_stay_links(client: httpx.Client) -> None:

@@ -131,7 +131,7 @@ def purge(
             (True, now, source, ref.id, False, *keep),
         )
     else:
-        _scrub_named(conn, source, ref, ledger.typed)
+        _scrub_named(conn, source, ref, ledger.typed, keep)
     _tombstone(
         conn, ledger, ref, forgotten=forgotten, now=now, changed_at=changed_at, version=version
     )
@@ -192,9 +192,11 @@ def _scrub_named(
     source: str,
     ref: Ref,
     typed: Callable[[str, Mapping[str, Any]], str | None],
+    keep: Sequence[str],
 ) -> None:
     """A resource that is not a person: its children's records, and the ledger
-    rows and signals that link to it (``/{entity}s/{id}``), scrubbed."""
+    rows and signals that link to it (``/{entity}s/{id}``), scrubbed. Children
+    of the kinds in ``keep`` are resources upstream keeps: left as they are."""
 
     def child(key: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
         kept = scrubbed_record(data, is_person=False)
@@ -204,8 +206,8 @@ def _scrub_named(
         conn,
         "records",
         "data",
-        "source = ? AND parent_id = ?",
-        (source, ref.id),
+        f"source = ? AND parent_id = ?{_not_in(len(keep))}",
+        (source, ref.id, *keep),
         transform=child,
         extra="typed = ?, deleted = (deleted OR ?)",
     )

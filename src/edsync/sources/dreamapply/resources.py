@@ -273,7 +273,8 @@ class Resources:
         if found is None:
             return Refreshed(ref, gone=True)
         person = ref.id if ref.entity == "applicant" else ref_id(found.get("applicant"))
-        record = SnapshotObject(ref.id, found, person or ref.person_id)
+        parent = ref_id(found.get("application")) if ref.entity == "invoice" else None
+        record = SnapshotObject(ref.id, found, person or ref.person_id, parent)
         return Refreshed(ref, ((ref.entity, record),))
 
     def purged(self, pages_done: int = 0) -> Iterator[tuple[list[Refreshed], int | None]]:
