@@ -1,6 +1,8 @@
-"""A forget (SPEC 5.4), by journal event or by purged-resources entry, leaves
-nothing personal about the person in any table: every text column of every
-row is searched, quarantined ledger rows and snapshotted offers included."""
+"""A forget (SPEC 5.4): the journal's request erases nothing, DreamApply's
+deletion (a purged-resources entry read in steady state, with no journal
+event) then leaves nothing personal about the person in any table: every text
+column of every row is searched, quarantined ledger rows and snapshotted
+offers included."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from freezegun import freeze_time
 from sqlalchemy import Engine, inspect, text
 
@@ -38,7 +41,7 @@ def chosen_person(sim: Any) -> Entity:
 
 def personal_strings(person: Entity) -> list[str]:
     data = person.data()
-    return [str(data["email"]), str(data["phone"]), str(data["dreamId"])]
+    return [str(data["email"]), str(data["phone"]), str(data["name"]["full"])]
 
 
 def rows_holding(engine: Engine, needles: list[str]) -> list[tuple[str, str, str]]:
@@ -93,8 +96,17 @@ def assert_setup_holds_their_data(engine: Engine, person: Entity, needles: list[
     assert [row[0] for row in quarantined] == [str(person.id)]
 
 
-def test_a_forget_event_erases_them_everywhere(
-    make_simulator: Callable[..., Any], write_config: Callable[..., Path]
+def purges_read_later(path: Path) -> None:
+    """A backfill two hours on: past ``purge_interval`` (1 h), so purged-resources
+    is read again, as the daemon does in steady state."""
+    with freeze_time(dt.datetime.now(dt.UTC) + dt.timedelta(hours=2), tick=True):
+        assert main(["backfill", "-c", str(path)]) == 0
+
+
+def test_a_forget_request_erases_nothing_until_dreamapply_deletes_them(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     sim = make_simulator(events=1500, seed=3, journal_window=None)
     person = chosen_person(sim)
@@ -115,6 +127,22 @@ def test_a_forget_event_erases_them_everywhere(
             }
         )
         assert main(["backfill", "-c", str(path)]) == 0
+        # A request an administrator reviews (and may revert): nothing erased,
+        # the request shown.
+        assert_setup_holds_their_data(engine, person, needles)
+        capsys.readouterr()
+        assert main(["status", "-c", str(path), "--json"]) == 0
+        [source] = orjson.loads(capsys.readouterr().out)["sources"]
+        assert source["forget_requested"] == 1
+        with engine.connect() as conn:
+            requested = conn.execute(
+                text("SELECT forget_requested FROM dreamapply_applicants WHERE id = :id"),
+                {"id": str(person.id)},
+            ).scalar_one()
+        assert requested is not None
+        # The administrator confirms: DreamApply deletes them, no journal event.
+        assert sim.journal.confirm_forget(person.id)
+        purges_read_later(path)
         assert rows_holding(engine, needles) == []
     finally:
         engine.dispose()
@@ -134,12 +162,9 @@ def test_a_purged_entry_asking_to_be_forgotten_erases_them_everywhere(
     try:
         assert_setup_holds_their_data(engine, person, needles)
         # Upstream erases them with no journal event the mirror sees; the
-        # purged-resources list says so, read on the resync a stale checkpoint brings.
-        with sim.journal.locked():
-            sim.journal.registry.remove_applicant(person, "forgotten", "2030-01-01T00:00:00+00:00")
-        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=184)
-        with freeze_time(later, tick=True):
-            assert main(["backfill", "-c", str(path)]) == 0
+        # purged-resources list says so, read every purge_interval.
+        assert sim.journal.confirm_forget(person.id)
+        purges_read_later(path)
         assert rows_holding(engine, needles) == []
         with engine.connect() as conn:
             deleted = conn.execute(
