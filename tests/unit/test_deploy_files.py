@@ -48,6 +48,8 @@ METRICS = {
     "edsync_deliveries",  # gauge {sink, status}
     "edsync_source_healthy",  # gauge {source}
     "edsync_http_retries_total",  # counter {source, cause}
+    "edsync_http_requests_total",  # counter {source}
+    "edsync_http_throttled_total",  # counter {source}
 }
 METRICS_WITHOUT_SOURCE = {"edsync_deliveries"}
 
