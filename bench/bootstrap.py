@@ -5,9 +5,10 @@
 A new mirror of a ``snapshot = true`` source starts from DreamApply's list
 endpoints (``edsync backfill`` on an empty mirror): the journal's head, every
 applicant, the academic terms, each term's applications (a HEAD for its
-``X-Count``, then the list with ``expand=offer``), the offers (embedded by that
-expansion, or one request per application where the server does not embed
-them), the offer types, the purged resources, then the journal after the head.
+``X-Count``, then the list with ``expand=offers,tasks,references,documents``:
+each child a record of its own), the offers (embedded by that expansion, or
+one request per application where the server does not embed them), the offer
+types, the purged resources, then the journal after the head.
 DreamApply allows 180 requests a minute per key, so the request count, not
 edsync's speed, decides how long a bootstrap takes.
 
@@ -17,11 +18,16 @@ dataset is bootstrapped unpaced twice, to count requests by kind and derive
 the least time each needs at 180 a minute: "before", against a server that
 ignores ``expand=offer`` (one offers request per application, what every
 bootstrap cost before edsync used the expansion), and "after", against one
-that embeds the offers. The paced run (``--paced-applicants``, a smaller
-dataset to stay quick, its offers read one request each so that there are
-requests enough to pace) runs at ``--rate`` requests a minute and checks
-the server-side arrival times against the token bucket's promise: in any
-window of W seconds at most rate * W + burst requests. Two windows are
+that embeds the offers. After the "after" bootstrap the journal grows by
+``--follow-events`` events and a second ``edsync backfill`` drains them: the
+journal's pages, then (issue 30) one read of each resource they name, or a
+batch read of applications; its requests are counted by kind and divided by
+the resources it refreshed (its ``source_drained`` line). The paced run
+(``--paced-applicants``, a smaller dataset to stay quick, its offers read
+one request each so that there are requests enough to pace) runs at
+``--rate`` requests a minute and checks the server-side arrival times against
+the pacer's promise: in any window of W seconds at most rate * W + burst
+requests (burst 1: one request every 60 / rate seconds). Two windows are
 checked: 1 second, and "a DreamApply minute" scaled to the rate (the time in
 which the rate allows 180 requests, 1.8 s at 6000 a minute).
 
@@ -47,14 +53,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from edsync.http import Pacer
-from edsync_sim import dreamapply, dreamapply_lists
+from edsync.sources.dreamapply.resources import SNAPSHOT_ENTITIES
+from edsync_sim import dreamapply, dreamapply_lists, dreamapply_resources
 from edsync_sim.dataset import Journal
 from edsync_sim.server import DEFAULT_API_KEY, RecordedRequest, Simulator
 
 KEY_ENV = "EDSYNC_BENCH_KEY"
 SOURCE = "dreamapply"
-ENTITIES = ("applicant", "application", "offer")
+ENTITIES = SNAPSHOT_ENTITIES  # applicants, applications and their children
 
 DREAMAPPLY_PER_MINUTE = 180  # DreamApply's quota per API key
 BURST = int(Pacer(DREAMAPPLY_PER_MINUTE).burst)  # the bucket every HttpClient paces with
@@ -64,8 +73,7 @@ BURST = int(Pacer(DREAMAPPLY_PER_MINUTE).burst)  # the bucket every HttpClient p
 # and overshoots by a handful at most.
 EVENTS_PER_MISSING_APPLICANT = 20
 
-# Request kinds in the order a bootstrap sends them. Offer types are matched
-# before an application's offers: their path also starts "/applications/".
+# Request kinds in the order a bootstrap sends them, then the refresh's reads.
 KINDS: tuple[tuple[str, re.Pattern[str], str | None], ...] = (
     ("journal HEAD", dreamapply.JOURNAL_PATH, "HEAD"),
     ("journal GET", dreamapply.JOURNAL_PATH, "GET"),
@@ -76,6 +84,11 @@ KINDS: tuple[tuple[str, re.Pattern[str], str | None], ...] = (
     ("offer types", dreamapply_lists.OFFER_TYPES_PATH, None),
     ("offers", dreamapply_lists.OFFERS_PATH, None),
     ("purged resources", dreamapply_lists.PURGED_PATH, None),
+    ("invoices list", re.compile(dreamapply_resources.PREFIX + r"/invoices/?"), None),
+    ("application reads", dreamapply_resources.APPLICATION_PATH, None),
+    ("application children", dreamapply_resources.CHILDREN_PATH, None),
+    ("applicant reads", dreamapply_resources.APPLICANT_PATH, None),
+    ("invoice reads", dreamapply_resources.INVOICE_PATH, None),
 )
 
 
@@ -83,6 +96,13 @@ KINDS: tuple[tuple[str, re.Pattern[str], str | None], ...] = (
 class Bootstrap:
     seconds: float  # `edsync backfill` from process start to exit
     requests: list[RecordedRequest]
+    refreshed: int = 0  # resources read again (the follow-up's refresh)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    bootstrap: Bootstrap
+    follow: Bootstrap | None  # the journal events after the snapshot, and their refresh
 
 
 # -- the dataset --------------------------------------------------------------
@@ -107,8 +127,9 @@ def grow(journal: Journal, applicants: int) -> None:
 
 
 def expected(sim: Simulator) -> Counter[str]:
-    """Live records per entity a complete bootstrap must hold (the list endpoints' view)."""
-    return Counter(entity for entity, _ in sim.journal.current().records)
+    """Live records per entity a complete bootstrap must hold (the list endpoints' view;
+    invoices are read only when the journal names them)."""
+    return Counter(e for e, _ in sim.journal.current().records if e in ENTITIES)
 
 
 def report_dataset(sim: Simulator, seconds: float) -> None:
@@ -125,18 +146,19 @@ def report_dataset(sim: Simulator, seconds: float) -> None:
 # -- running a bootstrap --------------------------------------------------------
 
 
-def write_config(path: Path, url: str, db: Path, per_minute: int) -> None:
+def write_config(path: Path, url: str, db: Path, per_minute: int, purges: str = "1h") -> None:
     path.write_text(
         f'[mirror]\nurl = "sqlite:///{db}"\n\n'
-        '[log]\nlevel = "warning"\n\n'
+        '[log]\nlevel = "info"\nformat = "json"\n\n'
         f'[sources.{SOURCE}]\nkind = "dreamapply"\nbase_url = "{url}"\n'
         f'api_key_env = "{KEY_ENV}"\nmax_requests_per_minute = {per_minute}\n'
-        'snapshot = true\nexpand = ["applicant", "application", "offer"]\n'
+        f'snapshot = true\npurge_interval = "{purges}"\n'
     )
 
 
-def backfill(config: Path) -> float:
-    """Wall seconds of one ``edsync backfill``; exits the benchmark if it fails."""
+def backfill(config: Path) -> tuple[float, int]:
+    """Wall seconds of one ``edsync backfill`` and the resources it refreshed;
+    exits the benchmark if it fails."""
     env = {**os.environ, KEY_ENV: DEFAULT_API_KEY}
     started = time.perf_counter()
     proc = subprocess.run(
@@ -149,7 +171,9 @@ def backfill(config: Path) -> float:
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"edsync backfill failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return seconds
+    lines = [orjson.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    drained = next(line for line in lines if line.get("event") == "source_drained")
+    return seconds, int(drained.get("refreshed", 0))
 
 
 def mirrored(db: Path) -> Counter[str]:
@@ -162,17 +186,31 @@ def mirrored(db: Path) -> Counter[str]:
     return Counter({entity: count for entity, count in rows if entity in ENTITIES})
 
 
-def bootstrap(sim: Simulator, per_minute: int) -> Bootstrap:
-    """Bootstrap a fresh SQLite mirror from ``sim``; exits if the mirror is incomplete."""
+def bootstrap(sim: Simulator, per_minute: int, follow: int = 0) -> Run:
+    """Bootstrap a fresh SQLite mirror from ``sim``, then drain ``follow`` more
+    journal events (none: no second run); exits if the mirror is incomplete."""
     with sim, tempfile.TemporaryDirectory() as tmp:
         config, db = Path(tmp) / "edsync.toml", Path(tmp) / "edsync.db"
         write_config(config, sim.url, db, per_minute)
-        seconds = backfill(config)
-        requests = list(sim.requests)
-        held, wanted = mirrored(db), expected(sim)
+        first = Bootstrap(*backfill(config)[:1], list(sim.requests))
+        check(db, sim, "bootstrap")
+        after = None
+        if follow:
+            done = len(sim.requests)
+            sim.journal.append(follow)
+            # Purges come with no event (a confirmed forget request): read them,
+            # as a run an hour after the snapshot would (the default interval).
+            write_config(config, sim.url, db, per_minute, purges="1ms")
+            seconds, refreshed = backfill(config)
+            after = Bootstrap(seconds, sim.requests[done:], refreshed)
+            check(db, sim, "the refresh after it")
+    return Run(first, after)
+
+
+def check(db: Path, sim: Simulator, what: str) -> None:
+    held, wanted = mirrored(db), expected(sim)
     if held != wanted:
-        sys.exit(f"bootstrap incomplete: mirror holds {dict(held)}, upstream lists {dict(wanted)}")
-    return Bootstrap(seconds, requests)
+        sys.exit(f"{what} incomplete: mirror holds {dict(held)}, upstream lists {dict(wanted)}")
 
 
 # -- reading the requests -------------------------------------------------------
@@ -200,9 +238,10 @@ def busiest(times: Sequence[float], window: float) -> int:
 def report_counts(run: Bootstrap, label: str) -> int:
     counts = Counter(kind(request) for request in run.requests)
     total = len(run.requests)
-    print(f"unpaced bootstrap, {label} (max_requests_per_minute = 0)")
+    print(f"unpaced {label} (max_requests_per_minute = 0)")
     for name in [name for name, _, _ in KINDS] + sorted(set(counts) - {k[0] for k in KINDS}):
-        print(f"  {name:<18}{counts[name]:>9,}")
+        if counts[name]:
+            print(f"  {name:<18}{counts[name]:>9,}")
     print(f"  {'total':<18}{total:>9,}")
     print(f"  wall time       {run.seconds:>11.1f} s  (process start to exit)")
     per_second = DREAMAPPLY_PER_MINUTE / 60
@@ -242,6 +281,9 @@ def main() -> int:
     parser.add_argument("--applicants", type=int, default=10_000)
     parser.add_argument("--paced-applicants", type=int, default=1_000)
     parser.add_argument("--rate", type=int, default=6000, help="requests a minute, paced run")
+    parser.add_argument(
+        "--follow-events", type=int, default=10_000, help="journal events after the snapshot"
+    )
     args = parser.parse_args()
     if args.rate <= 0:
         parser.error("--rate must be positive: 0 turns pacing off")
@@ -250,22 +292,30 @@ def main() -> int:
     sim = build(args.applicants, embed_offers=False)
     report_dataset(sim, time.perf_counter() - started)
     before = report_counts(
-        bootstrap(sim, per_minute=0), "before: offers read one request per application"
+        bootstrap(sim, per_minute=0).bootstrap,
+        "bootstrap, before: offers read one request per application",
     )
     del sim  # its journal is large: the same dataset is built again for the next run
     print()
+    run = bootstrap(build(args.applicants), per_minute=0, follow=args.follow_events)
     after = report_counts(
-        bootstrap(build(args.applicants), per_minute=0),
-        "after: offers embedded by the applications list (expand=offer)",
+        run.bootstrap, "bootstrap, after: offers embedded by the applications list (expand=offers)"
     )
     print(f"\nrequests before {before:,}, after {after:,}: {before / after:,.1f} times fewer")
+    if run.follow is not None:
+        print()
+        label = f"backfill of the {args.follow_events:,} journal events after the snapshot"
+        total = report_counts(run.follow, label)
+        refreshed = max(run.follow.refreshed, 1)
+        print(f"  resources refreshed {run.follow.refreshed:>7,}")
+        print(f"  requests / resource {total / refreshed:>9.3f}  (the journal's pages included)")
 
     print()
     started = time.perf_counter()
     # Offers one request each: enough requests for the windows to mean something.
     sim = build(args.paced_applicants, embed_offers=False)
     report_dataset(sim, time.perf_counter() - started)
-    held = report_pacing(bootstrap(sim, per_minute=args.rate), args.rate)
+    held = report_pacing(bootstrap(sim, per_minute=args.rate).bootstrap, args.rate)
     return 0 if held else 1
 
 

@@ -152,6 +152,15 @@ def _tombstone(
     version: int,
 ) -> None:
     own_id: int | str = int(ref.id) if ref.id.isascii() and ref.id.isdigit() else ref.id
+    rows = execute(
+        conn,
+        adapt(conn, "SELECT data FROM records WHERE source = ? AND entity = ? AND entity_id = ?"),
+        (ledger.source, ref.entity, ref.id),
+    )
+    if rows and not forgotten:
+        # A 404 read after the purge list said "forgotten" does not unsay it.
+        before = loads(rows[0][0], conn)
+        forgotten = isinstance(before, dict) and before.get("forgotten") is True
     data = {"id": own_id, "purged": True, "forgotten": forgotten}
     row = (
         ledger.source,

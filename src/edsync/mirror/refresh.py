@@ -77,12 +77,23 @@ def write_refreshed(
                 _row(ledger, e, obj, queue, now=now, forget=forget) for e, obj in result.records
             ]
             written += len(result.records)
-        insert_rows(conn, _INSERT_REFRESHED, rows, _ON_REFRESHED)
+        _upsert(conn, rows)
         for result, _ in results:
             if not result.gone and result.complete:
                 _mark_left(conn, ledger.source, result, now)
         _dequeue(conn, ledger.source, results)
     return written
+
+
+def _upsert(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """The refreshed records. On SQLite one row a step: a refresh batch's row
+    count varies, and a multi-row statement per count would fill the driver's
+    statement cache with large statements (measured: 96 → 144 MB peak)."""
+    if conn.dialect.name != "sqlite":
+        insert_rows(conn, _INSERT_REFRESHED, rows, _ON_REFRESHED)
+    elif rows:
+        statement = f"{_INSERT_REFRESHED.head} VALUES ({placeholders(len(RECORD_ROW) + 1)}) "
+        execute(conn, adapt(conn, statement + _ON_REFRESHED), rows, many=True)
 
 
 def write_purges(ledger: Ledger, gone: Sequence[Refreshed], keep: Sequence[str] = ()) -> int:

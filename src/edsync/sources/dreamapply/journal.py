@@ -35,6 +35,7 @@ from edsync.sources.dreamapply.resources import SNAPSHOT_ENTITIES, Resources
 
 if TYPE_CHECKING:
     from edsync.sources.base import Refresher, Snapshotter
+    from edsync.sources.dreamapply.snapshot import Snapshot
 
 log = structlog.get_logger("edsync.dreamapply")
 
@@ -222,7 +223,7 @@ class _Object(msgspec.Struct):
 
 
 _LINK = msgspec.json.Decoder(_Object | str | None)
-_SUB_LINK = re.compile(rb'"(?:/[^"/]+)*/applications/([0-9]{1,18})/')
+_SUB_LINK = re.compile(rb"/applications/([0-9]{1,18})/")
 
 
 def _split(body: bytes, target: str) -> dict[str, msgspec.Raw] | list[Any]:
@@ -296,13 +297,14 @@ def own_id(entity: str, fields: Any) -> str | None:
     return _link_id(raw) if raw is not None else None
 
 
-def refreshes(entity: str, fields: Any, person_id: str | None) -> tuple[Ref, ...]:
+def refreshes(
+    entity: str, fields: Any, person_id: str | None, application: str | None
+) -> tuple[Ref, ...]:
     """The resources an event names that a refresh reads (SPEC 2.1): the
-    application (one read refreshes it and its offers, tasks, references and
-    documents); the applicant for the applicant's own events, or when no
+    ``application`` (one read refreshes it and its offers, tasks, references
+    and documents); the applicant for the applicant's own events, or when no
     application is named; an invoice by its link."""
     refs: list[Ref] = []
-    application = _application_id(fields.application)
     if entity == "invoice":
         invoice = _link_id(fields.invoice)
         if invoice is not None:
@@ -318,7 +320,13 @@ class DreamApplySource:
     kind = "dreamapply"
     person_entity = "applicant"
     retention = JOURNAL_RETENTION
-    snapshot_entities: tuple[str, ...] = SNAPSHOT_ENTITIES
+
+    @property
+    def snapshot_entities(self) -> tuple[str, ...]:
+        """The kinds the snapshot reads in full: invoices too once their list
+        was read (a server without it leaves them to the refresh)."""
+        listed = self._snapshot is not None and self._snapshot.invoices_listed
+        return (*SNAPSHOT_ENTITIES, "invoice") if listed else SNAPSHOT_ENTITIES
 
     def __init__(self, settings: Settings, http: HttpClient | None = None) -> None:
         self.name = settings.name
@@ -336,6 +344,7 @@ class DreamApplySource:
         self.prefix = settings.api_prefix.rstrip("/")
         self.path = f"{self.prefix}/journal"
         self._resources = Resources(self.name, self.http, self.prefix)
+        self._snapshot: Snapshot | None = None
         # Without a snapshot to resync from, a gap can only be reset by a human.
         self.resync = settings.resync if settings.snapshot else "manual"
         cap = SERVER_MAX_EXPANDED_PAGE if settings.expand else SERVER_MAX_PAGE
@@ -403,7 +412,8 @@ class DreamApplySource:
     def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
         from edsync.sources.dreamapply.snapshot import Snapshot
 
-        return Snapshot(self.name, self.http, self.prefix).pages(resume)
+        self._snapshot = Snapshot(self.name, self.http, self.prefix)
+        return self._snapshot.pages(resume)
 
     def probe(self) -> str:
         reply = self.http.once("HEAD", self.path, self._params(None, Bounds()))
@@ -502,13 +512,16 @@ class DreamApplySource:
                 payload=raw.body,
                 person_id=person_id,
                 record=False,
-                refresh=refreshes(UNKNOWN_ENTITY, fields, person_id),
+                refresh=refreshes(
+                    UNKNOWN_ENTITY, fields, person_id, _application_id(fields.application)
+                ),
             )
         kind, status = parsed
-        entity_id = own_id(kind.entity, fields)
+        application = _application_id(fields.application)
+        entity_id = application if kind.entity == "application" else own_id(kind.entity, fields)
         # An applicant's own event names them by its own id: one read, not two.
         person_id = entity_id if kind.entity == "applicant" else _link_id(fields.applicant)
-        refresh = refreshes(kind.entity, fields, person_id)
+        refresh = refreshes(kind.entity, fields, person_id, application)
         if entity_id is None and not refresh:
             named = dict.fromkeys((kind.entity, "application", "applicant"))
             raise InvalidEventError(

@@ -73,6 +73,7 @@ class Snapshot:
         self.types = OfferTypes(http, prefix, source)
         self.resources = Resources(source, http, prefix)
         self._listed_applicants: list[int] | None = None
+        self.invoices_listed = False
 
     def pages(self, resume: str | None) -> Iterator[SnapshotPage]:
         """From the start, or from a token a page carried: ``applicant:last_id``,
@@ -215,9 +216,9 @@ class Snapshot:
 
     def _invoices(self) -> Iterator[SnapshotPage]:
         """``GET /invoices`` (help.dreamapply.com/api/api_invoices: keyed by id, no
-        cap stated), each linked to its applicant and application. Not a kind the
-        snapshot marks deleted when absent: a server that does not serve the list
-        leaves invoices to the journal's refresh."""
+        cap stated), each linked to its applicant and application. Only once it
+        was read are invoices a kind the snapshot marks deleted when absent: a
+        server that does not serve the list leaves them to the journal's refresh."""
         path = f"{self.prefix}/invoices"
         items = self.http.fetch("GET", path, None, self._read_list_or_gone, expect=(404,))
         if items is None:
@@ -229,6 +230,7 @@ class Snapshot:
             )
             for id_, obj in items
         ]
+        self.invoices_listed = True
         yield SnapshotPage("invoice", objects, resume="purged:0")
 
     # -- purged resources ---------------------------------------------------------
