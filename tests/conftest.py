@@ -213,6 +213,13 @@ def make_simulator() -> Iterator[Callable[..., Any]]:
         sim.stop()
 
 
+def _sets_snapshot(extra: str) -> bool:
+    """Whether ``extra`` sets ``snapshot`` in the table it continues (before any
+    table of its own)."""
+    own = re.split(r"^\s*\[", extra, maxsplit=1, flags=re.M)[0]
+    return re.search(r"^\s*snapshot\s*=", own, re.M) is not None
+
+
 @pytest.fixture
 def write_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror_url: Callable[[str], str]
@@ -243,7 +250,7 @@ def write_config(
                 max_requests_per_minute = 0
                 """
             )
-            + ("" if re.search(r"^\s*snapshot\s*=", extra, re.M) else "snapshot = false\n")
+            + ("" if _sets_snapshot(textwrap.dedent(extra)) else "snapshot = false\n")
             + textwrap.dedent(extra)
         )
         return path

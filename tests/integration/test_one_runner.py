@@ -21,7 +21,8 @@ FAST = 'interval = "1s"\n'
 def second_source(url: str, extra: str = "") -> str:
     return (
         f'[sources.second]\nkind = "dreamapply"\nbase_url = "{url}"\n'
-        'api_key_env = "DREAMAPPLY_API_KEY"\nmax_requests_per_minute = 0\n' + extra
+        'api_key_env = "DREAMAPPLY_API_KEY"\nmax_requests_per_minute = 0\nsnapshot = false\n'
+        + extra
     )
 
 

@@ -339,6 +339,7 @@ def da_source(url: str, *, max_body: int | None = None) -> Source:
         base_url=HttpUrl(url),
         api_key=Secret("DREAMAPPLY_API_KEY", DREAMAPPLY_KEY),
         max_requests_per_minute=0,
+        snapshot=False,  # the journal alone: its limits are what is tested here
     )
     http = None
     if max_body is not None:
