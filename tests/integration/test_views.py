@@ -109,7 +109,9 @@ def _date(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     offset = parsed.utcoffset()
-    return None if offset is not None and abs(offset) >= dt.timedelta(hours=16) else parsed
+    if offset is None:  # a date alone (an invoice's deadline): midnight, in UTC
+        return parsed.replace(tzinfo=dt.UTC)
+    return None if abs(offset) >= dt.timedelta(hours=16) else parsed
 
 
 def expected(field: Field, record: dict[str, Any], dialect: str) -> Any:
@@ -148,12 +150,12 @@ def test_every_view_holds_its_records_column_by_column(mirror: Engine) -> None:
     planned, skipped = views.plan(SOURCES, dialect)
     assert skipped == []
     # Every entity of both kinds has its view, and the backfill filled each the
-    # simulator serves (nine kinds each).
+    # simulator serves (seven DreamApply kinds, nine Edlink).
     assert {(v.source, v.entity) for v in planned} == {
         (source, entity) for source, kind in SOURCES.items() for entity in KINDS[kind]
     }
     assert kinds_seen - {(v.source, v.entity) for v in planned} == set()
-    assert len(kinds_seen) == len(planned) == 27
+    assert len(kinds_seen) == len(planned) == 7 * 2 + 9
     checked = 0
     with mirror.connect() as conn:
         for view in planned:
@@ -400,7 +402,8 @@ def test_an_upgrade_computes_the_typed_values_of_records_written_before(
     if engine.dialect.name == "postgresql":
         assert columns.index("typed") == columns.index("data") - 1
     else:
-        assert columns[-1] == "typed"  # SQLite finds a column as fast anywhere
+        # SQLite finds a column as fast anywhere; migration 0010 appends parent_id.
+        assert columns[-2:] == ["typed", "parent_id"]
     # Current views: nothing is computed again on the next start.
     with capture_logs() as logs:
         assert views.ensure(engine, {"da": "dreamapply"}) == []
@@ -425,7 +428,7 @@ def test_a_table_others_hang_objects_on_is_not_rebuilt(
     (warning,) = [log for log in logs if log["event"] == "records_typed_appended"]
     assert warning["why"].endswith("views, grants")
     offer_row(engine)
-    assert record_columns(engine)[-1] == "typed"
+    assert record_columns(engine)[-2:] == ["typed", "parent_id"]  # 0010 appends parent_id
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT entity_id FROM my_offers").scalar_one() == "5"
     engine.dispose()
