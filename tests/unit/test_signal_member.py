@@ -20,6 +20,7 @@ from edsync.publisher import WAIT_MAX, WAIT_MIN, NoMember, member_or_wait, wait_
 from edsync.rules import MemberRef, Rule, member_value
 from edsync.settings import HttpUrl, Secret
 from edsync.sinks import learninghub
+from tests.unit.test_rules import SOURCE as RULES_SOURCE
 
 
 def change(**kw: Any) -> Change:
@@ -202,22 +203,14 @@ def test_the_learning_hub_never_gets_an_event_without_its_member() -> None:
         sink.close()
 
 
-SOURCE = """
-[sources.da]
-kind = "dreamapply"
-base_url = "https://apply.example.edu"
-api_key_env = "DA_KEY"
-[sinks.hub]
-kind = "learninghub"
-base_url = "https://hub.example.org"
-program_id = "FOO"
-user_id = "edsync"
-api_key_env = "DA_KEY"
-[sinks.hook]
+SOURCE = (
+    RULES_SOURCE
+    + """[sinks.hook]
 kind = "webhook"
 base_url = "https://hooks.example.org/edsync"
 secret_env = "HOOK_SECRET"
 """
+)
 
 
 def write(tmp_path: Path, rule_body: str) -> Path:
