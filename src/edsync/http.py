@@ -40,7 +40,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 WINDOW = 60.0
-"""The quota's window in seconds: DreamApply counts requests per key per minute."""
+"""The quota's window in seconds: an upstream that counts requests per key per minute."""
 
 
 def next_start(

@@ -168,8 +168,7 @@ def test_sighup_takes_a_good_config_and_refuses_a_bad_one(
 
     good = path.read_text() + (
         f'[sources.second]\nkind = "dreamapply"\nbase_url = "{second.url}"\n'
-        'api_key_env = "DREAMAPPLY_API_KEY"\nmax_requests_per_minute = 0\nsnapshot = false\n'
-        + FAST
+        'api_key_env = "DREAMAPPLY_API_KEY"\nmax_requests_per_minute = 0\nsnapshot = false\n' + FAST
     )
     path.write_text(good)
     daemon.signal(signal.SIGHUP)

@@ -17,7 +17,7 @@ from edsync.ops.metrics import Metrics
 from tests.faultserver import API_KEY, FaultServer, Status, make_events
 from tests.unit.test_pacer import FakeTime
 
-JOURNAL = "/api/journal"
+JOURNAL = "/api/v9/journal"
 QUERY = {"bySince": "1", "limit": "10"}
 
 

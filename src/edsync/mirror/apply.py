@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edsync.mirror import checkpoints, refresh, snapshot
+from edsync.mirror import checkpoints, queue, refresh, snapshot
 from edsync.mirror.ledger import Ledger
 from edsync.model import Cursor, Queued, Refreshed, SnapshotPage
 
@@ -27,7 +27,7 @@ class Applier(Ledger):
 
     def queued(self, limit: int) -> list[Queued]:
         """The oldest queued resources to read again."""
-        return refresh.queued(self.engine, self.source, limit)
+        return queue.oldest(self.engine, self.source, limit)
 
     def apply_refreshed(self, results: Sequence[tuple[Refreshed, Queued]]) -> int:
         """What the reads of queued resources found, and the queue rows taken, atomically."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
@@ -14,8 +14,15 @@ from edsync.mirror.sql import adapt, dumps, execute, loads, placeholders
 from edsync.model import Ref
 from edsync.normalize import scrub
 
-if TYPE_CHECKING:
-    from edsync.mirror.ledger import Ledger
+
+class Writer(Protocol):
+    """What a purge needs of the source's writer (``mirror.ledger.Ledger``)."""
+
+    source: str
+    person_entity: str | None
+
+    def typed(self, entity: str, data: Mapping[str, Any]) -> str | None: ...
+
 
 # What a forgotten person's signal keeps: which rule fired on which record,
 # and the status the event named (it says nothing without a name).
@@ -100,7 +107,7 @@ PURGE_EVENT = "purge"  # last_event_id of a record a purge wrote
 
 def purge(
     conn: Connection,
-    ledger: Ledger,
+    ledger: Writer,
     ref: Ref,
     *,
     forgotten: bool = False,
@@ -143,7 +150,7 @@ def _not_in(count: int) -> str:
 
 def _tombstone(
     conn: Connection,
-    ledger: Ledger,
+    ledger: Writer,
     ref: Ref,
     *,
     forgotten: bool,

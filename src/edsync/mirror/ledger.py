@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from edsync.errors import RetriableError
-from edsync.mirror import checkpoints
+from edsync.mirror import checkpoints, queue
 from edsync.mirror.db import WRITE
 from edsync.mirror.erasure import SIGNAL_KEEP, erase_person, scrubbed_record
 from edsync.mirror.maintenance import ANALYZE_EVERY, NUL_ESCAPE, analyze_grown_tables, without_nul
@@ -86,8 +86,8 @@ class _Fold:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     signal_rows: list[tuple[Any, ...]] = field(default_factory=list)
     delivery_rows: list[tuple[Any, ...]] = field(default_factory=list)
-    # Resources the page's events named, to read again: key → (position, person, time).
-    queue: dict[Key, tuple[int, str | None, str | None]] = field(default_factory=dict)
+    # Resources the page's events named, to read again.
+    queue: queue.Pending = field(default_factory=dict)
 
 
 def next_state(prev: RecordState | None, change: Change, *, is_person: bool = False) -> RecordState:
@@ -287,7 +287,7 @@ class Ledger:
     def _fold_one(self, fold: _Fold, change: Change | Quarantined, now: str) -> None:
         if isinstance(change, Change) and change.refresh:
             # Before a repair may quarantine it: what it names is read all the same.
-            _queue(fold, change)
+            queue.add(fold.queue, change)
         payload_json = dumps(change.payload)
         if NUL_ESCAPE in payload_json:  # rare: the exact check only then
             change = without_nul(change)
@@ -403,11 +403,7 @@ class Ledger:
         if fold.signal_rows:
             insert_signals(conn, fold.signal_rows, fold.delivery_rows)
         if fold.queue:
-            rows = [
-                (self.source, entity, entity_id, position, person_id, changed_at, now)
-                for (entity, entity_id), (position, person_id, changed_at) in fold.queue.items()
-            ]
-            insert_rows(conn, QUEUE_ROW, rows, ON_QUEUED)
+            queue.write(conn, self.source, fold.queue, now)
         for person_id in sorted(fold.forgotten):
             erase_person(conn, self.source, self.person_entity, person_id, self.typed)
 
@@ -465,33 +461,6 @@ ON CONFLICT (source, entity, entity_id) DO UPDATE SET
     synced_at = excluded.synced_at
 WHERE records.version < excluded.version
 """
-
-
-QUEUE_ROW = Into(
-    "refresh_queue",
-    ("source", "entity", "entity_id", "position", "person_id", "changed_at", "queued_at"),
-)
-
-# Queued again before its read: once, at the newest position that named it.
-ON_QUEUED = """
-ON CONFLICT (source, entity, entity_id) DO UPDATE SET
-    position = CASE WHEN excluded.position > refresh_queue.position
-               THEN excluded.position ELSE refresh_queue.position END,
-    changed_at = CASE WHEN excluded.position > refresh_queue.position
-                 THEN excluded.changed_at ELSE refresh_queue.changed_at END,
-    person_id = COALESCE(excluded.person_id, refresh_queue.person_id)
-"""
-
-
-def _queue(fold: _Fold, change: Change) -> None:
-    for ref in change.refresh:
-        key = (ref.entity, ref.id)
-        known = fold.queue.get(key)
-        person = ref.person_id or (known[1] if known else None)
-        if known is not None and known[0] >= change.position:
-            fold.queue[key] = (known[0], person, known[2])
-        else:
-            fold.queue[key] = (change.position, person, change.occurred_at)
 
 
 def _ledgered(conn: Connection, source: str, event_ids: Sequence[str]) -> set[str]:

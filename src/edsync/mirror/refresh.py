@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from edsync.mirror import checkpoints
 from edsync.mirror.erasure import PURGE_EVENT, purge
@@ -22,28 +22,6 @@ from edsync.mirror.sql import Into, adapt, dumps, execute, insert_rows, placehol
 from edsync.model import Queued, Ref, Refreshed, SnapshotObject
 
 REFRESH_EVENT = "refresh"  # last_event_id of a record a refresh wrote
-
-_QUEUED = """
-SELECT entity, entity_id, position, person_id, changed_at FROM refresh_queue
-WHERE source = ? ORDER BY position, entity, entity_id LIMIT ?
-"""
-
-
-def queued(engine: Engine, source: str, limit: int) -> list[Queued]:
-    """The oldest ``limit`` queued resources, each with the newest event that named it."""
-    with engine.connect() as conn:
-        rows = execute(conn, adapt(conn, _QUEUED), (source, limit))
-    return [
-        Queued(Ref(entity, entity_id, person), int(position), _iso(changed))
-        for entity, entity_id, position, person, changed in rows
-    ]
-
-
-def _iso(value: object) -> str | None:
-    """A timestamp column: ISO text on SQLite already, a datetime on PostgreSQL."""
-    if value is None or isinstance(value, str):
-        return value
-    return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
 
 
 def write_refreshed(

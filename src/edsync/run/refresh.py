@@ -24,8 +24,8 @@ log = structlog.get_logger("edsync.sync")
 
 REFRESH_BATCH = 500
 """Resources read before a commit: room for a batch read's 400 applicants
-among the applicants and invoices read alone (at DreamApply's 180 a minute,
-a commit at least every few minutes)."""
+among the resources read alone (at a quota of 180 a minute, a commit at
+least every few minutes)."""
 
 
 def purge_due(last: dt.datetime | None, now: dt.datetime, interval: float | None) -> bool:

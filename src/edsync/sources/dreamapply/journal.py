@@ -30,7 +30,7 @@ from edsync.model import (
 )
 from edsync.normalize import utc_timestamp
 from edsync.settings import Duration, Secret, SourceSettings
-from edsync.sources.dreamapply.names import ref_id
+from edsync.sources.dreamapply.names import application_id, link_id, own_id, refreshes
 from edsync.sources.dreamapply.resources import SNAPSHOT_ENTITIES, Resources
 
 if TYPE_CHECKING:
@@ -216,16 +216,6 @@ _Fields = msgspec.defstruct(
 _FIELDS = msgspec.json.Decoder(_Fields)
 
 
-class _Object(msgspec.Struct):
-    """An expanded object, read for its id alone."""
-
-    id: Any = None
-
-
-_LINK = msgspec.json.Decoder(_Object | str | None)
-_SUB_LINK = re.compile(rb"/applications/([0-9]{1,18})/")
-
-
 def _split(body: bytes, target: str) -> dict[str, msgspec.Raw] | list[Any]:
     try:
         return _PAGE.decode(body)
@@ -256,64 +246,12 @@ def _fields(body: object) -> tuple[Any, RawJson]:
         raise InvalidEventError(f"event is not an object but {kind}") from None
 
 
-def _link_id(raw: msgspec.Raw | None) -> str | None:
-    """A link's id, or an expanded object's, without building the object."""
-    if raw is None:
-        return None
-    try:
-        value = _LINK.decode(raw)
-    except msgspec.ValidationError:
-        return None  # a number, a list: no id, as ``ref_id`` reads them
-    return ref_id({"id": value.id} if isinstance(value, _Object) else value)
-
-
-def _application_id(raw: msgspec.Raw | None) -> str | None:
-    """The id of the application an event names: its link's, its expanded
-    object's ``id``, or (an expanded application need not carry its id) the
-    one its own sub-links name (``"offers": "/api/v9/applications/60/offers"``)."""
-    found = _link_id(raw)
-    if found is not None or raw is None:
-        return found
-    ids = set(_SUB_LINK.findall(bytes(raw)))
-    return ids.pop().decode() if len(ids) == 1 else None
-
-
 def _person_of(body: object) -> str | None:
     """The applicant an event names, as far as it can be read at all."""
     try:
-        return _link_id(_fields(body)[0].applicant)
+        return link_id(_fields(body)[0].applicant)
     except (InvalidEventError, msgspec.DecodeError, orjson.JSONDecodeError):
         return None
-
-
-def own_id(entity: str, fields: Any) -> str | None:
-    """The id of the event's own resource: its link's, or its expanded
-    object's. Never another entity's: task, referee, interview and media
-    events carry no link of their own (JournalItem.php), so they have none.
-    ``fields``: ``_Fields``."""
-    if entity == "application":
-        return _application_id(fields.application)
-    raw = getattr(fields, entity, None)
-    return _link_id(raw) if raw is not None else None
-
-
-def refreshes(
-    entity: str, fields: Any, person_id: str | None, application: str | None
-) -> tuple[Ref, ...]:
-    """The resources an event names that a refresh reads (SPEC 2.1): the
-    ``application`` (one read refreshes it and its offers, tasks, references
-    and documents); the applicant for the applicant's own events, or when no
-    application is named; an invoice by its link."""
-    refs: list[Ref] = []
-    if entity == "invoice":
-        invoice = _link_id(fields.invoice)
-        if invoice is not None:
-            return (Ref("invoice", invoice, person_id),)
-    if application is not None:
-        refs.append(Ref("application", application, person_id))
-    if person_id is not None and (entity == "applicant" or application is None):
-        refs.append(Ref("applicant", person_id, person_id))
-    return tuple(refs)
 
 
 class DreamApplySource:
@@ -491,15 +429,15 @@ class DreamApplySource:
         name = fields.event
         if not isinstance(name, str) or not name:
             raise InvalidEventError(
-                "event has no `event` name", person_id=_link_id(fields.applicant)
+                "event has no `event` name", person_id=link_id(fields.applicant)
             )
         try:
             occurred_at = utc_timestamp(fields.logged)
         except InvalidEventError as exc:
-            raise InvalidEventError(str(exc), person_id=_link_id(fields.applicant)) from None
+            raise InvalidEventError(str(exc), person_id=link_id(fields.applicant)) from None
         parsed = parse_name(name)
         if parsed is None:
-            person_id = _link_id(fields.applicant)
+            person_id = link_id(fields.applicant)
             self._log_unknown(name)
             return Change(
                 event_id=raw.event_id,
@@ -513,14 +451,14 @@ class DreamApplySource:
                 person_id=person_id,
                 record=False,
                 refresh=refreshes(
-                    UNKNOWN_ENTITY, fields, person_id, _application_id(fields.application)
+                    UNKNOWN_ENTITY, fields, person_id, application_id(fields.application)
                 ),
             )
         kind, status = parsed
-        application = _application_id(fields.application)
+        application = application_id(fields.application)
         entity_id = application if kind.entity == "application" else own_id(kind.entity, fields)
         # An applicant's own event names them by its own id: one read, not two.
-        person_id = entity_id if kind.entity == "applicant" else _link_id(fields.applicant)
+        person_id = entity_id if kind.entity == "applicant" else link_id(fields.applicant)
         refresh = refreshes(kind.entity, fields, person_id, application)
         if entity_id is None and not refresh:
             named = dict.fromkeys((kind.entity, "application", "applicant"))
