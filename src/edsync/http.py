@@ -431,24 +431,29 @@ class HttpClient:
             ) from None
         finally:
             self._count(throttled=status == 429)
-        if response.status_code in expect:
-            return Reply(response.status_code, response.headers, body)
+        reply = Reply(response.status_code, response.headers, body)
+        if reply.status not in expect:
+            self._raise_for_status(reply, pause)
+        return reply
+
+    def _raise_for_status(self, reply: Reply, pause: float | None) -> None:
+        """The reply's status as an EdsyncError (SPEC 5), if it is one."""
         error = error_for_status(
-            response.status_code,
+            reply.status,
             self.target,
-            retry_after=response.headers.get("Retry-After"),
-            detail=_error_detail(body, self.secrets) if response.status_code >= 400 else "",
+            retry_after=reply.headers.get("Retry-After"),
+            detail=_error_detail(reply.body, self.secrets) if reply.status >= 400 else "",
         )
-        if error is not None:
-            self._cause(f"http_{response.status_code}")
-            if pause is not None and isinstance(error, RetriableError):
-                # The retry waits out the pause (not a 0.5 s backoff into a
-                # blocked acquire), so retry_for and the logs count it.
-                error.retry_after = max(error.retry_after or 0.0, pause)
-            if isinstance(error, AuthError) and self.credential_env:
-                error.args = (f"{error}; {self.refused_hint()}",)
-            raise error
-        return Reply(response.status_code, response.headers, body)
+        if error is None:
+            return
+        self._cause(f"http_{reply.status}")
+        if pause is not None and isinstance(error, RetriableError):
+            # The retry waits out the pause (not a 0.5 s backoff into a
+            # blocked acquire), so retry_for and the logs count it.
+            error.retry_after = max(error.retry_after or 0.0, pause)
+        if isinstance(error, AuthError) and self.credential_env:
+            error.args = (f"{error}; {self.refused_hint()}",)
+        raise error
 
     def _count(self, *, throttled: bool) -> None:
         with self._tally:

@@ -216,10 +216,7 @@ class Publisher:
             return
         signal = self._with_member(delivery.signal, members)
         if isinstance(signal, NoMember):
-            if signal.erased:
-                self._erased(delivery, signal.reason, report)
-            else:
-                self._wait(delivery, signal.reason, report)
+            self._hold(delivery, signal, report)
             return
         if self._waiting is not None:
             self._waiting.discard((signal_id, sink_name))
@@ -229,33 +226,7 @@ class Publisher:
         except (RetriableError, AuthError) as exc:
             # A refused credential is retried too: it is fixed by a human, not by waiting
             # less, and the budget keeps the delivery until then.
-            now = self.clock()
-            started = _epoch(delivery.failing_since)
-            since = now if started is None else started
-            retry_after = getattr(exc, "retry_after", None)
-            when = next_attempt(now, since + self.retry_for[sink_name], attempts, retry_after)
-            if when is None:
-                self._failed(
-                    signal_id,
-                    sink_name,
-                    attempts=attempts,
-                    error=str(exc),
-                    since=since,
-                    report=report,
-                )
-                return
-            outcome = Outcome("pending", attempts, str(exc), _iso(when), None, _iso(since))
-            outbox.record(self.engine, signal_id, sink_name, outcome)
-            report.retried += 1
-            log.warning(
-                "delivery_retry",
-                sink=sink_name,
-                signal=signal_id,
-                error=str(exc),
-                attempts=attempts,
-                retry_in=round(when - now, 2),
-                failing_for=round(now - since, 2),
-            )
+            self._retry(delivery, exc, attempts, report)
         except EdsyncError as exc:
             # Refused for good (a 4xx other than auth): retrying cannot help.
             self._failed(
@@ -270,6 +241,39 @@ class Publisher:
             outcome = Outcome("delivered", attempts, None, None, _iso(self.clock()), None)
             outbox.record(self.engine, signal_id, sink_name, outcome)
             report.delivered += 1
+
+    def _retry(self, delivery: Due, exc: EdsyncError, attempts: int, report: Report) -> None:
+        """Again later, within the sink's ``retry_for``; failed once it is spent."""
+        signal_id, sink_name = delivery.signal.id, delivery.sink
+        now = self.clock()
+        started = _epoch(delivery.failing_since)
+        since = now if started is None else started
+        retry_after = getattr(exc, "retry_after", None)
+        when = next_attempt(now, since + self.retry_for[sink_name], attempts, retry_after)
+        if when is None:
+            self._failed(
+                signal_id, sink_name, attempts=attempts, error=str(exc), since=since, report=report
+            )
+            return
+        outcome = Outcome("pending", attempts, str(exc), _iso(when), None, _iso(since))
+        outbox.record(self.engine, signal_id, sink_name, outcome)
+        report.retried += 1
+        log.warning(
+            "delivery_retry",
+            sink=sink_name,
+            signal=signal_id,
+            error=str(exc),
+            attempts=attempts,
+            retry_in=round(when - now, 2),
+            failing_for=round(now - since, 2),
+        )
+
+    def _hold(self, delivery: Due, missing: NoMember, report: Report) -> None:
+        """A signal without its member: not sent if its person was erased, else it waits."""
+        if missing.erased:
+            self._erased(delivery, missing.reason, report)
+        else:
+            self._wait(delivery, missing.reason, report)
 
     def _wait(self, delivery: Due, reason: str, report: Report) -> None:
         """Hold the delivery until its member is known: pending, due again a
