@@ -167,7 +167,7 @@ class Reply:
             raise MalformedPageError(f"{target}: invalid JSON in response ({exc})") from None
 
 
-def _retry_hook(exc: Exception) -> bool | float:
+def _retry_hook(exc: BaseException) -> bool | float:
     if isinstance(exc, RetriableError):
         # Never undercut the server's Retry-After.
         return exc.retry_after if exc.retry_after is not None else True
