@@ -34,6 +34,12 @@ class AuthError(FatalError):
     """401/403: the credentials for a source or sink were refused."""
 
 
+class RefusedError(FatalError):
+    """The upstream refused the request for a reason it names (an error code)
+    that waiting a little will not fix: this poll fails, and the source backs
+    off as for a refused credential, never resyncing."""
+
+
 class GapError(FatalError):
     """The stored cursor is no longer served upstream: events may be missing."""
 
@@ -82,14 +88,29 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def error_for_status(
-    status: int, target: str, *, retry_after: str | None = None, detail: str = ""
+    status: int,
+    target: str,
+    *,
+    retry_after: str | None = None,
+    location: str | None = None,
+    detail: str = "",
 ) -> EdsyncError | None:
     """Map an HTTP status to the branch of the tree the caller acts on.
 
-    The one place where HTTP semantics become edsync semantics.
+    The one place where HTTP semantics become edsync semantics. Only a 2xx is
+    an answer: a redirect is never followed (it could carry a credential to
+    another host) and never taken for a delivery (SPEC 2.4); it is retried like
+    a 5xx, since a load balancer's 307 may be passing, and named so a human can
+    point ``base_url`` at the final address.
     """
-    if status < 400:
+    if 200 <= status < 300:
         return None
+    if status < 400:
+        where = f"to {location}" if location else "without a Location"
+        return RetriableError(
+            f"{target}: HTTP {status}, a redirect {where}; edsync does not follow "
+            "redirects: set base_url to the address that answers"
+        )
     suffix = f": {detail}" if detail else ""
     if status in (401, 403):
         return AuthError(f"{target}: HTTP {status}, credentials refused{suffix}")
@@ -97,70 +118,3 @@ def error_for_status(
         wait = parse_retry_after(retry_after) if status in (429, 503) else None
         return RetriableError(f"{target}: HTTP {status}{suffix}", retry_after=wait)
     return FatalError(f"{target}: HTTP {status}{suffix}")
-
-
-class IntegrationStateError(FatalError):
-    """Edlink's ``INVALID_INTEGRATION_STATE``: the integration cannot be read now
-    (disabled, not yet approved or started). A human acts upstream; it is not a
-    gap, so nothing is resynced: the source fails this poll and the daemon tries
-    again on its next interval."""
-
-
-# Edlink answers most refusals with HTTP 400 and says why in ``$errors[].code``
-# (edlink/docs api/v2.0/responses/errors.md). The token's, and the person's it
-# acts for: no retry or resync can fix these, a new token or a sharing change can.
-EDLINK_CREDENTIAL_CODES = frozenset(
-    {
-        "INVALID_TOKEN",
-        "EXPIRED_TOKEN",
-        "UNAUTHORIZED",  # not in the vendor's list, named by SPEC 2.2
-        "UNSHARED_TOKEN",
-        "INVALID_PROVIDER_TOKEN",
-        "NO_PERMISSION",
-    }
-)
-EDLINK_STATE_CODES = frozenset({"INVALID_INTEGRATION_STATE"})
-# "The server encountered an unexpected condition": Edlink's 5xx spelled as a 400.
-EDLINK_TRANSIENT_CODES = frozenset({"UNKNOWN", "INTERNAL"})
-
-
-def edlink_error(
-    status: int,
-    codes: tuple[str, ...],
-    *,
-    source: str,
-    token_env: str,
-    detail: str,
-    stream: bool = False,
-    after: str | None = None,
-    retry_after: str | None = None,
-) -> EdsyncError | None:
-    """The one place where an Edlink refusal (status + codes) becomes edsync's error.
-
-    ``stream``: the request reads the event stream (after the id ``after``), so
-    a refusal that is neither the token's nor the integration's means that id
-    is no longer served: a gap (SPEC 2.2). On a list endpoint it is a plain
-    failure. ``detail`` is the ``$errors`` as one line, already scrubbed.
-    """
-    if status < 400:
-        return None
-    found = set(codes)
-    what = f"source {source!r}"
-    if found & EDLINK_CREDENTIAL_CODES or status in (401, 403):
-        return AuthError(
-            f"{what}: Edlink refused the token in ${token_env} ({detail}); "
-            f"set {token_env} to a valid integration access token"
-        )
-    if found & EDLINK_STATE_CODES:
-        return IntegrationStateError(
-            f"{what}: the Edlink integration cannot be read now ({detail}); "
-            "edsync tries again next interval"
-        )
-    if found & EDLINK_TRANSIENT_CODES or status in (408, 425, 429) or status >= 500:
-        wait = parse_retry_after(retry_after) if status in (429, 503) else None
-        return RetriableError(f"{what}: Edlink failed ({detail})", retry_after=wait)
-    if stream:
-        return GapError(
-            f"{what}: Edlink refused the cursor {after!r} ({detail}); events may have been missed"
-        )
-    return FatalError(f"{what}: Edlink refused the request ({detail})")

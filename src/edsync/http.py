@@ -442,6 +442,7 @@ class HttpClient:
             reply.status,
             self.target,
             retry_after=reply.headers.get("Retry-After"),
+            location=_excerpt(reply.headers.get("Location", ""), self.secrets) or None,
             detail=_error_detail(reply.body, self.secrets) if reply.status >= 400 else "",
         )
         if error is None:
@@ -536,7 +537,10 @@ def _error_detail(body: bytes, secrets: Collection[str] = ()) -> str:
     quoting the credential it refused must not put it in our logs."""
     if not body:
         return ""
-    text = body[:4096].decode("utf-8", "replace")
+    return _excerpt(body[:4096].decode("utf-8", "replace"), secrets)
+
+
+def _excerpt(text: str, secrets: Collection[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return " ".join(text[:200].split())

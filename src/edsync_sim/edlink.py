@@ -76,10 +76,50 @@ class EdlinkError(Exception):
         return edlink_error(self.status, self.code, self.message)
 
 
+# api/v2.0/responses/errors.md: every code Edlink documents, with its own text.
+ERROR_MESSAGES: dict[str, str] = {
+    "UNKNOWN": "The server encountered an unexpected condition which prevented it "
+    "from fulfilling the request.",
+    "INTERNAL": "The server encountered an unexpected condition which prevented it "
+    "from fulfilling the request.",
+    "UNKNOWN_PROVIDER": "Edlink could not find the proper provider for the authenticated "
+    "person or integration.",
+    "INVALID_TOKEN": "You must supply a valid access token to access this endpoint.",
+    "EXPIRED_TOKEN": "The token you provided, while it was valid at some point, is now expired.",
+    "UNSHARED_TOKEN": "The person that this token is associated with is no longer shared "
+    "with the integration.",
+    "INVALID_PROVIDER_TOKEN": "The person that the token belongs to has not signed in to "
+    "Edlink with their provider account.",
+    "INVALID_INTEGRATION_STATE": "The integration associated with the provided access token "
+    "is not in the correct state to perform the requested action.",
+    "INVALID_UUID": "You have provided a UUID in an invalid format.",
+    "UNSUPPORTED_OPERATION": "The current provider does not support the requested operation.",
+    "NOT_FOUND": "The requested resource could not be found.",
+    "NO_PERMISSION": "The person that the token belongs to does not have permission to "
+    "perform the requested action.",
+    "IDEMPOTENCY_KEY_TOO_LONG": "The supplied $idempotency key may not be longer than 255 "
+    "characters.",
+    "INVALID_CURSOR": "The supplied cursor is invalid.",
+    "INVALID_PAGE_SIZE": "For rostering endpoints, the requested page size must be between "
+    "1 and 10000.",
+    "ENTITY_NOT_PRESENT_IN_SOURCE": "The current user or class is not present in the source "
+    "system.",
+    "INVALID_SUBMISSION_TYPE": "One or more submission_types are invalid.",
+    "MISSING_REQUIRED_FIELD": "One or more required fields are missing.",
+    "INVALID_ASSIGNEES": "One or more assignee_ids must be provided when the assignee_mode "
+    "is individual.",
+}
+
+
 def edlink_error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int, code: str, message: str | None = None, headers: Mapping[str, str] | None = None
 ) -> Response:
-    body = orjson.dumps({"$errors": [{"code": code, "message": message}]})
+    """guides/v2.0/errors-warnings.md: ``$request`` and a list of ``$errors``;
+    without a ``message``, the documented text of ``code`` (or the code itself)."""
+    text = ERROR_MESSAGES.get(code, code) if message is None else message
+    body = orjson.dumps(
+        {"$request": str(uuid.uuid4()), "$errors": [{"code": code, "message": text}]}
+    )
     return Response(status, body, {"Content-Type": JSON, **(headers or {})})
 
 

@@ -5,7 +5,8 @@ key that may write some programs only; ``{eventId}`` must start with a
 permitted ``ProgramId`` and a hyphen, and the body's ``ProgramId`` must be that
 program; a PUT creates or replaces the event and answers ``200`` with
 ``Location: /events/{eventId}``. ``GET`` of the same path returns the stored
-event or ``404`` (what ``edsync check`` probes).
+event or ``404``: a read-back for tests, which the seed does not document and
+edsync never sends (``check`` only proves the host answers).
 
 ``LearningHub`` is also the tests' oracle: ``events`` holds the latest body per
 id, ``puts`` every PUT in arrival order (faults injected on the route included),

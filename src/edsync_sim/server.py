@@ -387,10 +387,12 @@ class Simulator:
         body: bytes | None = None,
         times: int = 1,
         route: str | None = None,
+        code: str | None = None,
     ) -> None:
         """Answer the next ``times`` routed requests with this instead.
 
-        ``body`` defaults to a JSON error; ``status=0`` drops the connection
+        ``body`` defaults to a JSON error (on an Edlink route, Edlink's
+        ``$errors`` with ``code`` and its documented text); ``status=0`` drops the connection
         without a response (a reset). ``route`` limits the fault to one route
         name (``"dreamapply"`` (the journal), ``"dreamapply-applicants"``,
         ``"dreamapply-applications"``, ``"dreamapply-offers"``,
@@ -406,7 +408,8 @@ class Simulator:
         else:
             default = json_error(status, "injected fault").body
             if route is not None and route.startswith("edlink"):
-                default = edlink.edlink_error(status, "INJECTED", "injected fault").body
+                message = None if code else "injected fault"
+                default = edlink.edlink_error(status, code or "INJECTED", message).body
             response = Response(
                 status,
                 default if body is None else body,
@@ -414,6 +417,11 @@ class Simulator:
             )
         with self._recorded:
             self._faults.append(_Fault(response, times, route))
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault not yet answered."""
+        with self._recorded:
+            self._faults.clear()
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` requests were recorded; False on timeout."""

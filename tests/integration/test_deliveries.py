@@ -47,11 +47,14 @@ class Received:
 
 class Receiver:
     """A webhook endpoint: 503 until ``down_until`` (on the frozen clock), then
-    204 if the ``standardwebhooks`` library verifies the delivery (401 if not)."""
+    204 if the ``standardwebhooks`` library verifies the delivery (401 if not);
+    while ``redirect`` is set, that status and ``Location`` instead (a load
+    balancer or an http→https hop in front of it)."""
 
     def __init__(self, secret: str) -> None:
         self.webhook = Webhook(secret)
         self.down_until = 0.0
+        self.redirect: tuple[int, str] | None = None
         self.received: list[Received] = []
         self.lock = threading.Lock()
         receiver = self
@@ -65,7 +68,10 @@ class Receiver:
                 with receiver.lock:
                     receiver.received.append(Received(now, headers, body, verified))
                 status = 503 if now < receiver.down_until else 204 if verified else 401
-                self.send_response(status)
+                redirect = receiver.redirect
+                self.send_response(redirect[0] if redirect else status)
+                if redirect:
+                    self.send_header("Location", redirect[1])
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -186,6 +192,50 @@ def test_a_receiver_down_for_a_while_gets_the_delivery_without_a_human(
     assert attempts[-1] - back <= min(2 * outage + 1, BACKOFF_MAX)
     assert all(b - a <= BACKOFF_MAX for a, b in itertools.pairwise(attempts))
     assert all(r.verified for r in receiver.received)
+    assert {r.headers["webhook-id"] for r in receiver.received} == {"sig-1"}
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirecting_receiver_gets_no_delivery_counted_until_it_answers_2xx(
+    hook_config: Callable[..., Path],
+    receiver: Receiver,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+) -> None:
+    """SPEC 2.4: only a 2xx is a delivery; a 3xx is a failure naming its
+    ``Location``, retried like a 5xx, and the redirect is never followed."""
+    path = hook_config()
+    engine = outbox(path, ["sig-1"])
+    location = "https://hooks.example.org/edsync"
+    receiver.redirect = (status, location)
+    publisher = Publisher(engine, load_config(path))
+    try:
+        with freeze_time(T0) as frozen:
+            for _ in range(3):
+                publisher.round()
+                row = delivery(engine, "sig-1")
+                assert row.status == "pending"
+                assert row.delivered_at is None
+                assert f"HTTP {status}" in row.last_error
+                assert location in row.last_error
+                wait = publisher.next_due()
+                assert wait is not None
+                frozen.tick(dt.timedelta(seconds=wait))
+            capsys.readouterr()
+            assert main(["status", "-c", str(path), "--json"]) == 0
+            (sink,) = orjson.loads(capsys.readouterr().out)["sinks"]
+            assert (sink["pending"], sink["delivered"]) == (1, 0)
+            assert location in sink["last_error"]
+            assert f"HTTP {status}" in sink["last_error"]
+
+            receiver.redirect = None
+            walk(publisher, frozen, lambda: delivery(engine, "sig-1").status != "pending")
+    finally:
+        publisher.close()
+
+    row = delivery(engine, "sig-1")
+    assert row.status == "delivered"
+    assert row.attempts == len(receiver.received) == 4
     assert {r.headers["webhook-id"] for r in receiver.received} == {"sig-1"}
 
 

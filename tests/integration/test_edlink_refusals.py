@@ -261,3 +261,58 @@ def test_the_daemon_backs_off_on_an_expired_token_and_recovers_by_itself(
         assert daemon.terminate()[0] == 0
     finally:
         daemon.close()
+
+
+# -- any other code on the stream: a source error, never a gap -----------------------------
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "UNKNOWN_PROVIDER",
+        "UNSUPPORTED_OPERATION",
+        "ENTITY_NOT_PRESENT_IN_SOURCE",
+        "INVALID_PAGE_SIZE",
+        "SOMETHING_NEW",  # not documented yet
+    ],
+)
+def test_a_code_that_is_not_about_the_cursor_fails_the_poll_without_gap_or_resync(
+    make_simulator: Callable[..., Simulator],
+    edlink_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    code: str,
+) -> None:
+    """SPEC 2.2: only a refusal of the stored `$after` is a gap. The simulator
+    answers the stream with ``code`` until the fault is cleared."""
+    sim = make_simulator(events=0, edlink_people=30)
+    path = edlink_config(sim.url, *FAST)
+    assert main(["backfill", "-c", str(path)]) == 0
+    engine = mirror_engine(path)
+    before = checkpoints.load(engine, "edlink")
+    assert before is not None
+    sim.edlink.append(20)
+    sim.inject(400, route="edlink-events", code=code, times=1_000)
+    first = len(sim.requests)
+    capsys.readouterr()
+
+    assert main(["backfill", "-c", str(path)]) == 1
+
+    err = capsys.readouterr().err
+    assert code in err
+    assert "gap_detected" not in err
+    failed = sim.requests[first:]
+    only_the_stream(failed)
+    assert len(failed) == 1, "a refusal is not retried within the poll"
+    checkpoint = checkpoints.load(engine, "edlink")
+    assert checkpoint is not None
+    assert checkpoint.gap is None
+    assert checkpoint.cursor == before.cursor
+    report = status_of(path, capsys)
+    assert report["gap"] is None
+    assert code in report["last_error"]
+
+    sim.clear_faults()
+    resumed = len(sim.requests)
+    assert main(["backfill", "-c", str(path)]) == 0
+    only_the_stream(sim.requests[resumed:])
+    assert record_count(engine) >= 30

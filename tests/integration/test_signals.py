@@ -201,6 +201,40 @@ def test_deliveries_that_keep_failing_stay_in_the_outbox_until_retried(
     assert set(sim.hub.events) == expected
 
 
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_hub_behind_a_redirect_gets_no_delivery_counted_until_it_answers_200(
+    make_simulator: Callable[..., Any],
+    hub_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+) -> None:
+    """SPEC 2.3/2.4: the Event Store answers 200; a 3xx (an http→https hop, a
+    load balancer) is a failure naming its Location, never a delivery."""
+    sim = make_simulator(events=1500)
+    location = "https://hub.example.org/events/moved"
+    sim.inject(status, route="learninghub", headers={"Location": location}, times=1_000_000)
+    path = hub_config(sim.url, retry_for="1s")
+
+    assert main(["backfill", "-c", str(path)]) == 1
+
+    assert sim.hub.events == {}
+    assert sim.hub.puts
+    assert {put.status for put in sim.hub.puts} == {status}
+    capsys.readouterr()
+    assert main(["status", "-c", str(path), "--json"]) == 0
+    (sink,) = orjson.loads(capsys.readouterr().out)["sinks"]
+    assert sink["delivered"] == 0
+    assert sink["pending"] + sink["failed"] > 0
+    assert f"HTTP {status}" in sink["last_error"]
+    assert location in sink["last_error"]
+
+    sim.clear_faults()  # the redirect is gone: the hub answers 200
+    assert main(["deliver", "-c", str(path), "--retry-failed"]) == 0
+    expected = set(deliverable(sim, enrolled_events(sim.url)))
+    assert expected
+    assert set(sim.hub.events) == expected
+
+
 def test_no_deliver_leaves_the_outbox_for_later(
     make_simulator: Callable[..., Any],
     hub_config: Callable[..., Path],

@@ -15,6 +15,7 @@ import pytest
 from freezegun import freeze_time
 
 from edsync_sim import Simulator
+from tests.contract.edlink.payloads import ERRORS
 
 TOKEN = "sim-edlink-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -682,5 +683,25 @@ def test_inject_faults_on_edlink_routes() -> None:
         simulator.inject(0, route="edlink-events")
         with pytest.raises(httpx.RemoteProtocolError):
             get(client, EVENTS)
+        assert get(client, EVENTS).status_code == 200
+        assert simulator.errors == []
+
+
+@pytest.mark.parametrize("code", [*ERRORS, "SOMETHING_NEW"])
+def test_inject_answers_each_documented_error_code_as_edlink_writes_it(code: str) -> None:
+    """api/v2.0/responses/errors.md: every code, with the vendor's own text;
+    the body as guides/v2.0/errors-warnings.md shows it."""
+    with (
+        Simulator(events=1, edlink_people=5) as simulator,
+        client_for(simulator) as client,
+    ):
+        simulator.inject(400, route="edlink-events", code=code, times=2)
+        first = get(client, EVENTS)
+        assert first.status_code == 400
+        body = first.json()
+        assert isinstance(body["$request"], str)
+        assert body["$errors"] == [{"code": code, "message": ERRORS.get(code, code)}]
+        assert get(client, EVENTS).status_code == 400
+        simulator.clear_faults()
         assert get(client, EVENTS).status_code == 200
         assert simulator.errors == []

@@ -99,7 +99,7 @@ def test_same_id_replaces_the_event(sim: Simulator, http: httpx.Client) -> None:
 
 
 def test_get_returns_the_stored_event_or_404(sim: Simulator, http: httpx.Client) -> None:
-    # What `edsync check` probes: an id nobody writes, 404 = reachable and accepted.
+    # The tests' read-back (the Event Store documents no GET; edsync never sends one).
     missing = http.get("/events/FOO-edsync-check")
     assert missing.status_code == 404
     assert "FOO-edsync-check" in message(missing)

@@ -98,6 +98,50 @@ def test_https_without_ca_bundle_fails_verification_naming_the_source(
     assert "certificate verification failed" in (checkpoint.last_error or "")
 
 
+HUB_SINK = """
+[sinks.hub]
+kind = "learninghub"
+base_url = "{url}"
+program_id = "FOO"
+user_id = "edsync"
+api_key_env = "HUB_KEY"
+{ca}"""
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_check_on_a_hub_verifies_tls_and_leaves_credentials_to_the_first_delivery(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tls_files: TlsFiles,
+    trusted: bool,
+) -> None:
+    """SPEC 2.3: the Event Store documents no read endpoint, so `check` proves
+    the host answers over TLS and says the key is verified by the first PUT;
+    it reads no event and writes none."""
+    sim = make_simulator(events=5, tls=tls_files.server_context())
+    monkeypatch.setenv("HUB_KEY", "a key the hub would refuse")
+    ca = f'ca_bundle = "{tls_files.ca}"\n'
+    sink = HUB_SINK.format(url=sim.url, ca=ca if trusted else "")
+    path = write_config(sim.url, extra=ca + sink)
+    capsys.readouterr()
+
+    assert main(["check", "-c", str(path)]) == (0 if trusted else 1)
+
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("sink hub:"))
+    if trusted:
+        assert line.startswith("sink hub: ok (host answers over TLS")
+        assert "verified by the first delivery" in line
+    else:
+        assert line.startswith("sink hub: FAILED")
+        assert "certificate verification failed" in line
+    assert "a key the hub would refuse" not in out
+    assert sim.hub.puts == []
+    assert not [r for r in sim.requests if r.path.startswith("/events")]
+
+
 def test_a_certificate_for_another_address_is_refused_even_with_the_ca(
     make_simulator: Callable[..., Any],
     write_config: Callable[..., Path],

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from edsync.errors import AuthError, FatalError, MalformedPageError, RetriableError
+from edsync.errors import AuthError, FatalError, MalformedPageError, RefusedError, RetriableError
 from edsync.ops.metrics import Health
 from edsync.ops.systemd import Notifier
 from edsync.run.daemon import error_kind, next_delay
@@ -16,6 +16,14 @@ def test_a_refused_credential_backs_off_exponentially_up_to_an_hour() -> None:
     delays = [next_delay(AuthError("401"), 60.0, n) for n in range(1, 10)]
     assert delays[:4] == [60.0, 120.0, 240.0, 480.0]
     assert delays[-1] == 3600.0
+
+
+def test_an_upstream_refusal_backs_off_like_a_credential_and_a_plain_failure_does_not() -> None:
+    """An Edlink code such as UNSUPPORTED_OPERATION will not fix itself by the
+    next interval (SPEC 2.2: a source error, backed off); a 5xx might."""
+    refused = [next_delay(RefusedError("UNKNOWN_PROVIDER"), 60.0, n) for n in range(1, 10)]
+    assert refused == [next_delay(AuthError("401"), 60.0, n) for n in range(1, 10)]
+    assert [next_delay(FatalError("x"), 60.0, n) for n in (1, 5)] == [60.0, 60.0]
 
 
 def test_retry_after_is_never_undercut() -> None:
@@ -31,6 +39,7 @@ def test_retry_after_is_never_undercut() -> None:
         (MalformedPageError("x"), "malformed"),
         (RetriableError("x"), "retriable"),
         (FatalError("x"), "fatal"),
+        (RefusedError("x"), "refused"),
     ],
 )
 def test_error_kinds(exc: Exception, kind: str) -> None:

@@ -164,6 +164,22 @@ def counts(engine: Engine) -> dict[tuple[str, str], int]:
     return {(sink, status): int(n) for sink, status, n in rows}
 
 
+def last_error(engine: Engine, sink: str) -> str | None:
+    """Why the sink's latest undelivered delivery is not delivered: a pending
+    one first (what the sink fails on now), else the latest failed one."""
+    with engine.connect() as conn:
+        error = conn.exec_driver_sql(adapt(conn, _LAST_ERROR), (sink,)).scalar()
+    return None if error is None else str(error)
+
+
+_LAST_ERROR = (
+    "SELECT last_error FROM deliveries "
+    "WHERE sink = ? AND status <> 'delivered' AND last_error IS NOT NULL "
+    "ORDER BY CASE status WHEN 'pending' THEN 0 ELSE 1 END, "
+    "COALESCE(next_attempt_at, failing_since) DESC LIMIT 1"
+)
+
+
 _INSERT_SIGNAL = Into(
     "signals",
     (

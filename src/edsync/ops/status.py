@@ -63,6 +63,7 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
                 "pending": deliveries.get((sink, "pending"), 0),
                 "failed": deliveries.get((sink, "failed"), 0),
                 "delivered": deliveries.get((sink, "delivered"), 0),
+                "last_error": outbox.last_error(engine, sink),
             }
         )
     return report
@@ -117,6 +118,10 @@ def render(report: dict[str, Any], console: Console) -> None:
                 sink["sink"], str(sink["pending"]), str(sink["failed"]), str(sink["delivered"])
             )
         console.print(sinks)
+        for sink in report["sinks"]:
+            if sink["last_error"]:
+                console.print(Text.assemble((sink["sink"], "bold"), "  last error  "), end="")
+                console.print(str(sink["last_error"]), overflow="fold", markup=False)
 
 
 def _or_dash(value: object) -> str:

@@ -24,6 +24,7 @@ from edsync.errors import (
     EdsyncError,
     GapError,
     MalformedPageError,
+    RefusedError,
     RetriableError,
 )
 from edsync.mirror import checkpoints
@@ -48,6 +49,8 @@ def error_kind(exc: BaseException) -> str:
         return "auth"
     if isinstance(exc, GapError):
         return "gap"
+    if isinstance(exc, RefusedError):
+        return "refused"
     if isinstance(exc, MalformedPageError):
         return "malformed"
     if isinstance(exc, RetriableError):
@@ -64,11 +67,12 @@ def error_kind(exc: BaseException) -> str:
 def next_delay(exc: BaseException, interval: float, failures: int) -> float:
     """How long a failing source waits before its next poll.
 
-    A refused credential backs off exponentially (it will not fix itself
-    soon, and hammering it may lock the key); a Retry-After is never undercut.
+    A refused credential, or a request the upstream refuses by an error code,
+    backs off exponentially (it will not fix itself soon, and hammering it may
+    lock the key); a Retry-After is never undercut.
     """
     delay = interval
-    if isinstance(exc, AuthError):
+    if isinstance(exc, AuthError | RefusedError):
         delay = min(interval * 2 ** max(failures - 1, 0), max(interval, MAX_AUTH_BACKOFF))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import orjson
 
-from edsync.errors import ConfigError, FatalError, error_for_status
+from edsync.errors import ConfigError, FatalError
 from edsync.http import HttpClient
 from edsync.model import Signal
 from edsync.settings import Secret, SinkSettings
@@ -82,15 +82,17 @@ def create(settings: SinkSettings) -> LearningHubSink:
 
 
 def probe(settings: SinkSettings) -> str:
-    """GET an event id nobody writes: 404 (or 200) proves reachability and credentials."""
+    """The Event Store documents no read endpoint (SPEC 2.3), and a PUT would be
+    a write: ``check`` proves that the host answers (its TLS certificate
+    verified) and says plainly that the credentials are not checked here."""
     assert isinstance(settings, Settings)
     http = _client(settings)
     try:
-        reply = http.once("GET", f"/events/{settings.program_id}-edsync-check", expect=(404,))
+        reply = http.once("HEAD", "", expect=range(100, 600))
     finally:
         http.close()
-    if reply.status in (200, 404):
-        return f"reachable, credentials accepted (HTTP {reply.status})"
-    raise error_for_status(reply.status, f"sink {settings.name!r}") or FatalError(
-        f"sink {settings.name!r}: unexpected HTTP {reply.status}"
+    over = "over TLS" if settings.base_url.startswith("https:") else "over plain HTTP"
+    return (
+        f"host answers {over} (HTTP {reply.status}); the Event Store has no read "
+        "endpoint, so user_id and api_key are verified by the first delivery"
     )

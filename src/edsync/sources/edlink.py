@@ -17,13 +17,16 @@ import orjson
 import structlog
 
 from edsync.errors import (
+    AuthError,
     ConfigError,
     EdsyncError,
     FatalError,
     GapError,
     InvalidEventError,
     MalformedPageError,
-    edlink_error,
+    RefusedError,
+    RetriableError,
+    parse_retry_after,
 )
 from edsync.http import HttpClient, Reply
 from edsync.model import (
@@ -97,6 +100,70 @@ def _refusal(reply: Reply, secrets: Collection[str]) -> tuple[tuple[str, ...], s
         text = text.replace(secret, "***")
     detail = f"HTTP {reply.status} {text}" if text else f"HTTP {reply.status}"
     return codes, " ".join(detail[:300].split())
+
+
+class IntegrationStateError(FatalError):
+    """``INVALID_INTEGRATION_STATE``: the integration cannot be read now
+    (disabled, not yet approved or started). A human acts upstream; it is not a
+    gap, so nothing is resynced: the source fails this poll and the daemon tries
+    again on its next interval."""
+
+
+# Edlink answers most refusals with HTTP 400 and says why in ``$errors[].code``
+# (edlink/docs api/v2.0/responses/errors.md); SPEC 2.2 says what each means.
+# The token's, and the person's it acts for: no retry or resync can fix these,
+# a new token or a sharing change can.
+CREDENTIAL_CODES = frozenset(
+    {
+        "INVALID_TOKEN",
+        "EXPIRED_TOKEN",
+        "UNAUTHORIZED",  # not in the vendor's list, named by SPEC 2.2
+        "UNSHARED_TOKEN",
+        "INVALID_PROVIDER_TOKEN",
+        "NO_PERMISSION",
+    }
+)
+STATE_CODES = frozenset({"INVALID_INTEGRATION_STATE"})
+# "The server encountered an unexpected condition": Edlink's 5xx spelled as a 400.
+TRANSIENT_CODES = frozenset({"UNKNOWN", "INTERNAL"})
+# A refusal of the id sent as `$after` (or of the cursor inside our own
+# `$next`): only these say that events may have been missed.
+CURSOR_CODES = frozenset({"INVALID_CURSOR", "NOT_FOUND", "INVALID_UUID"})
+
+
+def refusal_error(reply: Reply, source: EdlinkSource, after: str | None = None) -> EdsyncError:
+    """The one place where an Edlink refusal (status + codes) becomes edsync's error.
+
+    ``after``: the stored event id the request resumes from, if any; only a
+    cursor code then is a gap. Any other code, documented or not, is a source
+    error naming it (``RefusedError``): backed off, never a resync.
+    """
+    codes, detail = _refusal(reply, source.http.secrets)
+    found, status, what = set(codes), reply.status, f"source {source.name!r}"
+    if found & CREDENTIAL_CODES or status in (401, 403):
+        env = source.settings.token.env
+        return AuthError(
+            f"{what}: Edlink refused the token in ${env} ({detail}); "
+            f"set {env} to a valid integration access token"
+        )
+    if found & STATE_CODES:
+        return IntegrationStateError(
+            f"{what}: the Edlink integration cannot be read now ({detail}); "
+            "edsync tries again next interval"
+        )
+    if found & TRANSIENT_CODES or status in (408, 425, 429) or status >= 500:
+        header = reply.headers.get("Retry-After") if status in (429, 503) else None
+        return RetriableError(
+            f"{what}: Edlink failed ({detail})", retry_after=parse_retry_after(header)
+        )
+    if after is not None and found & CURSOR_CODES:
+        return GapError(
+            f"{what}: Edlink refused the cursor {after!r} ({detail}); events may have been missed"
+        )
+    return RefusedError(
+        f"{what}: Edlink refused the request ({detail}); not a gap: "
+        "the source backs off and tries again"
+    )
 
 
 def _event_time(body: object) -> float | None:
@@ -243,7 +310,7 @@ class EdlinkSource:
             # Read inside the retries: a truncated page is retried like a 5xx.
             try:
                 reply, body = self.http.fetch(
-                    "GET", url, params, self._read(stream=True, after=read_up_to), expect=REFUSALS
+                    "GET", url, params, self._read(after=read_up_to), expect=REFUSALS
                 )
             except GapError:
                 if url == EVENTS_PATH or not read_up_to:
@@ -283,8 +350,8 @@ class EdlinkSource:
 
         def read(reply: Reply) -> dict[str, Any]:
             if reply.status >= 400:
-                error = self._refused(reply, stream=False, after=None)
-                if type(error) is FatalError:  # neither the token's nor the integration's
+                error = refusal_error(reply, self)
+                if type(error) is RefusedError:  # neither the token's nor the integration's
                     _, detail = _refusal(reply, self.http.secrets)
                     raise FatalError(
                         f"source {self.name!r}: backfill {flag} {event_id!r}: Edlink serves "
@@ -303,34 +370,18 @@ class EdlinkSource:
         path = f"{EVENTS_PATH}/{quote(event_id, safe='')}"
         return self.http.fetch("GET", path, None, read, expect=REFUSALS)
 
-    def _read(
-        self, *, stream: bool = False, after: str | None = None
-    ) -> Callable[[Reply], tuple[Reply, object]]:
+    def _read(self, *, after: str | None = None) -> Callable[[Reply], tuple[Reply, object]]:
         """A reader of one reply: its parsed body, checked for `$data`; or the
-        refusal it carries as edsync's error (``stream``: see ``edlink_error``)."""
+        refusal it carries as edsync's error (``after``: see ``refusal_error``)."""
 
         def read(reply: Reply) -> tuple[Reply, object]:
             if reply.status >= 400:
-                raise self._refused(reply, stream=stream, after=after)
+                raise refusal_error(reply, self, after)
             body = reply.json(f"source {self.name!r}")
             self._data(reply, body)
             return reply, body
 
         return read
-
-    def _refused(self, reply: Reply, *, stream: bool, after: str | None) -> EdsyncError:
-        codes, detail = _refusal(reply, self.http.secrets)
-        error = edlink_error(
-            reply.status,
-            codes,
-            source=self.name,
-            token_env=self.settings.token.env,
-            detail=detail,
-            stream=stream,
-            after=after,
-            retry_after=reply.headers.get("Retry-After"),
-        )
-        return error or FatalError(f"source {self.name!r}: unexpected {detail}")
 
     def _data(self, reply: Reply, body: object = None) -> list[Any]:
         body = reply.json(f"source {self.name!r}") if body is None else body
