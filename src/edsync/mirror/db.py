@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,15 @@ upgrade, demo), ``write`` to one that exists (deliver, quarantine retry), or
 list: SQLite ``mode=ro``, a PostgreSQL read-only session)."""
 
 
+POOL_SIZE = 8
+POOL_OVERFLOW = 2
+
+
+def session_name() -> str:
+    """What PostgreSQL shows for this process's connections (``pg_stat_activity``)."""
+    return f"edsync {os.getpid()}@{socket.gethostname()}"[:63]
+
+
 def create_mirror_engine(
     settings: MirrorSettings, config_path: str = "", *, access: Access = "create"
 ) -> Engine:
@@ -38,13 +48,19 @@ def create_mirror_engine(
         ) from None
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, config_path, access)
-    connect_args = {"options": "-c default_transaction_read_only=on"} if access == "read" else {}
+    connect_args: dict[str, str] = {"application_name": session_name()}
+    if access == "read":
+        connect_args["options"] = "-c default_transaction_read_only=on"
     try:
         return create_engine(
             url,
             json_serializer=dump_json,
             json_deserializer=parse_json,
             pool_pre_ping=True,
+            # Bounded whatever the number of sources (SPEC 8): the poll workers,
+            # the publisher and the coordination session share these.
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
             connect_args=connect_args,
         )
     except ModuleNotFoundError as exc:

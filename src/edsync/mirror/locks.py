@@ -1,11 +1,16 @@
 """The locks edsync takes in the database.
 
 SQLite: a write transaction takes the file's write lock when it begins
-(``WRITE``). PostgreSQL: an advisory lock per source, held for the session by
-its poller (``edsync.run.locks``), and one per transaction while migrating.
+(``WRITE``). PostgreSQL: an advisory lock per source, all of a daemon's held
+on its one coordination session (``edsync.run.locks``), and one per
+transaction while migrating. Daemons know of each other by that session's
+``application_name`` (``MEMBER``): a killed process's session ends, and with
+it its locks and its membership, with no expiry to wait for.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from sqlalchemy import Connection
 
@@ -19,6 +24,65 @@ _HELD = (
     "AND pid = pg_backend_pid() AND granted "
     "AND ((classid::bigint << 32) | objid::bigint) = %s"
 )
+
+
+# Every connection of a process is named "edsync <pid>@<host>"; a daemon's
+# coordination session adds " run", which is how daemons count each other.
+MEMBER_SUFFIX = " run"
+
+_KEY = "((l.classid::bigint << 32) | l.objid::bigint)"
+_ADVISORY = (
+    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def name_session(conn: Connection, name: str) -> None:
+    conn.exec_driver_sql("SELECT set_config('application_name', %s, false)", (name[:63],))
+
+
+def members(conn: Connection) -> int:
+    """Daemons alive on this database (their coordination sessions), this one included."""
+    count = conn.exec_driver_sql(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name LIKE %s",
+        ("edsync %" + MEMBER_SUFFIX,),
+    ).scalar()
+    return int(count or 0)
+
+
+def taken(conn: Connection) -> dict[int, bool]:
+    """Every advisory lock held on this database: key → held by this session."""
+    rows = conn.exec_driver_sql(
+        f"SELECT {_KEY}, l.pid = pg_backend_pid() FROM pg_locks l WHERE {_ADVISORY}"
+    ).all()
+    return {int(key): bool(mine) for key, mine in rows}
+
+
+def holders(conn: Connection) -> dict[int, str]:
+    """Every advisory lock held on this database: key → the holder's session name."""
+    rows = conn.exec_driver_sql(
+        f"SELECT {_KEY}, a.application_name FROM pg_locks l "
+        f"JOIN pg_stat_activity a ON a.pid = l.pid WHERE {_ADVISORY}"
+    ).all()
+    return {int(key): str(name or "") for key, name in rows}
+
+
+def try_lock_many(conn: Connection, keys: Collection[int]) -> set[int]:
+    """Take each session lock of ``keys`` that no other session has; those taken."""
+    if not keys:
+        return set()
+    rows = conn.exec_driver_sql(
+        "SELECT k FROM unnest(%s::bigint[]) AS k WHERE pg_try_advisory_lock(k)", (list(keys),)
+    ).all()
+    return {int(key) for (key,) in rows}
+
+
+def unlock_many(conn: Connection, keys: Collection[int]) -> None:
+    if keys:
+        conn.exec_driver_sql(
+            "SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k", (list(keys),)
+        )
 
 
 def try_lock(conn: Connection, key: int) -> bool:

@@ -78,6 +78,17 @@ class Metrics:
         self.deliveries = Gauge(
             "edsync_deliveries", "Outbox by status", ["sink", "status"], registry=r
         )
+        # SPEC 8: how the sources are shared out between daemons on one mirror.
+        self.held = Gauge("edsync_sources_held", "Sources this process polls", registry=r)
+        self.members = Gauge(
+            "edsync_daemons", "Live daemons sharing the sources (PostgreSQL)", registry=r
+        )
+        self.handovers = Counter(
+            "edsync_source_handovers",
+            "Sources taken (acquired), handed back (released) or lost by this process",
+            ["direction"],
+            registry=r,
+        )
 
     def count_request(self, source: str, throttled: bool) -> None:
         """An ``http.on_request`` listener."""

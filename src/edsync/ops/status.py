@@ -8,6 +8,7 @@ import orjson
 from sqlalchemy import Engine
 
 from edsync.mirror import outbox, reads
+from edsync.run.locks import holders
 from edsync.settings import Config
 
 if TYPE_CHECKING:
@@ -35,9 +36,11 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
     queued = reads.refresh_queued(engine)
     forget = reads.forget_requested(engine)
     deliveries = outbox.counts(engine)
+    held = holders(engine, config.sources)
     report: dict[str, Any] = {"sources": [], "sinks": []}
     for name, settings in config.sources.items():
         row = rows.get(name)
+        holder = held.get(name)
         report["sources"].append(
             {
                 "source": name,
@@ -54,6 +57,7 @@ def collect(config: Config, engine: Engine) -> dict[str, Any]:
                 "last_error": row.last_error if row else None,
                 "gap": row.gap if row else None,
                 "snapshot": _snapshot(row.snapshot) if row else None,
+                "holder": None if holder is None else {"host": holder.host, "pid": holder.pid},
             }
         )
     for sink in config.sinks:
@@ -104,6 +108,10 @@ def render(report: dict[str, Any], console: Console) -> None:
                 f"{source['forget_requested']} forget requests under review",
             )
         grid.add_row("cursor", _or_dash(source["cursor"]))
+        holder = source["holder"]
+        grid.add_row(
+            "polled by", "-" if holder is None else f"pid {holder['pid']} on {holder['host']}"
+        )
         grid.add_row("last success", _or_dash(source["last_success"]))
         for key in ("last_error", "gap", "snapshot"):
             if source.get(key):

@@ -16,7 +16,7 @@ import datetime as dt
 import random
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
@@ -33,7 +33,13 @@ from edsync.ops import logs
 from edsync.ops.metrics import Health, Metrics, MetricsServer
 from edsync.ops.systemd import Notifier
 from edsync.publisher import Publisher
-from edsync.run.locks import release_run_lock, source_locks, sqlite_run_lock
+from edsync.run.locks import (
+    Handover,
+    SharedLocks,
+    release_run_lock,
+    source_locks,
+    sqlite_run_lock,
+)
 from edsync.run.runner import PollOutcome, Runner, SourceState, error_kind, next_delay
 from edsync.run.stopping import Stopper
 from edsync.settings import Config
@@ -44,6 +50,16 @@ log = structlog.get_logger("edsync.daemon")
 
 MAX_START_JITTER = 5.0
 PUBLISH_INTERVAL = 5.0
+POLL_WORKERS = 8
+"""Polls at once, whatever the number of sources (SPEC 8: a bounded pool)."""
+
+
+def coordination_interval(intervals: Iterable[float]) -> float:
+    """How often a daemon rebalances its share of the sources: twice per
+    shortest polling interval, so a dead daemon's sources are polled again
+    within two intervals (SPEC 8), and never busier than twice a second."""
+    shortest = min(intervals, default=60.0)
+    return min(max(shortest / 2, 0.5), 15.0)
 
 
 class Daemon:
@@ -69,10 +85,11 @@ class Daemon:
         self.stopper = Stopper()
         self.stop, self.wake = self.stopper.stop, self.stopper.wake
         self.reload = threading.Event()
+        self.locks = source_locks(engine)
         self.runner = Runner(
             engine,
             self.stopper,
-            locks=source_locks(engine),
+            locks=self.locks,
             metrics=self.metrics,
             health=self.health,
         )
@@ -83,10 +100,13 @@ class Daemon:
         self.run_lock: IO[str] | None = None
         self._unhook: Callable[[], None] = _nothing
         self.stopper.before_leaving.append(self._release)
-        # Polls, the publisher and the heartbeat never wait for each other.
-        workers = len(config.sources) + 3
+        # Polls share a bounded pool; the publisher, the heartbeat and the
+        # coordinator have their own, so a slow poll never holds them up.
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(workers)},
+            executors={
+                "default": ThreadPoolExecutor(POLL_WORKERS),
+                "control": ThreadPoolExecutor(3),
+            },
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=dt.UTC,
         )
@@ -111,6 +131,7 @@ class Daemon:
             host, port = self.metrics_server.address
             log.info("metrics_listening", address=f"{host}:{port}")
         self._schedule_all()
+        self.coordinate()  # before the first polls: they run on what it claims
         self.scheduler.start()
         self.notifier.ready(self.summary())
         log.info("daemon_started", sources=list(self.config.sources))
@@ -167,8 +188,14 @@ class Daemon:
         for name in self.config.sources:
             self._schedule_source(name)
         self.scheduler.add_job(
-            self.publish, "interval", seconds=PUBLISH_INTERVAL, id="publisher", name="publisher"
+            self.publish,
+            "interval",
+            seconds=PUBLISH_INTERVAL,
+            id="publisher",
+            name="publisher",
+            executor="control",
         )
+        self._schedule_coordinator()
         interval = self.notifier.watchdog_interval
         if interval:
             self.scheduler.add_job(
@@ -178,6 +205,7 @@ class Daemon:
                 id="heartbeat",
                 name="heartbeat",
                 next_run_time=_now(),
+                executor="control",
             )
         self.health.track(set(self.config.sources))
 
@@ -197,6 +225,51 @@ class Daemon:
             replace_existing=True,
         )
         self.state.setdefault(name, SourceState())
+
+    def _schedule_coordinator(self) -> None:
+        if not isinstance(self.locks, SharedLocks):
+            self.metrics.held.set(len(self.config.sources))  # SQLite: the only process
+            self.metrics.members.set(1)
+            return
+        self.scheduler.add_job(
+            self.coordinate,
+            "interval",
+            seconds=coordination_interval(s.interval for s in self.config.sources.values()),
+            id="coordinator",
+            name="coordinator",
+            executor="control",
+            replace_existing=True,
+        )
+
+    def coordinate(self) -> None:
+        """Rebalance this daemon's share of the sources with the others'."""
+        if self.stop.is_set() or not isinstance(self.locks, SharedLocks):
+            return
+        moved = self.locks.rebalance(list(self.config.sources))
+        self._handed(moved)
+
+    def _handed(self, moved: Handover) -> None:
+        for name in moved.released + moved.lost:
+            self.runner.handed_over(name)
+        m = self.metrics
+        m.held.set(len(self.locks.held) if isinstance(self.locks, SharedLocks) else 0)
+        m.members.set(moved.members)
+        for direction, names in (
+            ("acquired", moved.claimed),
+            ("released", moved.released),
+            ("lost", moved.lost),
+        ):
+            if names:
+                m.handovers.labels(direction).inc(len(names))
+        if moved.claimed or moved.released or moved.lost:
+            log.info(
+                "sources_rebalanced",
+                held=moved.held,
+                daemons=moved.members,
+                acquired=len(moved.claimed),
+                released=len(moved.released),
+                lost=len(moved.lost),
+            )
 
     def reload_config(self) -> bool:
         """SIGHUP: take the new config if it is valid, else keep the old one."""
@@ -221,6 +294,7 @@ class Daemon:
             if old.sources.get(name) != settings:
                 self._schedule_source(name)
         self.health.track(set(new.sources))
+        self._schedule_coordinator()  # the sources, and so its pace, may have changed
         if set(new.sources) - set(old.sources) and new.mirror.auto_migrate:
             from edsync.mirror import views
 

@@ -1,9 +1,14 @@
 """Which process polls which source (SPEC 8).
 
-On PostgreSQL, a session advisory lock per source: the process that holds it
-polls, the others stand by and try again each interval; when the holder dies
-its session ends, the lock is released, and the next try takes over. The
-holder checks the lock is still its own before every page it writes.
+On PostgreSQL, an advisory lock per source, all of a daemon's held on one
+coordination session (one connection, whatever the number of sources). The
+daemon's coordinator shares the sources out: each of the W live daemons
+(counted by their sessions) holds about N/W, claims free ones while under its
+share and hands idle ones back while over it, so a daemon that joins or
+leaves makes the others rebalance. A poll only runs on a source this process
+holds, and the holder checks the lock is still its own before every page it
+writes. When a daemon dies its session ends, its locks are released, and the
+survivors' next rebalance takes its sources.
 
 On SQLite there is one writer by design: a second ``edsync run`` on the same
 file refuses to start.
@@ -13,17 +18,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
+import socket
 import threading
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
+from urllib.parse import unquote
 
 import structlog
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from edsync.errors import FatalError, RetriableError
 from edsync.mirror import locks
+from edsync.mirror.db import session_name
 
 log = structlog.get_logger("edsync.coordination")
 
@@ -33,9 +44,12 @@ class LockLostError(RetriableError):
 
 
 class SourceLocks(Protocol):
-    def acquire(self, source: str) -> bool:
-        """Hold the source's lock (or already do); False: another process has it."""
+    def enter(self, source: str) -> bool:
+        """Whether this process polls ``source`` now; if so it is busy (never
+        handed over) until ``leave``."""
         ...
+
+    def leave(self, source: str) -> None: ...
 
     def holds(self, source: str) -> bool:
         """Whether the lock is still ours, checked against the server."""
@@ -47,8 +61,11 @@ class SourceLocks(Protocol):
 class LocalLocks:
     """SQLite: the run lock already makes this the only writer."""
 
-    def acquire(self, source: str) -> bool:
+    def enter(self, source: str) -> bool:
         return True
+
+    def leave(self, source: str) -> None:
+        return None
 
     def holds(self, source: str) -> bool:
         return True
@@ -63,61 +80,200 @@ def lock_key(source: str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-class AdvisoryLocks:
-    """One dedicated connection per held lock, so the lock lives with the session."""
+def _rank(member: str, source: str) -> int:
+    """Rendezvous order: daemons prefer different sources, so their claims rarely collide."""
+    return int.from_bytes(hashlib.sha256(f"{member}:{source}".encode()).digest()[:8], "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """What one rebalance does: sources to claim, sources to hand back."""
+
+    claim: tuple[str, ...] = ()
+    release: tuple[str, ...] = ()
+
+
+def plan_share(
+    names: Sequence[str],
+    mine: Collection[str],
+    others: Collection[str],
+    *,
+    members: int,
+    busy: Collection[str],
+    member: str,
+) -> Share:
+    """This daemon's move towards holding ``ceil(N / members)`` of ``names``.
+
+    ``others``: held by another daemon. Sources no longer configured are handed
+    back at once; over the share, idle ones (never one mid-poll: a hand-over
+    happens between polls, so at a page boundary); under it, free ones.
+    """
+    configured = set(names)
+    gone = tuple(sorted(s for s in mine if s not in configured and s not in busy))
+    kept = [s for s in mine if s in configured]
+    want = math.ceil(len(configured) / max(members, 1))
+    if len(kept) > want:
+        idle = sorted((s for s in kept if s not in busy), key=lambda s: _rank(member, s))
+        return Share(release=gone + tuple(idle[: len(kept) - want]))
+    held = set(mine) | set(others)
+    free = sorted((s for s in names if s not in held), key=lambda s: -_rank(member, s))
+    return Share(claim=tuple(free[: want - len(kept)]), release=gone)
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """What a rebalance changed, for the logs and metrics."""
+
+    claimed: tuple[str, ...] = ()
+    released: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()
+    held: int = 0
+    members: int = 0
+
+
+class SharedLocks:
+    """PostgreSQL: this daemon's source locks, all on one session."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.held: dict[str, Connection] = {}
+        self.member = session_name() + locks.MEMBER_SUFFIX
+        self.held: set[str] = set()
+        self.busy: set[str] = set()
         self.mutex = threading.Lock()
+        self._conn: Connection | None = None
 
-    def acquire(self, source: str) -> bool:
+    def enter(self, source: str) -> bool:
         with self.mutex:
-            if source in self.held and self._alive(source):
-                return True
+            if source not in self.held:
+                return False
+            self.busy.add(source)
+            return True
+
+    def leave(self, source: str) -> None:
+        with self.mutex:
+            self.busy.discard(source)
+
+    def holds(self, source: str) -> bool:
+        with self.mutex:
+            if source not in self.held:
+                return False
+            try:
+                mine = locks.held(self._session(), lock_key(source))
+                self._session().commit()
+            except SQLAlchemyError:
+                self._drop_session()
+                return False
+            if not mine:
+                self._lose([source])
+            return mine
+
+    def rebalance(self, names: Sequence[str]) -> Handover:
+        """Claim or hand back sources towards this daemon's share (``plan_share``)."""
+        with self.mutex:
+            try:
+                return self._rebalance(names)
+            except SQLAlchemyError as exc:
+                log.warning("coordination_failed", error=str(getattr(exc, "orig", None) or exc))
+                lost = tuple(sorted(self.held))
+                self._drop_session()
+                return Handover(lost=lost)
+
+    def _rebalance(self, names: Sequence[str]) -> Handover:
+        conn = self._session()
+        keys = {lock_key(name): name for name in set(names) | self.held}
+        taken = locks.taken(conn)
+        # A lock this session lost (a dropped connection, an unlock elsewhere).
+        lost = tuple(sorted(s for s in self.held if not taken.get(lock_key(s), False)))
+        self._lose(lost)
+        others = {keys[k] for k, mine in taken.items() if not mine and k in keys}
+        members = locks.members(conn)
+        share = plan_share(
+            names, self.held, others, members=members, busy=self.busy, member=self.member
+        )
+        locks.unlock_many(conn, [lock_key(s) for s in share.release])
+        got = locks.try_lock_many(conn, [lock_key(s) for s in share.claim])
+        conn.commit()
+        claimed = tuple(sorted(keys[k] for k in got))
+        self.held.difference_update(share.release)
+        self.held.update(claimed)
+        _log_moves(claimed, share.release)
+        return Handover(claimed, share.release, lost, len(self.held), members)
+
+    def _session(self) -> Connection:
+        if self._conn is None:
             conn = self.engine.connect()
             try:
-                got = locks.try_lock(conn, lock_key(source))
-                conn.commit()  # the session lock outlives the transaction
+                locks.name_session(conn, self.member)
+                conn.commit()
             except DBAPIError:
                 conn.invalidate()
                 conn.close()
                 raise
-            if not got:
-                conn.close()
-                return False
-            self.held[source] = conn
-            log.info("source_lock_acquired", source=source, pid=os.getpid())
-            return True
+            self._conn = conn
+        return self._conn
 
-    def holds(self, source: str) -> bool:
-        with self.mutex:
-            return source in self.held and self._alive(source)
-
-    def _alive(self, source: str) -> bool:
-        conn = self.held[source]
-        try:
-            mine = locks.held(conn, lock_key(source))
-            conn.commit()
-        except DBAPIError:
-            mine = False
-            conn.invalidate()
-        if not mine:
-            del self.held[source]
+    def _drop_session(self) -> None:
+        """The session is gone, and every lock it held with it."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(DBAPIError):
+                conn.invalidate()
             conn.close()
+        self._lose(sorted(self.held))
+
+    def _lose(self, sources: Iterable[str]) -> None:
+        for source in sources:
+            self.held.discard(source)
             log.warning("source_lock_lost", source=source, pid=os.getpid())
-            return False
-        return True
 
     def release_all(self) -> None:
         with self.mutex:
-            for conn in self.held.values():
+            conn, self._conn = self._conn, None
+            if conn is not None:
                 conn.close()  # closing the session releases its advisory locks
             self.held.clear()
 
 
+def _log_moves(claimed: Sequence[str], released: Sequence[str]) -> None:
+    for source in claimed:
+        log.info("source_lock_acquired", source=source, pid=os.getpid())
+    for source in released:
+        log.info("source_handed_over", source=source, pid=os.getpid())
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The daemon polling a source, as ``status`` shows it."""
+
+    host: str
+    pid: int
+
+
+def holders(engine: Engine, names: Iterable[str]) -> dict[str, Holder]:
+    """Which daemon holds each of ``names`` now (absent: none does)."""
+    if engine.dialect.name != "postgresql":
+        daemon = _run_lock_holder(engine)
+        return {} if daemon is None else dict.fromkeys(names, daemon)
+    with engine.connect() as conn:
+        held = locks.holders(conn)
+    found = {}
+    for name in names:
+        holder = _parse_member(held.get(lock_key(name), ""))
+        if holder is not None:
+            found[name] = holder
+    return found
+
+
+def _parse_member(session: str) -> Holder | None:
+    """``edsync <pid>@<host> run`` (``locks.MEMBER_SUFFIX``) → its holder."""
+    if not session.startswith("edsync ") or not session.endswith(locks.MEMBER_SUFFIX):
+        return None
+    pid, _, host = session[len("edsync ") : -len(locks.MEMBER_SUFFIX)].partition("@")
+    return Holder(host, int(pid)) if pid.isdigit() else None
+
+
 def source_locks(engine: Engine) -> SourceLocks:
-    return AdvisoryLocks(engine) if engine.dialect.name == "postgresql" else LocalLocks()
+    return SharedLocks(engine) if engine.dialect.name == "postgresql" else LocalLocks()
 
 
 class Fence:
@@ -143,12 +299,10 @@ class Fence:
 
 def sqlite_run_lock(engine: Engine) -> IO[str] | None:
     """Refuse a second daemon on one SQLite file; the open file holds the lock."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+    found = _run_lock_path(engine)
+    if found is None:
         return None
-    if database.startswith("file:"):
-        database = database[len("file:") :].split("?", 1)[0]
-    path = Path(f"{database}.run.lock")
+    path, database = found
     while True:
         handle = _lock_file(path, database)
         # A stopping holder deletes the file before unlocking it: a lock won on
@@ -161,6 +315,35 @@ def sqlite_run_lock(engine: Engine) -> IO[str] | None:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def _run_lock_path(engine: Engine) -> tuple[Path, str] | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # a URI filename: a read-only engine's (status)
+        database = unquote(database[len("file:") :].split("?", 1)[0])
+    return Path(f"{database}.run.lock"), database
+
+
+def _run_lock_holder(engine: Engine) -> Holder | None:
+    """The daemon holding a SQLite mirror's run lock, if one does."""
+    import fcntl
+
+    found = _run_lock_path(engine)
+    if found is None:
+        return None
+    try:
+        handle = found[0].open()
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = handle.read().strip()
+            return Holder(socket.gethostname(), int(pid)) if pid.isdigit() else None
+        return None  # a file left behind, no daemon on it
 
 
 def _lock_file(path: Path, database: str) -> IO[str]:

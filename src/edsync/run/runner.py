@@ -188,6 +188,10 @@ class Runner:
         self.state.pop(name, None)
         self._close_source(name)
 
+    def handed_over(self, name: str) -> None:
+        """Another process polls ``name`` now: keep nothing of it open here."""
+        self._close_source(name)
+
     def _close_source(self, name: str) -> None:
         cached = self._sources.pop(name, None)
         if cached is not None:
@@ -203,10 +207,25 @@ class Runner:
         progress: Progress | None = None,
     ) -> PollOutcome:
         name = settings.name
+        if not self.locks.enter(name):
+            return self._standby(name)
+        try:
+            return self._poll(settings, rules, bounds=bounds, reset=reset, progress=progress)
+        finally:
+            self.locks.leave(name)
+
+    def _poll(
+        self,
+        settings: SourceSettings,
+        rules: Sequence[Rule],
+        *,
+        bounds: Bounds | None,
+        reset: bool,
+        progress: Progress | None,
+    ) -> PollOutcome:
+        name = settings.name
         with self.stopper.working(name):
             try:
-                if not self.locks.acquire(name):
-                    return self._standby(name)
                 if reset:
                     checkpoints.reset(self.engine, name)
                     log.info("cursor_reset", source=name)
