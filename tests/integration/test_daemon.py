@@ -305,13 +305,15 @@ def test_status_json_reports_every_field(
         "last_error",
         "gap",
         "quarantined",
+        "holder",
     }
+    assert source["holder"] is None  # no daemon runs: nobody polls it now
     assert (source["cursor"], source["events_total"], source["lag"]) == ("41", 41, 0)
     assert (source["quarantined"], source["last_error"], source["gap"]) == (1, None, None)
     assert source["last_success"] is not None
     assert source["consecutive_failures"] == 0
     (sink,) = report["sinks"]
-    assert sink == {"sink": "hub", "pending": 0, "failed": 0, "delivered": 0}
+    assert sink == {"sink": "hub", "pending": 0, "failed": 0, "delivered": 0, "last_error": None}
     assert "hub-secret" not in orjson.dumps(report).decode()
 
 

@@ -19,8 +19,6 @@ from edsync.config import load_config
 from edsync.mirror.db import create_mirror_engine
 from tests.integration.daemon import DaemonProcess
 
-pytestmark = pytest.mark.postgresql_only
-
 INTERVAL = 1.0
 PER_KIND = 9  # 18 sources: 6 each for three daemons, 9 for two
 
@@ -87,6 +85,29 @@ def wait_until(
         sim.wait_for_requests(len(sim.requests) + len(report), timeout=INTERVAL)
 
 
+@pytest.mark.sqlite_only
+def test_status_names_the_one_daemon_of_a_sqlite_mirror_as_every_sources_holder(
+    backend: str,
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    daemons: list[DaemonProcess],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = make_simulator(events=40, edlink_people=5)
+    monkeypatch.setenv("EDLINK_TOKEN", sim.edlink_token)
+    path = fleet_config(write_config, sim.url)
+    daemon = DaemonProcess(path, {"EDLINK_TOKEN": sim.edlink_token})
+    daemons.append(daemon)
+    daemon.wait_event("daemon_started")
+
+    report = status(path, capsys)
+    assert held_by(report) == {daemon.proc.pid: 2 * PER_KIND}
+    assert daemon.terminate()[0] == 0
+    assert {s["holder"] is None for s in status(path, capsys)} == {True}
+
+
+@pytest.mark.postgresql_only
 def test_daemons_share_the_sources_take_over_the_dead_and_even_out_with_a_newcomer(
     backend: str,
     make_simulator: Callable[..., Any],
