@@ -38,6 +38,10 @@ from edsync.settings import (
     SourceSettings,
 )
 
+SOURCES_DIR = "sources.d"
+"""Beside the config file: one TOML file per source, merged into ``sources``."""
+MAX_SECRET_FILE = 64 * 1024
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 DEFAULT_CONFIG = "edsync.toml"
@@ -60,33 +64,84 @@ def resolve_path(explicit: str | None, env: Mapping[str, str] | None = None) -> 
 def load_config(
     path: Path, env: Mapping[str, str] | None = None, *, secrets: bool = True
 ) -> Config:
-    """Parse and validate; ``secrets=False`` (status, db) leaves credentials unread."""
+    """Parse and validate the file and the ``sources.d/`` beside it;
+    ``secrets=False`` (status, db) leaves credentials unread."""
     env = os.environ if env is None else env
+    doc = _read_toml(path, "configuration file not found")
+    fragments = [(str(p), _read_toml(p, "file not found")) for p in source_fragments(path)]
+    return parse_config(doc, str(path), env, secrets=secrets, fragments=fragments)
+
+
+def source_fragments(path: Path) -> list[Path]:
+    """The ``*.toml`` files of the ``sources.d/`` beside the config file ``path``,
+    by name; hidden files (``.#x.toml``), backups (``x.toml~``) and directories
+    are not read. No such directory: none."""
+    directory = path.parent / SOURCES_DIR
+    try:
+        entries = sorted(directory.iterdir(), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        raise ConfigError(
+            str(directory), "", "not a directory (one TOML file per source)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(str(directory), "", f"cannot read: {exc.strerror}") from None
+    return [
+        entry
+        for entry in entries
+        if entry.suffix == ".toml" and not entry.name.startswith(".") and not entry.is_dir()
+    ]
+
+
+def _read_toml(path: Path, missing: str) -> dict[str, Any]:
     file = str(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(file, "", "configuration file not found") from None
+        raise ConfigError(file, "", missing) from None
     except OSError as exc:
         raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(file, "", f"invalid TOML: {exc}") from None
-    return parse_config(doc, file, env, secrets=secrets)
 
 
 def parse_config(
-    doc: Mapping[str, Any], file: str, env: Mapping[str, str], *, secrets: bool = True
+    doc: Mapping[str, Any],
+    file: str,
+    env: Mapping[str, str],
+    *,
+    secrets: bool = True,
+    fragments: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> Config:
+    """``fragments``: (file, document) of each ``sources.d`` file, in order; their
+    sources join the main file's, and every error names the file it is in."""
     reader = _Reader(file, env, secrets=secrets)
     known = {"mirror", "log", "metrics", "sources", "sinks", "rules"}
     reader.reject_unknown(doc, known, "")
+    defined = {
+        name: (reader, table)
+        for name, table in reader.tables(doc.get("sources", {}), "sources").items()
+    }
+    for fragment, fragment_doc in fragments:
+        part = _Reader(fragment, env, secrets=secrets)
+        for key in fragment_doc:
+            if key != "sources":
+                raise part.fail(key, f"a file in {SOURCES_DIR} holds only [sources.NAME] tables")
+        for name, table in part.tables(fragment_doc.get("sources", {}), "sources").items():
+            if name in defined:
+                raise part.fail(
+                    f"sources.{name}",
+                    f"source {name!r} is already defined in {defined[name][0].file}",
+                )
+            defined[name] = (part, table)
     sources = {
-        name: reader.plugin(
+        name: part.plugin(
             table, f"sources.{name}", name, source_kinds.KINDS, source_kinds.settings_class
         )
-        for name, table in reader.tables(doc.get("sources", {}), "sources").items()
+        for name, (part, table) in defined.items()
     }
     sinks = {
         name: reader.plugin(
@@ -137,6 +192,7 @@ class _Reader:
         self.file = file
         self.env = env
         self.secrets = secrets
+        self.directory = Path(file).parent  # a relative *_file is relative to it
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(self.file, key, message)
@@ -181,19 +237,25 @@ class _Reader:
         if not isinstance(table, dict):
             raise self.fail(key, "must be a table")
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in implicit}
         file_keys = {
-            self._file_key(name, hints[name]): name for name in fields if name not in implicit
+            file_key: name for name in fields for file_key in self._file_keys(name, hints[name])
         }
         # `kind` is written in the file and checked before we get here.
         self.reject_unknown(table, set(file_keys) | ({"kind"} & set(implicit)), f"{key}.")
         values: dict[str, Any] = dict(implicit)
-        for file_key, name in file_keys.items():
-            full = f"{key}.{file_key}"
-            if file_key in table:
-                values[name] = self.convert(table[file_key], hints[name], full)
-            elif _is_required(fields[name]):
-                raise self.fail(full, "required")
+        for name, f in fields.items():
+            written = self._file_keys(name, hints[name])
+            given = [k for k in written if k in table]
+            if len(given) > 1:  # a secret from a variable and from a file
+                raise self.fail(f"{key}.{given[1]}", f"give {given[0]} or {given[1]}, not both")
+            if not given:
+                if _is_required(f):
+                    raise self.fail(f"{key}.{written[0]}", "required")
+            elif given[0] == f"{name}_file" and len(written) == 2:
+                values[name] = self.secret_file(table[given[0]], f"{key}.{given[0]}")
+            else:
+                values[name] = self.convert(table[given[0]], hints[name], f"{key}.{given[0]}")
         values = self._check_urls(values, hints, key)
         if values.get("ca_bundle"):
             problem = ca_bundle_problem(values["ca_bundle"])
@@ -206,8 +268,9 @@ class _Reader:
         return result
 
     @staticmethod
-    def _file_key(name: str, hint: Any) -> str:
-        return f"{name}_env" if _unwrap_optional(hint) is Secret else name
+    def _file_keys(name: str, hint: Any) -> tuple[str, ...]:
+        """The keys a field is written as: a secret's variable or file, else its name."""
+        return (f"{name}_env", f"{name}_file") if _unwrap_optional(hint) is Secret else (name,)
 
     def _check_urls(
         self, values: dict[str, Any], hints: Mapping[str, Any], key: str
@@ -287,6 +350,60 @@ class _Reader:
                 "(non-ASCII, a line break or another control character)",
             )
         return Secret(env=var, value=secret)
+
+    def secret_file(self, value: Any, key: str) -> Secret:
+        """A secret read from a file: its content, surrounding whitespace (a
+        trailing newline) stripped. A relative path is relative to the
+        directory of the file that names it; ``$NAME`` / ``${NAME}`` is that
+        environment variable (``$CREDENTIALS_DIRECTORY``). Messages name the
+        key and the path, never the content."""
+        text = self.expect(value, str, key, "the path of a file")
+        if not text.strip():
+            raise self.fail(key, "must be the path of a file, not empty")
+        path = self.directory / self._expand(text, key)
+        if not self.secrets:
+            return Secret(env="", value="", file=str(path))
+        try:
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_SECRET_FILE + 1)
+        except FileNotFoundError:
+            raise self.fail(key, f"file {str(path)!r} not found") from None
+        except IsADirectoryError:
+            raise self.fail(key, f"{str(path)!r} is a directory, not a file") from None
+        except OSError as exc:
+            raise self.fail(key, f"cannot read {str(path)!r}: {exc.strerror or 'error'}") from None
+        if len(raw) > MAX_SECRET_FILE:
+            raise self.fail(
+                key, f"file {str(path)!r} is over 64 KiB: it must hold the secret alone"
+            )
+        try:
+            secret = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise self.fail(key, f"file {str(path)!r} is not UTF-8 text") from None
+        if not secret:
+            raise self.fail(key, f"file {str(path)!r} is empty")
+        if not (secret.isascii() and secret.isprintable()):
+            raise self.fail(
+                key,
+                f"file {str(path)!r} holds characters an HTTP header cannot carry "
+                "(non-ASCII, more than one line or another control character)",
+            )
+        return Secret(env="", value=secret, file=str(path))
+
+    def _expand(self, text: str, key: str) -> str:
+        """``text`` with each ``$NAME`` / ``${NAME}`` replaced by that variable;
+        one unset is an error (left as written when secrets are not read)."""
+
+        def value(match: re.Match[str]) -> str:
+            name = match[1] or match[2]
+            found = self.env.get(name)
+            if found:
+                return found
+            if not self.secrets:
+                return match[0]
+            raise self.fail(key, f"environment variable {name} (in the path) is not set")
+
+        return _VARIABLE.sub(value, text)
 
 
 def _unwrap_optional(hint: Any) -> Any:

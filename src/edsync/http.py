@@ -19,7 +19,7 @@ import orjson
 import stamina
 import structlog
 
-from edsync import __version__
+from edsync import __version__, transport
 from edsync.errors import (
     AuthError,
     MalformedPageError,
@@ -275,13 +275,15 @@ class HttpClient:
         backoff: Backoff | None = None,
         max_body: int = MAX_BODY_BYTES,
         credential_env: str | None = None,
+        credential_file: str | None = None,
     ) -> None:
-        """``credential_env``: the environment variable the credential came
-        from, named when it is refused."""
+        """``credential_env`` / ``credential_file``: the environment variable or
+        the file the credential came from, named when it is refused."""
         _instrument()
         self.target = target
         self.label = _label(target)
         self.credential_env = credential_env
+        self.credential_file = credential_file
         self.retry_for = retry_for
         self.backoff = backoff or Backoff()
         self.max_body = max_body
@@ -292,11 +294,8 @@ class HttpClient:
         self.requests = 0
         self.throttled = 0
         self._tally = threading.Lock()
-        verify: ssl.SSLContext | bool = True
-        if ca_bundle:
-            # Adds the CA to the system ones; verification is never turned off.
-            verify = ssl.create_default_context()
-            verify.load_verify_locations(ca_bundle)
+        self._transport = transport.borrow(ca_bundle)
+        self._closed = False
         self.client = httpx.Client(
             base_url=base_url,
             # gzip only: _read_bounded can decode it without overshooting max_body.
@@ -307,12 +306,17 @@ class HttpClient:
             },
             auth=auth,
             timeout=timeout,
-            verify=verify,
+            transport=self._transport,
             follow_redirects=False,
         )
 
     def close(self) -> None:
-        self.client.close()
+        """Give the shared transport back (closing it if this was its last
+        client); the client itself holds nothing else to close."""
+        # Not client.close(): that would close the transport others share.
+        if not self._closed:
+            self._closed = True
+            transport.give_back(self._transport)
 
     def request(
         self,
@@ -452,7 +456,7 @@ class HttpClient:
             # The retry waits out the pause (not a 0.5 s backoff into a
             # blocked acquire), so retry_for and the logs count it.
             error.retry_after = max(error.retry_after or 0.0, pause)
-        if isinstance(error, AuthError) and self.credential_env:
+        if isinstance(error, AuthError) and (self.credential_env or self.credential_file):
             error.args = (f"{error}; {self.refused_hint()}",)
         raise error
 
@@ -465,10 +469,11 @@ class HttpClient:
 
     def refused_hint(self) -> str:
         """What to fix when the credential is refused (never its value)."""
-        return (
-            f"the credential comes from environment variable {self.credential_env}: "
-            "check that it holds a valid, current key"
-        )
+        if self.credential_file:
+            where = f"file {self.credential_file}"
+        else:
+            where = f"environment variable {self.credential_env}"
+        return f"the credential comes from {where}: check that it holds a valid, current key"
 
     def _read_bounded(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("Content-Length")

@@ -21,18 +21,29 @@ HttpUrl = NewType("HttpUrl", str)
 
 @dataclass(frozen=True, slots=True)
 class Secret:
-    """A credential read from the environment; never shows its value."""
+    """A credential, never showing its value: read from the environment
+    variable ``env`` (``*_env`` keys), or from ``file`` (``*_file`` keys, e.g.
+    a systemd credential), ``env`` then empty."""
 
     env: str
     value: str = field(repr=False)
+    file: str | None = None
 
     def reveal(self) -> str:
         return self.value
+
+    @property
+    def origin(self) -> str:
+        """Where the value came from, for messages: ``environment variable X``
+        or ``file PATH``."""
+        return f"file {self.file}" if self.file is not None else f"environment variable {self.env}"
 
     def __str__(self) -> str:
         return "***"
 
     def __repr__(self) -> str:
+        if self.file is not None:
+            return f"Secret(file={self.file!r})"
         return f"Secret(env={self.env!r})"
 
 

@@ -30,6 +30,7 @@ def _client(settings: Settings) -> HttpClient:
         settings.base_url,
         auth=(settings.user_id, settings.api_key.reveal()),
         credential_env=settings.api_key.env,
+        credential_file=settings.api_key.file,
         timeout=settings.timeout,
         ca_bundle=settings.ca_bundle,
     )

@@ -49,7 +49,8 @@ class Settings(SinkSettings):
         try:
             signing_key(self.secret.reveal())
         except ValueError as exc:
-            return "secret_env", f"environment variable {self.secret.env} {exc}"
+            key = "secret_file" if self.secret.file else "secret_env"
+            return key, f"{self.secret.origin} {exc}"
         return None
 
 

@@ -141,11 +141,13 @@ def refusal_error(reply: Reply, source: EdlinkSource, after: str | None = None) 
     codes, detail = _refusal(reply, source.http.secrets)
     found, status, what = set(codes), reply.status, f"source {source.name!r}"
     if found & CREDENTIAL_CODES or status in (401, 403):
-        env = source.settings.token.env
-        return AuthError(
-            f"{what}: Edlink refused the token in ${env} ({detail}); "
-            f"set {env} to a valid integration access token"
+        token = source.settings.token
+        where, fix = (
+            (f"file {token.file}", f"put a valid integration access token in {token.file}")
+            if token.file
+            else (f"${token.env}", f"set {token.env} to a valid integration access token")
         )
+        return AuthError(f"{what}: Edlink refused the token in {where} ({detail}); {fix}")
     if found & STATE_CODES:
         return IntegrationStateError(
             f"{what}: the Edlink integration cannot be read now ({detail}); "
@@ -246,6 +248,7 @@ class EdlinkSource:
             retry_for=settings.retry_for,
             ca_bundle=settings.ca_bundle,
             credential_env=settings.token.env,
+            credential_file=settings.token.file,
         )
 
     @property
@@ -398,7 +401,11 @@ class EdlinkSource:
 
     def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
         """The lists in order; ``resume`` (an entity) restarts that entity's list,
-        since a ``$next`` link expires and cannot be kept."""
+        since a ``$next`` link expires and cannot be kept.
+
+        Nothing of a page is kept once it is yielded (its bytes go as soon as
+        they are parsed): with the consumer letting go of it too, one page at
+        a time is in memory, however many the lists hold."""
         kinds = [entity for entity, _ in COLLECTIONS]
         start = 0 if resume is None else _resume_index(kinds, resume)
         for index, (entity, collection) in enumerate(COLLECTIONS[start:], start):
@@ -409,10 +416,12 @@ class EdlinkSource:
                 reply, body = self.http.fetch("GET", url, params, self._read(), expect=REFUSALS)
                 objects = [self._object(entity, item) for item in self._data(reply, body)]
                 next_url = body.get("$next") if isinstance(body, dict) else None
+                del reply, body  # the page's bytes and envelope: its objects are enough
                 if not isinstance(next_url, str) or not next_url or not objects:
                     yield SnapshotPage(entity, objects, resume=following)
                     break
                 yield SnapshotPage(entity, objects, resume=entity)
+                del objects  # the next page is fetched without this one
                 url, params = next_url, None
 
     def _object(self, entity: str, item: object) -> SnapshotObject:

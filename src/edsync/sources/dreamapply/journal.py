@@ -278,6 +278,7 @@ class DreamApplySource:
             ca_bundle=settings.ca_bundle,
             per_minute=settings.max_requests_per_minute,
             credential_env=settings.api_key.env,
+            credential_file=settings.api_key.file,
         )
         self.prefix = settings.api_prefix.rstrip("/")
         self.path = f"{self.prefix}/journal"
