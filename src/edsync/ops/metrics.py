@@ -18,6 +18,8 @@ from edsync.errors import ConfigError
 if TYPE_CHECKING:
     from http.server import BaseHTTPRequestHandler
 
+    from prometheus_client import CollectorRegistry
+
     from edsync.settings import MetricsSettings
 
 
@@ -54,6 +56,25 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self._http(r)
+        self.deliveries = Gauge(
+            "edsync_deliveries", "Outbox by status", ["sink", "status"], registry=r
+        )
+        # SPEC 8: how the sources are shared out between daemons on one mirror.
+        self.held = Gauge("edsync_sources_held", "Sources this process polls", registry=r)
+        self.members = Gauge(
+            "edsync_daemons", "Live daemons sharing the sources (PostgreSQL)", registry=r
+        )
+        self.handovers = Counter(
+            "edsync_source_handovers",
+            "Sources taken (acquired), handed back (released) or lost by this process",
+            ["direction"],
+            registry=r,
+        )
+
+    def _http(self, r: CollectorRegistry) -> None:
+        from prometheus_client import Counter
+
         # stamina's own counter lives in prometheus-client's global registry,
         # which nothing serves; its retry hook feeds this one (http.py).
         self.retries = Counter(
@@ -73,20 +94,6 @@ class Metrics:
             "edsync_http_throttled",
             "HTTP 429 answers received, by source (sink:NAME for a sink)",
             ["source"],
-            registry=r,
-        )
-        self.deliveries = Gauge(
-            "edsync_deliveries", "Outbox by status", ["sink", "status"], registry=r
-        )
-        # SPEC 8: how the sources are shared out between daemons on one mirror.
-        self.held = Gauge("edsync_sources_held", "Sources this process polls", registry=r)
-        self.members = Gauge(
-            "edsync_daemons", "Live daemons sharing the sources (PostgreSQL)", registry=r
-        )
-        self.handovers = Counter(
-            "edsync_source_handovers",
-            "Sources taken (acquired), handed back (released) or lost by this process",
-            ["direction"],
             registry=r,
         )
 
