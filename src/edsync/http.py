@@ -20,6 +20,7 @@ import stamina
 import structlog
 
 from edsync import __version__, transport
+from edsync.backoff import Backoff
 from edsync.errors import (
     AuthError,
     MalformedPageError,
@@ -136,13 +137,6 @@ class CertificateError(AuthError):
     """The peer's TLS certificate was not trusted (unknown CA, wrong host name,
     expired). Like refused credentials it needs a human (``ca_bundle``, a new
     certificate), so it is not retried within a poll, and backs off like one."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    initial: float = 0.5
-    maximum: float = 30.0
-    jitter: float = 1.0
 
 
 @dataclass(slots=True)

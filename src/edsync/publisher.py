@@ -22,7 +22,6 @@ failure.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import threading
 import time
 from collections import defaultdict
@@ -34,6 +33,7 @@ import structlog
 from sqlalchemy import Engine
 
 from edsync import sinks
+from edsync.backoff import next_attempt
 from edsync.errors import AuthError, EdsyncError, RetriableError
 from edsync.mirror import outbox
 from edsync.mirror.outbox import Due, Outcome, PersonRecord
@@ -44,8 +44,6 @@ from edsync.sinks.base import Sink
 
 log = structlog.get_logger("edsync.publisher")
 
-BACKOFF_INITIAL = 0.5
-BACKOFF_MAX = 3600.0  # after ~12 failures an attempt an hour (30-60 min with jitter)
 ROUND_LIMIT = 500
 BURST_WAIT = 120.0
 """The longest ``backfill`` waits on failing deliveries before it exits 1 and
@@ -93,23 +91,6 @@ def _epoch(value: Any) -> float | None:
         return None
     when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
     return when.timestamp()
-
-
-def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
-    """Seconds before attempt ``attempts + 1``: doubling, capped, then jittered."""
-    base = min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0 ** max(attempts - 1, 0))
-    return base * (0.5 + rng() / 2)
-
-
-def next_attempt(
-    now: float, deadline: float, attempts: int, retry_after: float | None = None
-) -> float | None:
-    """When to try again after failed attempt ``attempts``, or None once the
-    budget is spent. The backoff is clipped to the deadline, so the last
-    attempt falls when the budget ends; a Retry-After is honoured even past it."""
-    if now >= deadline:
-        return None
-    return max(min(now + backoff(attempts), deadline), now + (retry_after or 0.0))
 
 
 @dataclass(frozen=True, slots=True)

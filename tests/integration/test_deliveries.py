@@ -25,11 +25,12 @@ from sqlalchemy import Engine, insert, select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from edsync.backoff import BACKOFF_MAX
 from edsync.cli import main
 from edsync.config import load_config
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.schema import deliveries, signals
-from edsync.publisher import BACKOFF_MAX, Publisher
+from edsync.publisher import Publisher
 from edsync.sinks import webhook
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()

@@ -6,10 +6,11 @@ import os
 
 import pytest
 
+from edsync.backoff import next_delay
 from edsync.errors import AuthError, FatalError, MalformedPageError, RefusedError, RetriableError
 from edsync.ops.metrics import Health
 from edsync.ops.systemd import Notifier
-from edsync.run.daemon import error_kind, next_delay
+from edsync.run.runner import error_kind
 
 
 def test_a_refused_credential_backs_off_exponentially_up_to_an_hour() -> None:

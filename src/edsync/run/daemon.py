@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from edsync.backoff import next_delay
 from edsync.config import load_config
 from edsync.errors import ConfigError
 from edsync.http import on_request, on_retry
@@ -40,11 +41,11 @@ from edsync.run.locks import (
     source_locks,
     sqlite_run_lock,
 )
-from edsync.run.runner import PollOutcome, Runner, SourceState, error_kind, next_delay
+from edsync.run.runner import PollOutcome, Runner, SourceState
 from edsync.run.stopping import Stopper
 from edsync.settings import Config
 
-__all__ = ["Daemon", "error_kind", "next_delay", "run_daemon"]
+__all__ = ["Daemon", "run_daemon"]
 
 log = structlog.get_logger("edsync.daemon")
 

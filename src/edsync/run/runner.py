@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from edsync import sources
+from edsync.backoff import next_delay
 from edsync.errors import (
     AuthError,
     ConfigError,
@@ -40,8 +41,6 @@ from edsync.sources.base import Source
 
 log = structlog.get_logger("edsync.runner")
 
-MAX_AUTH_BACKOFF = 3600.0
-
 
 def error_kind(exc: BaseException) -> str:
     """The ``kind`` label of ``edsync_errors_total``."""
@@ -62,22 +61,6 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, EdsyncError):
         return "fatal"
     return "internal"
-
-
-def next_delay(exc: BaseException, interval: float, failures: int) -> float:
-    """How long a failing source waits before its next poll.
-
-    A refused credential, or a request the upstream refuses by an error code,
-    backs off exponentially (it will not fix itself soon, and hammering it may
-    lock the key); a Retry-After is never undercut.
-    """
-    delay = interval
-    if isinstance(exc, AuthError | RefusedError):
-        delay = min(interval * 2 ** max(failures - 1, 0), max(interval, MAX_AUTH_BACKOFF))
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        delay = max(delay, float(retry_after))
-    return delay
 
 
 def describe(exc: BaseException) -> str:
