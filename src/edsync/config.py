@@ -173,7 +173,9 @@ def parse_config(
 def with_compiled_rules(config: Config) -> Config:
     """``config`` with ``compiled_rules`` set: the one place rules are compiled
     (an invalid rule is a configuration error, named)."""
-    return dataclasses.replace(config, compiled_rules=tuple(compile_rules(config)))
+    return dataclasses.replace(
+        config, compiled_rules=tuple(compile_rules(config, source_kinds.pattern_problem))
+    )
 
 
 def _check_references(config: Config) -> None:

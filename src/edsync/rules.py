@@ -8,7 +8,7 @@ into the data is followed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,10 +182,18 @@ def _satisfies(value: Any, want: Any) -> bool:
     return bool(value == want)
 
 
-def compile_rules(config: Config) -> list[Rule]:
-    """Every ``[[rules]]`` table as a Rule, or a ConfigError naming the rule."""
-    from edsync import sources
+PatternCheck = Callable[[str, str], "str | None"]
+"""(kind, event pattern) → why no event of that kind can match it, or None."""
 
+
+def _any_pattern(kind: str, pattern: str) -> str | None:
+    return None
+
+
+def compile_rules(config: Config, pattern_problem: PatternCheck = _any_pattern) -> list[Rule]:
+    """Every ``[[rules]]`` table as a Rule, or a ConfigError naming the rule.
+    ``pattern_problem`` is the source kinds' check of an ``event`` pattern,
+    passed in by the config loader (rules know no source kind)."""
     rules: list[Rule] = []
     names: set[str] = set()
     for index, settings in enumerate(config.rules):
@@ -194,7 +202,7 @@ def compile_rules(config: Config) -> list[Rule]:
             raise ConfigError(config.path, f"{key}.name", "another rule has this name")
         names.add(settings.name)
         kind = config.sources[settings.source].kind
-        rules.append(_compile(settings, key, config.path, kind, sources.pattern_problem))
+        rules.append(_compile(settings, key, config.path, kind, pattern_problem))
         _check_member(config, settings, key)
     return rules
 
@@ -215,7 +223,9 @@ def _check_member(config: Config, settings: RuleSettings, key: str) -> None:
             )
 
 
-def _compile(settings: RuleSettings, key: str, path: str, kind: str, pattern_problem: Any) -> Rule:
+def _compile(
+    settings: RuleSettings, key: str, path: str, kind: str, pattern_problem: PatternCheck
+) -> Rule:
     def fail(field: str, message: str) -> ConfigError:
         return ConfigError(path, f"{key}.{field}", message)
 
