@@ -227,6 +227,19 @@ class Daemon:
         )
         self.state.setdefault(name, SourceState())
 
+    def _poll_soon(self, name: str) -> None:
+        """A source just taken over is polled within seconds, not an interval later."""
+        job = self.scheduler.get_job(f"source:{name}")
+        settings = self.config.sources.get(name)
+        due = getattr(job, "next_run_time", None)
+        if job is None or settings is None or due is None:
+            return
+        soon = _now() + dt.timedelta(
+            seconds=self.rng.uniform(0, min(settings.interval / 10, MAX_START_JITTER))
+        )
+        if due > soon:
+            job.modify(next_run_time=soon)
+
     def _schedule_coordinator(self) -> None:
         if not isinstance(self.locks, SharedLocks):
             self.metrics.held.set(len(self.config.sources))  # SQLite: the only process
@@ -252,6 +265,8 @@ class Daemon:
     def _handed(self, moved: Handover) -> None:
         for name in moved.released + moved.lost:
             self.runner.handed_over(name)
+        for name in moved.claimed:
+            self._poll_soon(name)
         m = self.metrics
         m.held.set(len(self.locks.held) if isinstance(self.locks, SharedLocks) else 0)
         m.members.set(moved.members)
