@@ -272,7 +272,11 @@ def bootstrap(run: _Run, snapshotter: Snapshotter, reason: str) -> Cursor:
         state = replace(state, resume=page.resume)
         with run.gate:
             seen += applier.apply_snapshot(page, state)
-        run.progress.snapshot(source.name, page.entity, len(page.objects))
+        entity, count = page.entity, len(page.objects)
+        # Committed: let it go before the next page is fetched, so memory
+        # holds one page, not two (issue 32: a million objects in constant RSS).
+        del page
+        run.progress.snapshot(source.name, entity, count)
         if run.stop is not None and run.stop.is_set():
             log.info("snapshot_paused", source=source.name, at=state.resume)
             raise _SnapshotStopped

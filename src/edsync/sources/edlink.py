@@ -415,13 +415,13 @@ class EdlinkSource:
             while True:
                 reply, body = self.http.fetch("GET", url, params, self._read(), expect=REFUSALS)
                 objects = [self._object(entity, item) for item in self._data(reply, body)]
-                next_url = body.get("$next") if isinstance(body, dict) else None
+                link = body.get("$next") if isinstance(body, dict) else None
+                next_url = link if isinstance(link, str) and objects else ""
                 del reply, body  # the page's bytes and envelope: its objects are enough
-                if not isinstance(next_url, str) or not next_url or not objects:
-                    yield SnapshotPage(entity, objects, resume=following)
+                yield SnapshotPage(entity, objects, resume=entity if next_url else following)
+                del objects  # the next page, of this list or the next, is fetched without it
+                if not next_url:
                     break
-                yield SnapshotPage(entity, objects, resume=entity)
-                del objects  # the next page is fetched without this one
                 url, params = next_url, None
 
     def _object(self, entity: str, item: object) -> SnapshotObject:
