@@ -112,23 +112,25 @@ def _progress(show: bool) -> AbstractContextManager[Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edsync.run.daemon import run_daemon
-    from edsync.run.stopping import tune_gc
+    from edsync.run.stopping import tune_gc, tune_malloc
 
     config = _config(args)
     engine = _engine(config)
     tune_gc()
+    tune_malloc()
     return run_daemon(resolve_path(args.config), config, engine)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from edsync.model import Bounds
     from edsync.run.backfill import run_backfill
-    from edsync.run.stopping import run_stoppable, tune_gc
+    from edsync.run.stopping import run_stoppable, tune_gc, tune_malloc
 
     config = _config(args)
     names = _selected_sources(config, args.source)
     engine = _engine(config)
     tune_gc()
+    tune_malloc()
     wake, gate = threading.Event(), threading.Lock()
     with _stop_on_signals(wake) as stop, _progress(True) as progress:
         outcome = run_stoppable(

@@ -30,6 +30,12 @@ list: SQLite ``mode=ro``, a PostgreSQL read-only session)."""
 
 POOL_SIZE = 8
 POOL_OVERFLOW = 2
+SQLITE_POOL_SIZE = 2
+SQLITE_POOL_OVERFLOW = 1
+"""SQLite has one writer, and every connection parses the whole schema (a
+thousand sources have eight thousand typed views: about 60 MB a connection),
+so few connections, waited for rather than opened (SPEC 8: megabytes a source)."""
+POOL_WAIT = 600.0
 
 
 def session_name() -> str:
@@ -89,11 +95,19 @@ def _sqlite_engine(url: URL, config_path: str, access: Access) -> Engine:
             )
     # How long a writer waits for a lock; `?timeout=5` in the URL overrides.
     connect_args = {} if "timeout" in url.query else {"timeout": 30.0}
+    pool: dict[str, Any] = {}
+    if url.database and url.database != ":memory:":
+        pool = {
+            "pool_size": SQLITE_POOL_SIZE,
+            "max_overflow": SQLITE_POOL_OVERFLOW,
+            "pool_timeout": POOL_WAIT,
+        }
     engine = create_engine(
         url,
         json_serializer=dump_json,
         json_deserializer=parse_json,
         connect_args=connect_args,
+        **pool,
     )
     _sqlite_transactions(engine, read_only=read_only)
     return engine

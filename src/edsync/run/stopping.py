@@ -133,3 +133,28 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def tune_malloc() -> None:
+    """One malloc arena for the process, on glibc.
+
+    glibc gives each thread that meets contention an arena of its own (up to
+    eight per core), and memory freed in one is never reused by another: with
+    a poll pool of threads taking turns on SQLite connections (each holding its
+    parsed schema: a thousand sources' views are about 40 MB) a thousand idle
+    sources measured 700 MB RSS, 230 MB with one arena. Python allocates under
+    the GIL anyway, so one arena costs no parallelism worth having.
+    Elsewhere (musl, macOS) this does nothing.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, 1)
