@@ -30,10 +30,10 @@ list: SQLite ``mode=ro``, a PostgreSQL read-only session)."""
 
 POOL_SIZE = 8
 POOL_OVERFLOW = 2
-SQLITE_POOL_SIZE = 2
+SQLITE_POOL_SIZE = 4
 SQLITE_POOL_OVERFLOW = 1
 """SQLite has one writer, and every connection parses the whole schema (a
-thousand sources have eight thousand typed views: about 60 MB a connection),
+thousand sources have eight thousand typed views: about 40 MB a connection),
 so few connections, waited for rather than opened (SPEC 8: megabytes a source)."""
 POOL_WAIT = 600.0
 
