@@ -55,7 +55,7 @@ from pathlib import Path
 
 import orjson
 
-from edsync.http import Pacer
+from edsync.pacing import Pacer
 from edsync.sources.dreamapply.resources import SNAPSHOT_ENTITIES
 from edsync_sim import dreamapply, dreamapply_lists, dreamapply_resources
 from edsync_sim.dataset import Journal

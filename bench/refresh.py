@@ -47,9 +47,9 @@ from typing import Any
 import orjson
 from _compiled import compile_edsync
 
-from edsync.http import WINDOW
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.ops.logs import configure
+from edsync.pacing import WINDOW
 from edsync.run.drain import drain
 from edsync.settings import HttpUrl, LogSettings, MirrorSettings, Secret
 from edsync.sources.dreamapply.journal import DreamApplySource, Settings

@@ -24,10 +24,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from edsync.kinds import readers, typed_values
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.schema import records
 from edsync.settings import MirrorSettings
-from edsync.sources.fields import readers, typed_values
 
 SOURCES = {"dreamapply": "dreamapply", "edlink": "edlink"}
 STATUSES = ("Unreplied", "Accepted", "Conditional", "Rejected", "Enrolled")

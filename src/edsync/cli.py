@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import signal
 import sys
 import threading
@@ -14,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from edsync.config import load_config, resolve_path
-from edsync.errors import ConfigError, EdsyncError, FatalError
+from edsync.errors import ConfigError, EdsyncError
 from edsync.settings import Config
 
 if TYPE_CHECKING:
+    from edsync.mirror import Mirror
     from edsync.mirror.db import Access
 
 EXIT_OK = 0
@@ -47,7 +49,7 @@ def _config(args: argparse.Namespace, *, secrets: bool = True) -> Config:
     return config
 
 
-def _engine(config: Config, *, access: Access = "create", migrate: bool = True) -> Any:
+def _engine(config: Config, *, access: Access = "create", migrate: bool = True) -> Mirror:
     """The mirror, opened for ``access`` (see ``mirror.db.Access``): only the
     commands that fill it create it; the read-only ones never write to it."""
     from edsync.mirror.db import create_mirror_engine, ensure_schema, require_mirror
@@ -70,7 +72,7 @@ def _source_kinds(config: Config) -> dict[str, str]:
 
 
 # Engines a command opened; ``main`` disposes them, so no connection outlives it.
-_engines: list[Any] = []
+_engines: list[Mirror] = []
 
 
 def _selected_sources(config: Config, names: Sequence[str] | None) -> list[str]:
@@ -189,7 +191,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         items = quarantine.list_quarantined(engine, names)
         if args.json or not sys.stdout.isatty():
             for item in items:
-                line = {k: getattr(item, k) for k in item.__slots__ if k != "payload"}
+                line = {k: _shown(getattr(item, k)) for k in item.__slots__ if k != "payload"}
                 sys.stdout.write(orjson.dumps(line).decode() + "\n")
         else:
             from edsync.ops.ui import print_table
@@ -198,7 +200,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
             print_table(
                 f"{len(items)} quarantined events",
                 columns,
-                [[getattr(item, c) for c in columns] for item in items],
+                [[_shown(getattr(item, c)) for c in columns] for item in items],
             )
         return EXIT_OK
     report = quarantine.retry(config, engine, names)
@@ -207,6 +209,11 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         f"still quarantined {report.still_quarantined}"
     )
     return EXIT_OK
+
+
+def _shown(value: object) -> object:
+    """A value as the listings print it: a time as ISO 8601, to the microsecond."""
+    return value.isoformat(timespec="microseconds") if isinstance(value, dt.datetime) else value
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -268,12 +275,13 @@ def cmd_db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_views(config: Config, engine: Any) -> int:
+def _print_views(config: Config, engine: Mirror) -> int:
     """``db views``: each configured source's views and their columns."""
     from edsync.mirror import views
+    from edsync.mirror.db import backend, location
     from edsync.ops.ui import print_table
 
-    planned, skipped = views.plan(_source_kinds(config), engine.dialect.name)
+    planned, skipped = views.plan(_source_kinds(config), backend(engine))
     current = views.present(engine, planned)
     rows = [
         [
@@ -283,7 +291,7 @@ def _print_views(config: Config, engine: Any) -> int:
         for view in planned
     ]
     rows += [[f"({s.source} {s.entity}: none)", s.reason] for s in skipped]
-    print_table(f"views in {engine.url.render_as_string()}", ["view", "columns"], rows)
+    print_table(f"views in {location(engine)}", ["view", "columns"], rows)
     return EXIT_OK
 
 
@@ -422,16 +430,12 @@ def _import_structlog_without_rich() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
     args = _parser().parse_args(argv)
     _import_structlog_without_rich()  # after parsing: --help and usage errors need no logging
     try:
-        try:
-            code: int = args.func(args)
-        except SQLAlchemyError as exc:
-            # The mirror is unreachable, locked or broken: say so, without a traceback.
-            raise FatalError(f"mirror database: {getattr(exc, 'orig', None) or exc}") from None
+        # The mirror unreachable, locked or broken is a MirrorError: said
+        # without a traceback, like every other error edsync knows.
+        code: int = args.func(args)
     except EdsyncError as exc:
         print(f"edsync: error: {exc}", file=sys.stderr)
         return exit_code(exc)

@@ -4,6 +4,12 @@
 - ``FatalError``: this source (or run) cannot go on without a human; exit 1.
 - ``RetriableError``: try again later (backoff, next interval).
 - ``SkippableError``: this one item is bad; quarantine it and go on.
+
+The mirror database's failures are ``edsync.mirror.MirrorError``, an
+``EdsyncError`` kept beside the database code that raises it: what the
+database said, its own exception as the cause. A unit of the mirror's work
+that may succeed later (a page's transaction on a locked or full database)
+fails as ``RetriableMirrorError``, a ``RetriableError`` too.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Everything here is pure: no I/O, no clocks. The apply engine consumes
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from edsync.errors import FatalError, InvalidEventError
@@ -83,9 +83,20 @@ _CANONICAL_LENGTH = len("2026-01-01T00:00:00+00:00")
 # Keys that identify or date a thing but say nothing about a person.
 _KEEP_KEYS = frozenset({"id", "event", "logged", "type", "date", "deleted", "bind"})
 
+Keep = Callable[[str, str], bool]
+"""Whether an erasure keeps the string ``value`` found under ``key``: an id
+or a link names a thing and says nothing about the person. Each feed kind
+has its own (``kinds.Records.ids``)."""
 
-def scrub(value: Any, keep: Sequence[str] = ()) -> Any:
-    """Strip personal data from a JSON value, keeping ids and API links.
+
+def keep_no_string(key: str, value: str) -> bool:
+    """The rule of a kind that declares none: no string is kept."""
+    return False
+
+
+def scrub(value: Any, keep: Sequence[str] = (), ids: Keep = keep_no_string) -> Any:
+    """Strip personal data from a JSON value, keeping ids, the strings the
+    feed kind's ``ids`` keeps (its links), and what is under ``keep``.
 
     Used for the right to be forgotten: what is left says *that* something
     happened and to which ids, not to whom.
@@ -94,14 +105,14 @@ def scrub(value: Any, keep: Sequence[str] = ()) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             if key in _KEEP_KEYS or key in keep:
-                out[key] = item if not isinstance(item, dict | list) else scrub(item, keep)
+                out[key] = item if not isinstance(item, dict | list) else scrub(item, keep, ids)
             elif isinstance(item, dict | list):
-                out[key] = scrub(item, keep)
-            elif isinstance(item, str) and item.startswith("/api/"):
+                out[key] = scrub(item, keep, ids)
+            elif isinstance(item, str) and ids(key, item):
                 out[key] = item
         return out
     if isinstance(value, list):
-        return [scrub(item, keep) for item in value]
+        return [scrub(item, keep, ids) for item in value]
     return value
 
 

@@ -27,15 +27,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from sqlalchemy import Engine
 
 from edsync import sinks
 from edsync.backoff import next_attempt
 from edsync.errors import AuthError, EdsyncError, RetriableError
-from edsync.mirror import outbox
+from edsync.mirror import Mirror, outbox
 from edsync.mirror.outbox import Due, Outcome, PersonRecord
 from edsync.model import Signal
 from edsync.rules import MemberRef
@@ -81,16 +79,13 @@ def _now() -> float:
     return time.time()  # looked up per call, so freezegun's clock reaches it
 
 
-def _iso(when: float) -> str:
-    return dt.datetime.fromtimestamp(when, dt.UTC).isoformat(timespec="microseconds")
+def _at(when: float) -> dt.datetime:
+    """A time of the publisher's clock (Unix seconds) as the mirror takes it."""
+    return dt.datetime.fromtimestamp(when, dt.UTC)
 
 
-def _epoch(value: Any) -> float | None:
-    """A timestamp column (ISO text on SQLite, datetime on PostgreSQL) in Unix seconds."""
-    if value is None:
-        return None
-    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
-    return when.timestamp()
+def _seconds(when: dt.datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +130,7 @@ def burst_budget(config: Config) -> float:
 
 class Publisher:
     def __init__(
-        self, engine: Engine, config: Config, *, clock: Callable[[], float] = _now
+        self, engine: Mirror, config: Config, *, clock: Callable[[], float] = _now
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -152,7 +147,7 @@ class Publisher:
     def round(self, *, due_only: bool = True) -> Report:
         """One attempt for each delivery that is due (or every pending one)."""
         due = outbox.due(
-            self.engine, everything=not due_only, now=_iso(self.clock()), limit=ROUND_LIMIT
+            self.engine, everything=not due_only, now=_at(self.clock()), limit=ROUND_LIMIT
         )
         report = Report()
         members = self._members(due)
@@ -215,11 +210,11 @@ class Publisher:
                 sink_name,
                 attempts=attempts,
                 error=str(exc),
-                since=_epoch(delivery.failing_since),
+                since=_seconds(delivery.failing_since),
                 report=report,
             )
         else:
-            outcome = Outcome("delivered", attempts, None, None, _iso(self.clock()), None)
+            outcome = Outcome("delivered", attempts, None, None, _at(self.clock()), None)
             outbox.record(self.engine, signal_id, sink_name, outcome)
             report.delivered += 1
 
@@ -227,7 +222,7 @@ class Publisher:
         """Again later, within the sink's ``retry_for``; failed once it is spent."""
         signal_id, sink_name = delivery.signal.id, delivery.sink
         now = self.clock()
-        started = _epoch(delivery.failing_since)
+        started = _seconds(delivery.failing_since)
         since = now if started is None else started
         retry_after = getattr(exc, "retry_after", None)
         when = next_attempt(now, since + self.retry_for[sink_name], attempts, retry_after)
@@ -236,7 +231,7 @@ class Publisher:
                 signal_id, sink_name, attempts=attempts, error=str(exc), since=since, report=report
             )
             return
-        outcome = Outcome("pending", attempts, str(exc), _iso(when), None, _iso(since))
+        outcome = Outcome("pending", attempts, str(exc), _at(when), None, _at(since))
         outbox.record(self.engine, signal_id, sink_name, outcome)
         report.retried += 1
         log.warning(
@@ -260,16 +255,10 @@ class Publisher:
         """Hold the delivery until its member is known: pending, due again a
         little later; no attempt counted, the failure budget left as it was."""
         now = self.clock()
-        raised = _epoch(delivery.created_at)
+        raised = _seconds(delivery.created_at)
         when = now + wait_delay(0.0 if raised is None else now - raised)
-        since = _epoch(delivery.failing_since)
         outcome = Outcome(
-            "pending",
-            delivery.attempts,
-            reason,
-            _iso(when),
-            None,
-            None if since is None else _iso(since),
+            "pending", delivery.attempts, reason, _at(when), None, delivery.failing_since
         )
         outbox.record(self.engine, delivery.signal.id, delivery.sink, outcome)
         if self._waiting is not None:
@@ -287,10 +276,7 @@ class Publisher:
         """The person was erased before the delivery was made: it turns failed
         (visible, ``--retry-failed`` looks again) without a send, and is not
         counted as a failure of the sink or of this round."""
-        since = _epoch(delivery.failing_since)
-        outcome = Outcome(
-            "failed", delivery.attempts, reason, None, None, None if since is None else _iso(since)
-        )
+        outcome = Outcome("failed", delivery.attempts, reason, None, None, delivery.failing_since)
         outbox.record(self.engine, delivery.signal.id, delivery.sink, outcome)
         if self._waiting is not None:
             self._waiting.discard((delivery.signal.id, delivery.sink))
@@ -307,8 +293,9 @@ class Publisher:
         since: float | None,
         report: Report,
     ) -> None:
-        since_text = _iso(since if since is not None else self.clock())
-        outcome = Outcome("failed", attempts, error, None, None, since_text)
+        outcome = Outcome(
+            "failed", attempts, error, None, None, _at(since if since is not None else self.clock())
+        )
         outbox.record(self.engine, signal_id, sink, outcome)
         report.failed += 1
         log.error("delivery_failed", sink=sink, signal=signal_id, attempts=attempts, error=error)
@@ -318,12 +305,12 @@ class Publisher:
 
     def next_due(self) -> float | None:
         """Seconds until the earliest pending delivery is due, or None if none is."""
-        when = _epoch(outbox.earliest_due(self.engine))
+        when = _seconds(outbox.earliest_due(self.engine))
         return None if when is None else max(0.0, when - self.clock())
 
     def retry_failed(self) -> int:
         """``deliver --retry-failed``: failed deliveries become pending, due now."""
-        return outbox.retry_failed(self.engine, _iso(self.clock()))
+        return outbox.retry_failed(self.engine, _at(self.clock()))
 
     def drain(self, budget: float, stop: threading.Event | None = None) -> Report:
         """Deliver until nothing is pending or ``budget`` seconds have passed."""

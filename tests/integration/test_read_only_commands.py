@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from edsync.cli import main
 from edsync.config import load_config
+from edsync.mirror import MirrorError
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 
 SOURCE = """
@@ -124,7 +124,7 @@ def test_read_only_commands_cannot_write_and_do_not_migrate(
     assert main(["db", "-c", str(path), "upgrade"]) == 0
 
     reader = create_mirror_engine(load_config(path, secrets=False).mirror, access="read")
-    with pytest.raises(DBAPIError, match=r"read-only|readonly"), reader.begin() as conn:
+    with pytest.raises(MirrorError, match=r"read-only|readonly"), reader.begin() as conn:
         conn.exec_driver_sql("DELETE FROM checkpoints")
     reader.dispose()
 

@@ -19,12 +19,13 @@ from sqlalchemy import Engine, inspect
 from structlog.testing import capture_logs
 
 from edsync.cli import main
+from edsync.kinds import Field
 from edsync.mirror import views
 from edsync.mirror.db import create_mirror_engine, ensure_schema, upgrade
 from edsync.ops.demo import DEMO_KEY, demo_config
 from edsync.run.backfill import run_backfill
 from edsync.settings import MirrorSettings
-from edsync.sources.fields import KINDS, Field
+from edsync.sources import VIEWS as KINDS
 from edsync_sim import Simulator
 from tests.conftest import json_value
 

@@ -32,9 +32,9 @@ from edsync.mirror.apply import Applier
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.sql import adapt
 from edsync.model import Change, Cursor, Quarantined
-from edsync.normalize import scrub
 from edsync.rules import Rule
 from edsync.settings import MirrorSettings
+from edsync.sources.dreamapply.fields import scrub
 from tests.conftest import create_pg_database, drop_pg_databases, json_value, mirror_snapshot
 
 SOURCE = "da"

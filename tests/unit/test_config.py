@@ -329,5 +329,12 @@ def test_loading_a_config_imports_only_the_kinds_it_names(
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
-    # The kind module alone: its types come from edsync.model, not sources.base.
-    assert out.split() == ["edsync.sources.edlink"]
+    # The kind's package alone: its types come from edsync.model, not sources.base.
+    assert out.split() == [
+        "edsync.sources.edlink",
+        "edsync.sources.edlink.fields",
+        "edsync.sources.edlink.graph",
+        "edsync.sources.edlink.refusals",
+        "edsync.sources.edlink.snapshot",
+        "edsync.sources.edlink.stream",
+    ]

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from edsync.errors import RetriableError
-from edsync.http import WINDOW, HttpClient, Pacer, on_request
+from edsync.http import HttpClient, on_request
 from edsync.ops.metrics import Metrics
+from edsync.pacing import WINDOW, Pacer
 from tests.faultserver import API_KEY, FaultServer, Status, make_events
 from tests.unit.test_pacer import FakeTime
 

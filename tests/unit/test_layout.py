@@ -1,4 +1,5 @@
-"""The package's boundaries, checked on its source: only ``mirror/`` speaks SQL."""
+"""The package's boundaries, checked on its source: only ``mirror/`` speaks SQL
+and imports SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -57,6 +58,50 @@ def test_the_allowed_files_still_need_it() -> None:
     """An exemption whose file no longer holds SQL is dropped, not kept by habit."""
     for relative in ALLOWED:
         assert SQL.search((PACKAGE / relative).read_text()), relative
+
+
+def _sqlalchemy_imports(tree: ast.Module) -> list[int]:
+    """Lines of ``tree`` that import SQLAlchemy, anywhere: in a function, under
+    ``if TYPE_CHECKING:`` too (a type from it is still its API in the signature)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name == "sqlalchemy" or name.startswith("sqlalchemy.") for name in names):
+            found.append(node.lineno)
+    return sorted(found)
+
+
+def test_only_the_mirror_package_imports_sqlalchemy() -> None:
+    """The rest of edsync holds a ``Mirror`` and catches ``MirrorError``: the
+    database library is the mirror's business alone."""
+    offenders = {
+        relative: lines
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not (relative := path.relative_to(PACKAGE).as_posix()).startswith("mirror/")
+        and (lines := _sqlalchemy_imports(ast.parse(path.read_text(), str(path))))
+    }
+    assert offenders == {}
+
+
+def test_the_sqlalchemy_import_check_finds_every_spelling() -> None:
+    source = (
+        "import sqlalchemy\n"
+        "import sqlalchemy.exc as sa_exc\n"
+        "from sqlalchemy import Engine\n"
+        "from sqlalchemy.exc import SQLAlchemyError\n"
+        "if TYPE_CHECKING:\n"
+        "    from sqlalchemy import Connection\n"
+        "def f():\n"
+        "    import sqlalchemy.orm\n"
+        "import sqlalchemy_utils\n"
+        "from . import sqlalchemy\n"
+    )
+    assert _sqlalchemy_imports(ast.parse(source)) == [1, 2, 3, 4, 6, 8]
 
 
 def _module_name(path: Path) -> str:

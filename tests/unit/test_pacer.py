@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edsync.http import WINDOW, Pacer, next_start, throttled_until
+from edsync.pacing import WINDOW, Pacer, next_start, throttled_until
 
 
 class FakeTime:

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from edsync.mirror import MirrorError
 from edsync.mirror.sql import Into, adapt, dumps, execute, insert_rows, loads
 
 _INSERT = (
@@ -51,19 +51,27 @@ def test_execute_many_writes_every_row(engine: Engine) -> None:
     assert rows == [("a",), ("b",)]
 
 
-def test_driver_errors_come_out_as_sqlalchemy_raises_them(engine: Engine) -> None:
-    """Callers (the applier's retry, the CLI's exit codes) handle SQLAlchemy's
-    exception family; the driver's own must not leak past ``execute``."""
+def test_driver_errors_come_out_as_every_statements_do(engine: Engine) -> None:
+    """Callers (the applier's retry, the CLI's exit codes) handle ``MirrorError``,
+    raised from the driver's own, as for a statement SQLAlchemy ran."""
     dbapi = engine.dialect.loaded_dbapi
     with engine.connect() as conn, conn.begin():
         execute(conn, adapt(conn, _INSERT), ("da", "now"))
-        with pytest.raises(IntegrityError) as duplicate:
+        with pytest.raises(MirrorError) as duplicate:
             execute(conn, adapt(conn, _INSERT), ("da", "now"))
-        assert isinstance(duplicate.value.orig, dbapi.IntegrityError)
+        assert isinstance(duplicate.value.__cause__, dbapi.IntegrityError)
+        assert duplicate.value.transient  # a concurrent writer: the page is retried
     with engine.connect() as conn, conn.begin():
-        with pytest.raises(DBAPIError) as bad:
+        with pytest.raises(MirrorError) as bad:
             execute(conn, "SELEKT 1", ())
-        assert isinstance(bad.value.orig, dbapi.Error)
+        assert isinstance(bad.value.__cause__, dbapi.Error)
+    with engine.connect() as conn, conn.begin():
+        with pytest.raises(MirrorError) as same:
+            conn.exec_driver_sql("SELEKT 1")
+        assert (type(same.value.__cause__), same.value.said) == (
+            type(bad.value.__cause__),
+            bad.value.said,
+        )
 
 
 @pytest.mark.postgresql_only
@@ -79,9 +87,9 @@ def test_a_lost_connection_says_so_and_the_next_checkout_works(engine: Engine) -
                 other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pids[0],))
             execute(conn, adapt(conn, "SELECT source FROM checkpoints"), ())
 
-    with pytest.raises(DBAPIError) as lost:
+    with pytest.raises(MirrorError) as lost:
         query_after_the_server_ends_the_session()
-    assert lost.value.connection_invalidated
+    assert lost.value.disconnected
     with engine.connect() as conn:
         assert execute(conn, "SELECT pg_backend_pid()", ())[0][0] != pids[0]
 
@@ -122,7 +130,7 @@ def test_insert_rows_applies_the_conflict_clause(engine: Engine) -> None:
 def test_insert_rows_refuses_a_value_too_long_rather_than_cutting_it(engine: Engine) -> None:
     """``source`` is VARCHAR(100): a longer name fails the statement, as a
     plain INSERT does; it is never stored cut short."""
-    with pytest.raises(DBAPIError, match="too long"), engine.begin() as conn:
+    with pytest.raises(MirrorError, match="too long"), engine.begin() as conn:
         insert_rows(conn, _EVENT, [_event("1", "1"), ("s" * 101, *_event("2", "2")[1:])])
     with engine.connect() as conn:
         assert execute(conn, "SELECT count(*) FROM events", ()) == [(0,)]

@@ -1,4 +1,4 @@
-"""What ``records.typed`` holds for each column type (sources/fields.py): the
+"""What ``records.typed`` holds for each column type (edsync/kinds.py): the
 values the views read, computed once when a record is written."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from edsync.sources.fields import KINDS, readers, typed_values, typer
+from edsync.kinds import readers, typed_values
+from edsync.kinds import records_of as typer
+from edsync.sources import VIEWS as KINDS
 
 PERSON = readers("edlink")["person"]
 ENROLLMENT = readers("edlink")["enrollment"]

@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import Connection, Engine
 
 from edsync.mirror.sql import adapt, execute
+from edsync.mirror.timestamps import instant, stamp
 from edsync.model import Cursor
 
 
@@ -20,19 +21,18 @@ class Checkpoint:
     last_error: str | None
     gap: str | None
     consecutive_failures: int
-    last_success_at: str | None = None
+    last_success_at: dt.datetime | None = None
 
     def age(self, now: dt.datetime) -> float | None:
         """Seconds since the feed was last read successfully."""
         if self.last_success_at is None:
             return None
-        last = dt.datetime.fromisoformat(self.last_success_at)
-        return (now - last).total_seconds()
+        return (now - self.last_success_at).total_seconds()
 
 
 def now_iso() -> str:
-    # Fixed width, so ISO strings compare in time order on SQLite too.
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    """This moment as the mirror writes it (``timestamps.stamp``)."""
+    return stamp(dt.datetime.now(dt.UTC))
 
 
 def read(conn: Connection, source: str, *, for_update: bool = False) -> Checkpoint | None:
@@ -51,8 +51,7 @@ def read(conn: Connection, source: str, *, for_update: bool = False) -> Checkpoi
         return None
     row = rows[0]
     cursor = Cursor(row[0], int(row[1])) if row[0] is not None else None
-    last_success = row[6].isoformat() if isinstance(row[6], dt.datetime) else row[6]
-    return Checkpoint(source, cursor, int(row[2]), row[3], row[4], int(row[5]), last_success)
+    return Checkpoint(source, cursor, int(row[2]), row[3], row[4], int(row[5]), instant(row[6]))
 
 
 def load(engine: Engine, source: str) -> Checkpoint | None:
@@ -217,14 +216,12 @@ def purged_at(engine: Engine, source: str) -> dt.datetime | None:
         rows = execute(
             conn, adapt(conn, "SELECT purged_at FROM checkpoints WHERE source = ?"), (source,)
         )
-    value = rows[0][0] if rows else None
-    if value is None:
-        return None
-    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+    return instant(rows[0][0]) if rows else None
 
 
-def record_purged(engine: Engine, source: str, when: str) -> None:
+def record_purged(engine: Engine, source: str, when: dt.datetime) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(
-            adapt(conn, "UPDATE checkpoints SET purged_at = ? WHERE source = ?"), (when, source)
+            adapt(conn, "UPDATE checkpoints SET purged_at = ? WHERE source = ?"),
+            (stamp(when), source),
         )

@@ -7,13 +7,15 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, PoolProxiedConnection, QueuePool, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from edsync.errors import ConfigError, FatalError, RetriableError
+from edsync.errors import ConfigError, FatalError
+from edsync.mirror.errors import on_error, transient_failures, translate
 
 # Re-exported: mirror.ledger imports WRITE from here.
 from edsync.mirror.locks import WRITE as WRITE  # noqa: PLC0414
@@ -43,17 +45,41 @@ def session_name() -> str:
     return f"edsync {os.getpid()}@{socket.gethostname()}"[:63]
 
 
+class _Pool(QueuePool):
+    """The engine's pool: a wait for a free connection that times out is a
+    ``MirrorError`` too (it is raised outside any statement, so ``on_error``
+    never sees it)."""
+
+    def connect(self) -> PoolProxiedConnection:
+        try:
+            return super().connect()
+        except PoolTimeoutError as exc:
+            raise translate(exc) from exc
+
+
 def create_mirror_engine(
     settings: MirrorSettings, config_path: str = "", *, access: Access = "create"
 ) -> Engine:
+    """The ``Mirror`` (``edsync.mirror``) ``settings`` name, opened for
+    ``access``; every failure of its database is a ``MirrorError``."""
     try:
         url = make_url(settings.url)
     except ArgumentError:
         raise ConfigError(
             config_path, "mirror.url", f"not a database URL: {settings.url!r}"
         ) from None
-    if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, config_path, access)
+    try:
+        if url.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(url, config_path, access)
+        else:
+            engine = _postgresql_engine(url, config_path, access)
+    except SQLAlchemyError as exc:  # an unknown dialect, a bad argument in the URL
+        raise translate(exc) from exc
+    event.listen(engine, "handle_error", on_error)
+    return engine
+
+
+def _postgresql_engine(url: URL, config_path: str, access: Access) -> Engine:
     connect_args: dict[str, str] = {"application_name": session_name()}
     if access == "read":
         connect_args["options"] = "-c default_transaction_read_only=on"
@@ -65,6 +91,7 @@ def create_mirror_engine(
             pool_pre_ping=True,
             # Bounded whatever the number of sources (SPEC 8): the poll workers,
             # the publisher and the coordination session share these.
+            poolclass=_Pool,
             pool_size=POOL_SIZE,
             max_overflow=POOL_OVERFLOW,
             connect_args=connect_args,
@@ -98,6 +125,7 @@ def _sqlite_engine(url: URL, config_path: str, access: Access) -> Engine:
     pool: dict[str, Any] = {}
     if url.database and url.database != ":memory:":
         pool = {
+            "poolclass": _Pool,
             "pool_size": SQLITE_POOL_SIZE,
             "max_overflow": SQLITE_POOL_OVERFLOW,
             "pool_timeout": POOL_WAIT,
@@ -111,6 +139,27 @@ def _sqlite_engine(url: URL, config_path: str, access: Access) -> Engine:
     )
     _sqlite_transactions(engine, read_only=read_only)
     return engine
+
+
+def backend(engine: Engine) -> str:
+    """``sqlite`` or ``postgresql``."""
+    return engine.dialect.name
+
+
+def location(engine: Engine) -> str:
+    """Where the mirror is, as a user would name it (its URL, no password)."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def sqlite_file(engine: Engine) -> str | None:
+    """The file of a SQLite mirror, as its URL names it; None for PostgreSQL or
+    an in-memory database."""
+    database = engine.url.database
+    if backend(engine) != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # a URI filename: a read-only engine's (status)
+        database = unquote(database[len("file:") :].split("?", 1)[0])
+    return database
 
 
 class NoMirrorError(FatalError):
@@ -128,13 +177,10 @@ def no_mirror_message(where: str, config_path: str) -> str:
 def require_mirror(engine: Engine, config_path: str = "") -> None:
     """A read-only command's check: the database holds an edsync mirror (a
     PostgreSQL database, or a SQLite file another program made, may be empty)."""
-    try:
+    with transient_failures("cannot read the schema version", retried=False):
         stamped = _stamped_revision(engine)
-    except OperationalError as exc:
-        raise FatalError(f"mirror: cannot read the schema version: {exc.orig}") from None
     if stamped is None:
-        where = engine.url.render_as_string(hide_password=True)
-        raise NoMirrorError(no_mirror_message(where, config_path))
+        raise NoMirrorError(no_mirror_message(location(engine), config_path))
 
 
 def _prepare_sqlite_file(path: Path, config_path: str) -> None:
@@ -234,21 +280,19 @@ def upgrade(engine: Engine, sources: Mapping[str, str] | None = None) -> None:
     if sources:
         from edsync.mirror import views
 
-        try:
+        with transient_failures("cannot create the views"):
             views.ensure(engine, sources)
-        except OperationalError as exc:
-            raise RetriableError(f"mirror: cannot create the views: {exc.orig}") from None
 
 
 def _migrate(engine: Engine) -> None:
     from alembic import command
 
-    try:
-        with engine.execution_options(**{WRITE: True}).begin() as conn:
-            lock_migrations(conn)
-            command.upgrade(_alembic_config(conn), "head")
-    except OperationalError as exc:
-        raise RetriableError(f"mirror: cannot migrate: {exc.orig}") from None
+    with (
+        transient_failures("cannot migrate"),
+        engine.execution_options(**{WRITE: True}).begin() as conn,
+    ):
+        lock_migrations(conn)
+        command.upgrade(_alembic_config(conn), "head")
 
 
 SCHEMA_HEAD = "0010"
@@ -283,12 +327,10 @@ def ensure_schema(
 
 
 def _ensure_tables(engine: Engine, *, auto_migrate: bool) -> None:
-    try:
+    with transient_failures("cannot read the schema version"):
         if _stamped_revision(engine) == SCHEMA_HEAD:
             return  # nothing to do, and no write lock taken
         current = current_revision(engine)
-    except OperationalError as exc:
-        raise RetriableError(f"mirror: cannot read the schema version: {exc.orig}") from None
     if current == head_revision():
         return
     if auto_migrate:

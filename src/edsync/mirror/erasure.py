@@ -4,24 +4,24 @@ record that names them, and what a forgotten person's record keeps."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
+from edsync.kinds import Records
 from edsync.mirror import checkpoints
 from edsync.mirror.sql import adapt, dumps, execute, loads, placeholders
 from edsync.model import Ref
-from edsync.normalize import scrub
 
 
 class Writer(Protocol):
-    """What a purge needs of the source's writer (``mirror.ledger.Ledger``)."""
+    """What a purge needs of the source's writer (``mirror.ledger.Ledger``):
+    ``typed``, its kind's records (their typed values, what an erasure keeps)."""
 
     source: str
     person_entity: str | None
-
-    def typed(self, entity: str, data: Mapping[str, Any]) -> str | None: ...
+    typed: Records
 
 
 # What a forgotten person's signal keeps: which rule fired on which record,
@@ -40,10 +40,11 @@ SIGNAL_KEEP = (
 )
 
 
-def scrubbed_record(data: dict[str, Any], *, is_person: bool) -> dict[str, Any]:
-    """A record of a forgotten person: ids and links only. Records *about* them
-    (offers, applications) keep their status, which says nothing without a name."""
-    kept: dict[str, Any] = scrub(data, () if is_person else ("status",))
+def scrubbed_record(data: dict[str, Any], *, is_person: bool, records: Records) -> dict[str, Any]:
+    """A record of a forgotten person: ids and links only (what the kind's
+    ``records`` keep). Records *about* them (offers, applications) keep their
+    status, which says nothing without a name."""
+    kept: dict[str, Any] = records.scrub(data, () if is_person else ("status",))
     return {**kept, "forgotten": True}
 
 
@@ -52,17 +53,20 @@ def erase_person(
     source: str,
     person_entity: str | None,
     person_id: str,
-    typed: Callable[[str, Mapping[str, Any]], str | None],
+    typed: Records,
 ) -> None:
     """Scrub every ledger payload, signal and record that names the person
-    (SPEC 5.4); a record's ``typed`` values are read again from what is left."""
+    (SPEC 5.4), keeping what the kind's records (``typed``) keep; a record's
+    ``typed`` values are read again from what is left."""
     who = {"source": source, "person_id": person_id}
-    _rewrite_json(conn, "events", "payload", transform=lambda _k, v: (scrub(v),), **who)
-    _rewrite_json(conn, "signals", "data", transform=lambda _k, v: (scrub(v, SIGNAL_KEEP),), **who)
+    _rewrite_json(conn, "events", "payload", transform=lambda _k, v: (typed.scrub(v),), **who)
+    _rewrite_json(
+        conn, "signals", "data", transform=lambda _k, v: (typed.scrub(v, SIGNAL_KEEP),), **who
+    )
 
     def record(key: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
         is_person = key[1] == person_entity
-        kept = scrubbed_record(data, is_person=is_person)
+        kept = scrubbed_record(data, is_person=is_person, records=typed)
         return kept, typed(key[1], kept), is_person
 
     _rewrite_json(
@@ -207,7 +211,7 @@ def _scrub_named(
     conn: Connection,
     source: str,
     ref: Ref,
-    typed: Callable[[str, Mapping[str, Any]], str | None],
+    typed: Records,
     keep: Sequence[str],
 ) -> None:
     """A resource that is not a person: its children's records, and the ledger
@@ -215,7 +219,7 @@ def _scrub_named(
     of the kinds in ``keep`` are resources upstream keeps: left as they are."""
 
     def child(key: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
-        kept = scrubbed_record(data, is_person=False)
+        kept = scrubbed_record(data, is_person=False, records=typed)
         return kept, typed(key[1], kept), True
 
     _rewrite_where(
@@ -237,7 +241,7 @@ def _scrub_named(
         "payload",
         "source = ? AND person_id = ?",
         (source, person),
-        transform=lambda _k, v: (scrub(v),),
+        transform=lambda _k, v: (typed.scrub(v),),
         only=lambda v: link.search(dumps(v)) is not None,
     )
     if named:
@@ -260,7 +264,7 @@ def _scrub_named(
                 "data",
                 f"id IN ({placeholders(len(signal_ids))})",
                 signal_ids,
-                transform=lambda _k, v: (scrub(v, SIGNAL_KEEP),),
+                transform=lambda _k, v: (typed.scrub(v, SIGNAL_KEEP),),
             )
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine
 
-from edsync.errors import RetriableError
+from edsync.kinds import Records, records_of
 from edsync.mirror import checkpoints, queue
 from edsync.mirror.db import WRITE
 from edsync.mirror.erasure import SIGNAL_KEEP, erase_person, scrubbed_record
+from edsync.mirror.errors import transient_failures
 from edsync.mirror.maintenance import ANALYZE_EVERY, NUL_ESCAPE, analyze_grown_tables, without_nul
 from edsync.mirror.outbox import insert_signals, signal_data
 from edsync.mirror.sql import (
@@ -34,9 +35,8 @@ from edsync.mirror.sql import (
     select_rows,
 )
 from edsync.model import Change, Cursor, Quarantined, json_value
-from edsync.normalize import advance, scrub
+from edsync.normalize import advance
 from edsync.rules import Rule, signal_id
-from edsync.sources.fields import typer
 
 log = structlog.get_logger("edsync.mirror")
 
@@ -90,10 +90,13 @@ class _Fold:
     queue: queue.Pending = field(default_factory=dict)
 
 
-def next_state(prev: RecordState | None, change: Change, *, is_person: bool = False) -> RecordState:
+def next_state(
+    prev: RecordState | None, change: Change, *, records: Records, is_person: bool = False
+) -> RecordState:
     """A record after ``change``; the caller has checked it is not stale.
 
-    ``is_person``: the record is the person's own (erasure also deletes it).
+    ``records``: the kind's (what an erasure keeps); ``is_person``: the record
+    is the person's own (erasure also deletes it).
     """
     data = dict(change.data or {})
     if change.status is not None:
@@ -111,12 +114,12 @@ def next_state(prev: RecordState | None, change: Change, *, is_person: bool = Fa
     state = RecordState(data, deleted, change.position, person_id)
     if change.op == "forgotten":
         kept = prev.data if prev is not None else {}
-        state.data = scrubbed_record({**kept, **data}, is_person=is_person)
+        state.data = scrubbed_record({**kept, **data}, is_person=is_person, records=records)
         state.deleted = True
     elif is_person and prev is not None and prev.forgotten:
         # Erasure is for good: a later event about the person cannot bring data
         # back. (Records *about* them are scrubbed by their owner in ``_write``.)
-        state.data = scrubbed_record(data, is_person=True)
+        state.data = scrubbed_record(data, is_person=True, records=records)
         state.deleted = True
     return state
 
@@ -142,7 +145,7 @@ class Ledger:
         self.writer = engine.execution_options(**{WRITE: True})
         self.source = source
         self.person_entity = person_entity
-        self.typed = typer(kind)
+        self.typed = records_of(kind)
         self.rules = [rule for rule in rules if rule.source == source]
         self._pages = 0
 
@@ -197,13 +200,11 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        from sqlalchemy.exc import IntegrityError, OperationalError
-
-        try:
-            with self.writer.begin() as conn:
-                yield conn
-        except (OperationalError, IntegrityError) as exc:
-            raise RetriableError(f"mirror: not written: {exc.orig}") from None
+        """One write transaction. Its failures are ``MirrorError``: a transient
+        one (locked, full, read-only, a concurrent writer) a
+        ``RetriableMirrorError`` saying "not written", nothing of it committed."""
+        with transient_failures("not written"), self.writer.begin() as conn:
+            yield conn
 
     def _apply(
         self, conn: Connection, changes: Sequence[Change | Quarantined], cursor: Cursor
@@ -307,7 +308,10 @@ class Ledger:
                     fold.forgotten.add(key[1])
             else:
                 fold.states[key] = next_state(
-                    prev, change, is_person=change.entity == self.person_entity
+                    prev,
+                    change,
+                    records=self.typed,
+                    is_person=change.entity == self.person_entity,
                 )
                 fold.dirty[key] = change
                 if change.op == "forgotten" and change.entity == self.person_entity:
@@ -315,7 +319,7 @@ class Ledger:
         fold.counts[status] += 1
         forgotten = self._person_forgotten(fold, change.person_id)
         if forgotten:
-            payload_json = dumps(scrub(json_value(change.payload)))
+            payload_json = dumps(self.typed.scrub(json_value(change.payload)))
         if status == APPLIED and self.rules and isinstance(change, Change):
             self._raise_signals(fold, change, now, forgotten=forgotten)
         fold.event_rows.append(
@@ -352,7 +356,7 @@ class Ledger:
                     change.entity,
                     change.entity_id,
                     change.occurred_at,
-                    dumps(scrub(data, SIGNAL_KEEP) if forgotten else data),
+                    dumps(self.typed.scrub(data, SIGNAL_KEEP) if forgotten else data),
                     change.person_id,
                     now,
                 )
@@ -381,7 +385,9 @@ class Ledger:
                 state = fold.states[key]
                 if self._person_forgotten(fold, state.person_id):
                     is_person = key[0] == self.person_entity
-                    state.data = scrubbed_record(state.data, is_person=is_person)
+                    state.data = scrubbed_record(
+                        state.data, is_person=is_person, records=self.typed
+                    )
                     state.deleted = state.deleted or is_person
                 rows.append(
                     (

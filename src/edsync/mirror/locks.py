@@ -2,17 +2,21 @@
 
 SQLite: a write transaction takes the file's write lock when it begins
 (``WRITE``). PostgreSQL: an advisory lock per source, all of a daemon's held
-on its one coordination session (``edsync.run.locks``), and one per
-transaction while migrating. Daemons know of each other by that session's
-``application_name`` (``MEMBER``): a killed process's session ends, and with
-it its locks and its membership, with no expiry to wait for.
+on its one coordination ``Session`` (``edsync.run.locks`` decides which), and
+one per transaction while migrating. Daemons know of each other by that
+session's ``application_name`` (``MEMBER_SUFFIX``): a killed process's session
+ends, and with it its locks and its membership, with no expiry to wait for.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from edsync.mirror.errors import MirrorError
 
 WRITE = "edsync_write"
 """Execution option: on SQLite, take the write lock when the transaction begins."""
@@ -59,13 +63,79 @@ def taken(conn: Connection) -> dict[int, bool]:
     return {int(key): bool(mine) for key, mine in rows}
 
 
-def holders(conn: Connection) -> dict[int, str]:
+def holders(engine: Engine) -> dict[int, str]:
     """Every advisory lock held on this database: key → the holder's session name."""
-    rows = conn.exec_driver_sql(
-        f"SELECT {_KEY}, a.application_name FROM pg_locks l "
-        f"JOIN pg_stat_activity a ON a.pid = l.pid WHERE {_ADVISORY}"
-    ).all()
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT {_KEY}, a.application_name FROM pg_locks l "
+            f"JOIN pg_stat_activity a ON a.pid = l.pid WHERE {_ADVISORY}"
+        ).all()
     return {int(key): str(name or "") for key, name in rows}
+
+
+def shared(engine: Engine) -> bool:
+    """Whether processes share the mirror's sources by these locks (PostgreSQL);
+    SQLite has one writer."""
+    return engine.dialect.name == "postgresql"
+
+
+class Session:
+    """A daemon's coordination session: one connection, named for its
+    membership (``MEMBER_SUFFIX``), holding every source lock the daemon has.
+
+    Each method is one transaction, committed, so the session never idles in
+    one. A failure is a ``MirrorError``; the caller then ``drop``s the session
+    (and with it, on the server, every lock it held) and opens another later.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    def open(cls, engine: Engine, name: str) -> Session:
+        conn = engine.connect()
+        try:
+            name_session(conn, name)
+            conn.commit()
+        except MirrorError:
+            _discard(conn)
+            raise
+        return cls(conn)
+
+    def holds(self, key: int) -> bool:
+        """Whether this session still holds ``key``, asked of the server."""
+        mine = held(self._conn, key)
+        self._conn.commit()
+        return mine
+
+    def survey(self) -> tuple[dict[int, bool], int]:
+        """Every advisory lock on the database (key → held by this session),
+        and the daemons alive on it (``members``)."""
+        found = taken(self._conn), members(self._conn)
+        self._conn.commit()
+        return found
+
+    def exchange(self, release: Collection[int], claim: Collection[int]) -> set[int]:
+        """Hand back ``release``, then take what of ``claim`` no other session
+        has; the keys taken."""
+        unlock_many(self._conn, release)
+        got = try_lock_many(self._conn, claim)
+        self._conn.commit()
+        return got
+
+    def drop(self) -> None:
+        """The session failed: its connection is never handed out again."""
+        _discard(self._conn)
+
+    def close(self) -> None:
+        """Closing the session releases its advisory locks."""
+        self._conn.close()
+
+
+def _discard(conn: Connection) -> None:
+    with contextlib.suppress(MirrorError, SQLAlchemyError):
+        conn.invalidate()
+    conn.close()
 
 
 def try_lock_many(conn: Connection, keys: Collection[int]) -> set[int]:

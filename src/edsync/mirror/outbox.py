@@ -8,6 +8,7 @@ the schema.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine
 
 from edsync.mirror.sql import Into, adapt, insert_rows, loads, placeholders
+from edsync.mirror.timestamps import event_time, instant, stamp
 from edsync.model import Signal
 
 if TYPE_CHECKING:
@@ -49,10 +51,10 @@ class Due:
     signal: Signal
     sink: str
     attempts: int
-    failing_since: Any
-    """ISO text on SQLite, a datetime on PostgreSQL; None until an attempt fails."""
-    created_at: Any = None
-    """When the signal was raised (a column value, as ``failing_since``)."""
+    failing_since: dt.datetime | None
+    """When the current run of failed attempts began; None until an attempt fails."""
+    created_at: dt.datetime | None = None
+    """When the signal was raised."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,28 +67,38 @@ class PersonRecord:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How an attempt left its delivery (timestamps as ISO text)."""
+    """How an attempt left its delivery."""
 
     status: str
     attempts: int
     error: str | None
-    next_attempt_at: str | None
-    delivered_at: str | None
-    failing_since: str | None
+    next_attempt_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    failing_since: dt.datetime | None
 
 
-def due(engine: Engine, *, everything: bool, now: str, limit: int) -> list[Due]:
+def due(engine: Engine, *, everything: bool, now: dt.datetime, limit: int) -> list[Due]:
     """Pending deliveries due at ``now`` (or all pending ones), oldest signal first."""
     with engine.connect() as conn:
+        rows = conn.exec_driver_sql(adapt(conn, _DUE), (everything, stamp(now), limit))
         return [
             Due(
-                Signal(row[0], row[3], row[4], row[5], row[6], row[7], row[8], loads(row[9], conn)),
+                Signal(
+                    row[0],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    row[7],
+                    event_time(row[8]),
+                    loads(row[9], conn),
+                ),
                 sink=row[1],
                 attempts=int(row[2]),
-                failing_since=row[10],
-                created_at=row[11],
+                failing_since=instant(row[10]),
+                created_at=instant(row[11]),
             )
-            for row in conn.exec_driver_sql(adapt(conn, _DUE), (everything, now, limit))
+            for row in rows
         ]
 
 
@@ -122,14 +134,18 @@ def record(engine: Engine, signal_id: str, sink: str, outcome: Outcome) -> None:
         outcome.status,
         outcome.attempts,
         outcome.error,
-        outcome.next_attempt_at,
-        outcome.delivered_at,
-        outcome.failing_since,
+        _stamp(outcome.next_attempt_at),
+        _stamp(outcome.delivered_at),
+        _stamp(outcome.failing_since),
         signal_id,
         sink,
     )
     with engine.begin() as conn:
         conn.exec_driver_sql(adapt(conn, _UPDATE), values)
+
+
+def _stamp(when: dt.datetime | None) -> str | None:
+    return None if when is None else stamp(when)
 
 
 def pending_count(engine: Engine) -> int:
@@ -140,18 +156,20 @@ def pending_count(engine: Engine) -> int:
     return int(count)
 
 
-def earliest_due(engine: Engine) -> Any:
-    """The earliest ``next_attempt_at`` of a pending delivery (column value), or None."""
+def earliest_due(engine: Engine) -> dt.datetime | None:
+    """The earliest ``next_attempt_at`` of a pending delivery, or None."""
     with engine.connect() as conn:
-        return conn.exec_driver_sql(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'"
-        ).scalar()
+        return instant(
+            conn.exec_driver_sql(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'"
+            ).scalar()
+        )
 
 
-def retry_failed(engine: Engine, now: str) -> int:
+def retry_failed(engine: Engine, now: dt.datetime) -> int:
     """Failed deliveries become pending, due at ``now``; how many did."""
     with engine.begin() as conn:
-        result = conn.exec_driver_sql(adapt(conn, _RETRY_FAILED), (now,))
+        result = conn.exec_driver_sql(adapt(conn, _RETRY_FAILED), (stamp(now),))
     return max(result.rowcount, 0)
 
 

@@ -3,11 +3,10 @@ in the page's transaction, and read back by the refresh, oldest first."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection, Engine
 
 from edsync.mirror.sql import Into, adapt, execute, insert_rows
+from edsync.mirror.timestamps import event_time
 from edsync.model import Change, Queued, Ref
 
 Pending = dict[tuple[str, str], tuple[int, str | None, str | None]]
@@ -46,16 +45,9 @@ def oldest(engine: Engine, source: str, limit: int) -> list[Queued]:
     with engine.connect() as conn:
         rows = execute(conn, adapt(conn, _QUERY), (source, limit))
     return [
-        Queued(Ref(entity, entity_id, person), int(position), _iso(changed))
+        Queued(Ref(entity, entity_id, person), int(position), event_time(changed))
         for entity, entity_id, position, person, changed in rows
     ]
-
-
-def _iso(value: Any) -> str | None:
-    """A timestamp column: ISO text on SQLite already, a datetime on PostgreSQL."""
-    if value is None or isinstance(value, str):
-        return value
-    return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
 
 
 _QUEUE_ROW = Into(

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
 
 from edsync.mirror.sql import adapt, loads
+from edsync.mirror.timestamps import instant
 
 _QUARANTINED = """
 SELECT source, event_id, position, type, reason, applied_at, payload
 FROM events WHERE status = 'quarantined' AND source = ?
 ORDER BY position
 """
-
-ENROLLED_EXAMPLE = (
-    "SELECT o.id, o.application_id, a.email FROM dreamapply_offers o "
-    "JOIN dreamapply_applicants a ON a.id = o.applicant_id "
-    "WHERE o.status = 'Enrolled' AND NOT o.deleted LIMIT 5;"
-)
-"""A query over the views for the demo to suggest (it prints, never runs, it)."""
-
-TASKS_EXAMPLE = (
-    "SELECT t.application_id, t.id, t.status FROM dreamapply_tasks t "
-    "WHERE NOT t.deleted ORDER BY t.application_id, t.id LIMIT 6;"
-)
-"""Tasks under their own ids: several per application, each with its own status."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +25,11 @@ class SourceProgress:
     source: str
     cursor: str | None
     events_total: int
-    last_success_at: Any
+    last_success_at: dt.datetime | None
     consecutive_failures: int
     last_error: str | None
     gap: str | None
-    lag: Any
+    lag: int | None
     snapshot: str | None
     """The snapshot-progress JSON text while a snapshot is under way."""
 
@@ -54,8 +43,8 @@ class QuarantinedRow:
     position: int
     type: str
     reason: str | None
-    received_at: str
-    """ISO text on either engine."""
+    received_at: dt.datetime
+    """When the ledger received it (``applied_at``)."""
     payload: Any
 
 
@@ -67,7 +56,15 @@ def progress(engine: Engine) -> dict[str, SourceProgress]:
         ).all()
     return {
         row[0]: SourceProgress(
-            row[0], row[1], int(row[2]), row[3], int(row[4]), row[5], row[6], row[7], row[8]
+            row[0],
+            row[1],
+            int(row[2]),
+            instant(row[3]),
+            int(row[4]),
+            row[5],
+            row[6],
+            None if row[7] is None else int(row[7]),
+            row[8],
         )
         for row in rows
     }
@@ -91,18 +88,17 @@ def records_by_source(engine: Engine) -> dict[str, int]:
 
 def quarantined(engine: Engine, source: str) -> list[QuarantinedRow]:
     """A source's quarantined events, in position order."""
+    found = []
     with engine.connect() as conn:
-        return [
-            QuarantinedRow(
-                row[0], row[1], int(row[2]), row[3], row[4], _iso(row[5]), loads(row[6], conn)
+        for row in conn.exec_driver_sql(adapt(conn, _QUARANTINED), (source,)):
+            received = instant(row[5])
+            assert received is not None  # applied_at is NOT NULL
+            found.append(
+                QuarantinedRow(
+                    row[0], row[1], int(row[2]), row[3], row[4], received, loads(row[6], conn)
+                )
             )
-            for row in conn.exec_driver_sql(adapt(conn, _QUARANTINED), (source,))
-        ]
-
-
-def _iso(value: Any) -> str:
-    """A timestamp column: ISO text on SQLite already, a datetime on PostgreSQL."""
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return found
 
 
 def records_by_entity(engine: Engine) -> list[tuple[str, str, int, int]]:
@@ -125,12 +121,17 @@ def ledger_by_status(engine: Engine) -> list[tuple[str, str, int]]:
     return [(source, status, int(n)) for source, status, n in rows]
 
 
-def enrolled_offers(engine: Engine) -> int:
-    """Offers whose status is Enrolled (SQLite's json_extract: the demo's mirror)."""
+def with_status(engine: Engine, source: str, entity: str, status: str) -> int:
+    """How many of ``source``'s ``entity`` records have the status ``status``
+    (SQLite's json_extract: the demo's mirror)."""
     with engine.connect() as conn:
         count = conn.exec_driver_sql(
-            "SELECT COUNT(*) FROM records WHERE entity = 'offer' "
-            "AND json_extract(data, '$.status') = 'Enrolled'"
+            adapt(
+                conn,
+                "SELECT COUNT(*) FROM records WHERE source = ? AND entity = ? "
+                "AND json_extract(data, '$.status') = ?",
+            ),
+            (source, entity, status),
         ).scalar_one()
     return int(count)
 

@@ -19,6 +19,7 @@ from edsync.mirror import checkpoints
 from edsync.mirror.erasure import PURGE_EVENT, purge
 from edsync.mirror.ledger import RECORD_ROW, Ledger
 from edsync.mirror.sql import Into, adapt, dumps, execute, insert_rows, placeholders
+from edsync.mirror.timestamps import event_time
 from edsync.model import Queued, Ref, Refreshed, SnapshotObject
 
 REFRESH_EVENT = "refresh"  # last_event_id of a record a refresh wrote
@@ -141,7 +142,7 @@ def _forget_requests(
             (source, *chunk),
         )
         for person, when in rows:
-            found[str(person)] = when.isoformat() if hasattr(when, "isoformat") else str(when)
+            found[str(person)] = str(event_time(when))
     return found
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Dialect, String
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
+from edsync.mirror.errors import MirrorError, translate
 from edsync.model import RawJson, dump_json, parse_json
 
 
@@ -44,7 +45,7 @@ def execute(
     This skips SQLAlchemy's per-statement work (an execution context, a result
     object, a pass over every parameter): a backfill's apply measured 14 %
     faster without it. It is still ``conn``'s transaction, and driver errors
-    come out wrapped as SQLAlchemy wraps them, so callers handle one family.
+    come out as every other statement's do (``MirrorError``).
     A write must run inside a transaction SQLAlchemy began (``engine.begin()``):
     the raw cursor does not begin one by itself.
     """
@@ -69,9 +70,10 @@ def _wrapped(
     cursor: Any,
     *,
     many: bool,
-) -> BaseException:
-    """The driver's error as SQLAlchemy would raise it; a lost connection is
-    invalidated so the pool does not hand it out again."""
+) -> MirrorError:
+    """The driver's error as the engine's ``handle_error`` hook would raise it
+    (``errors.on_error``); a lost connection is invalidated so the pool does
+    not hand it out again."""
     lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
     if lost:
         conn.invalidate(exc)
@@ -86,8 +88,8 @@ def _wrapped(
         ismulti=many,
     )
     # Typed to allow a DontWrapMixin too, which only applies to non-driver errors.
-    assert isinstance(error, BaseException)
-    return error
+    assert isinstance(error, DBAPIError)
+    return translate(error, disconnected=lost)
 
 
 MAX_PARAMETERS = 30_000

@@ -1,14 +1,16 @@
 """Typed views over ``records``: one per entity of each configured source.
 
 ``{source}_{entities}`` (``dreamapply_offers``, ``edlink_people``) has ``id``,
-``deleted``, the entity's documented fields as columns (``sources/fields.py``
-declares them), ``version``, ``changed_at``, ``synced_at`` and ``data``.
+``deleted``, the entity's documented fields as columns, ``version``,
+``changed_at``, ``synced_at`` and ``data``. The fields are the kind's
+(``Records.entities``), found by the kind's name in ``edsync.kinds``, where
+the registry of kinds put them: the mirror imports no source module.
 Views depend on the configuration (the source names), which migrations do
 not know: ``db upgrade`` and the auto-migrating ``ensure_schema`` create or
 replace them for the configured sources after migrating.
 
 A view reads no JSON of ``data``: each column's value is in ``typed``,
-which the apply step writes beside ``data`` (``sources/fields.py`` reads
+which the apply step writes beside ``data`` (the kind's ``Records`` read
 them, once per record written), already of its column's type: a link's id,
 an integer that fits a bigint, a date PostgreSQL reads. So a query on a
 view costs less than the same question asked of ``data`` (bench/views.py),
@@ -31,8 +33,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from edsync.kinds import TYPED_FORMAT, Example, Field, FieldType, Kind, records_of
+from edsync.mirror.errors import MirrorError
 from edsync.mirror.sql import adapt, execute, loads
-from edsync.sources.fields import KINDS, TYPED_FORMAT, Field, FieldType, typer
 
 MAX_NAME = 63
 """PostgreSQL truncates longer identifiers: such a view is skipped, not cut."""
@@ -91,7 +94,7 @@ class _Dialect:
     }
 
     def field(self, field: Field) -> str:
-        # The values are already of their type (``fields.typed_values``).
+        # The values are already of their type (``kinds.typed_values``).
         return f"json_extract(typed, '$.{field.column}')"
 
 
@@ -112,7 +115,7 @@ class _Postgres(_Dialect):
         "synced_at": "timestamp with time zone",
         "data": "jsonb",
     }
-    # Each cast reads a value that fields.typed_values wrote for it: it
+    # Each cast reads a value that kinds.typed_values wrote for it: it
     # cannot fail, so no guard is needed.
     casts: Mapping[FieldType, str] = {
         "integer": "::bigint",
@@ -136,7 +139,7 @@ def _column(dialect: _Dialect, field: Field) -> str:
 
 
 def _view(dialect: _Dialect, name: str, source: str, kind: str, entity: str) -> View:
-    _, fields = KINDS[kind][entity]
+    _, fields = records_of(kind).entities[entity]
     types = dialect.record_types
     head = [f"entity_id AS {_quote('id')}", "deleted"]
     tail = ["version", "changed_at", "synced_at", "data"]
@@ -161,7 +164,7 @@ def plan(sources: Mapping[str, str], dialect: str) -> tuple[list[View], list[Ski
     skipped: list[Skipped] = []
     taken: dict[str, str] = {}
     for source, kind in sorted(sources.items()):
-        for entity, (plural, _) in KINDS.get(kind, {}).items():
+        for entity, (plural, _) in records_of(kind).entities.items():
             name = view_name(source, plural)
             if len(name.encode()) > MAX_NAME:
                 skipped.append(Skipped(source, entity, f"{name} is over {MAX_NAME} bytes"))
@@ -248,7 +251,7 @@ def retype(conn: Connection, source: str, kind: str, entity: str) -> int:
     """Compute the ``typed`` values of every record of ``source``'s ``entity``
     again, in ``conn``'s (write) transaction, a batch at a time in key order;
     returns how many."""
-    typed = typer(kind)
+    typed = records_of(kind)
     first = adapt(conn, _FIRST + _ORDER)
     after = adapt(conn, _FIRST + "AND entity_id > ? " + _ORDER)
     update = adapt(conn, _RETYPE)
@@ -274,8 +277,6 @@ def _object(data: Any) -> Mapping[str, Any]:
 def ensure(engine: Engine, sources: Mapping[str, str], *, strict: bool = True) -> list[str]:
     """Bring the views of ``sources`` up to date; a read, and no lock, when
     they are. Not ``strict``: a database error is logged, not raised."""
-    from sqlalchemy.exc import DBAPIError
-
     from edsync.mirror.locks import WRITE, lock_migrations
 
     views, _ = plan(sources, engine.dialect.name)
@@ -286,10 +287,10 @@ def ensure(engine: Engine, sources: Mapping[str, str], *, strict: bool = True) -
         with engine.execution_options(**{WRITE: True}).begin() as conn:
             lock_migrations(conn)
             return refresh(conn, sources)
-    except DBAPIError as exc:
+    except MirrorError as exc:
         if strict:
             raise
-        _log().warning("views_not_refreshed", error=str(exc.orig))
+        _log().warning("views_not_refreshed", error=exc.said)
         return []
 
 
@@ -304,3 +305,26 @@ def present(engine: Engine, views: Sequence[View]) -> set[str]:
     with engine.connect() as conn:
         outdated = {view.name for view in stale(conn, views)}
     return {view.name for view in views} - outdated
+
+
+def example_sql(source: str, kind: Kind, example: Example) -> str:
+    """The query ``example`` over ``source``'s views (of kind ``kind``), as
+    ``edsync demo`` prints it for the user to try."""
+    entities = kind.records.entities
+    plural, fields = entities[example.entity]
+    alias = plural[0]
+    columns = [f"{alias}.{column}" for column in example.columns]
+    tables = f"{view_name(source, plural)} {alias}"
+    if example.person and kind.person_entity is not None:
+        people, _ = entities[kind.person_entity]
+        other = people[0] if people[0] != alias else "p"
+        link = next(f.column for f in fields if f.type == "person")
+        columns += [f"{other}.{column}" for column in example.person]
+        tables += f" JOIN {view_name(source, people)} {other} ON {other}.id = {alias}.{link}"
+    where = [f"{alias}.{column} = {_literal(value)}" for column, value in example.where]
+    where.append(f"NOT {alias}.deleted")
+    order = ", ".join(f"{alias}.{column}" for column in example.order)
+    return (
+        f"SELECT {', '.join(columns)} FROM {tables} WHERE {' AND '.join(where)}"
+        f"{f' ORDER BY {order}' if order else ''} LIMIT {example.limit};"
+    )

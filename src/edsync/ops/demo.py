@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edsync.config import with_compiled_rules
 from edsync.errors import EdsyncError
@@ -17,6 +18,9 @@ from edsync.settings import (
     Secret,
     SourceSettings,
 )
+
+if TYPE_CHECKING:
+    from edsync.mirror import Mirror
 
 DEMO_KEY = "sim-dreamapply-key"
 DEMO_HUB_KEY = "sim-hub-key"
@@ -133,31 +137,34 @@ def run_demo(events: int, db: Path) -> int:
         for name, error in outcome.failures.items():
             print(f"edsync: source {name!r} failed: {error}", file=sys.stderr)
         return 1
-    _summary(engine, db)
+    _summary(engine, db, config)
     return 0
 
 
-def _summary(engine: object, db: Path) -> None:
-    from sqlalchemy import Engine
-
-    from edsync.mirror import outbox, reads
+def _summary(engine: Mirror, db: Path, config: Config) -> None:
+    from edsync import sources
+    from edsync.mirror import outbox, reads, views
     from edsync.ops.ui import print_table
 
-    assert isinstance(engine, Engine)
+    kinds = [(name, sources.kind(settings.kind)) for name, settings in config.sources.items()]
+    demos = [(name, kind, kind.demo) for name, kind in kinds if kind.demo is not None]
     per_entity = reads.records_by_entity(engine)
-    enrolled = reads.enrolled_offers(engine)
     ledger = reads.ledger_by_status(engine)
     signals = sum(n for (_, status), n in outbox.counts(engine).items() if status == "delivered")
     print_table(
         "records", ["source", "entity", "records", "deleted"], [list(r) for r in per_entity]
     )
     print_table("events ledger", ["source", "status", "events"], [list(r) for r in ledger])
-    print(f"Offers with status Enrolled: {enrolled}")
+    for name, _, demo in demos:  # what each kind's demo counts
+        for tally in demo.tallies:
+            count = reads.with_status(engine, name, tally.entity, tally.status)
+            print(f"{tally.label}: {count}")
     print(
         f"Signals delivered to the simulated Learning Hub: {signals} "
         "(rule offer-enrolled: one PUT per offer edited to Enrolled)"
     )
     print(f"\nThe mirror is {db}. Try:\n")
-    print(f'  sqlite3 {db} "{reads.ENROLLED_EXAMPLE}"')
-    print(f'  sqlite3 {db} "{reads.TASKS_EXAMPLE}"')
+    for name, kind, demo in demos:
+        for example in demo.examples:
+            print(f'  sqlite3 {db} "{views.example_sql(name, kind, example)}"')
     print('\n(every entity of both feeds has such a view: README, "Query the mirror")')

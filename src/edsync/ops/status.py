@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Engine
 
-from edsync.mirror import outbox, reads
+from edsync.mirror import Mirror, outbox, reads
 from edsync.run.locks import holders
 from edsync.settings import Config
 
@@ -15,10 +15,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+def _text(when: dt.datetime | None) -> str | None:
+    """A time as ``status`` prints it: ISO 8601 UTC, to the microsecond."""
+    return None if when is None else when.isoformat(timespec="microseconds")
 
 
 def _snapshot(progress: str | None) -> str | None:
@@ -29,7 +28,7 @@ def _snapshot(progress: str | None) -> str | None:
     return f"under way, read up to {resume}" if resume else "under way, just started"
 
 
-def collect(config: Config, engine: Engine) -> dict[str, Any]:
+def collect(config: Config, engine: Mirror) -> dict[str, Any]:
     rows = reads.progress(engine)
     quarantined = reads.events_by_status(engine, "quarantined")
     records = reads.records_by_source(engine)

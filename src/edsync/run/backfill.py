@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Engine
 
+from edsync.mirror import Mirror
 from edsync.model import Bounds
 from edsync.publisher import Publisher, Report, burst_budget
 from edsync.run.drain import DrainResult, Progress
@@ -38,7 +38,7 @@ class Outcome:
 
 def run_backfill(
     config: Config,
-    engine: Engine,
+    engine: Mirror,
     names: Sequence[str],
     *,
     bounds: Bounds | None = None,
@@ -76,7 +76,7 @@ def run_backfill(
     return outcome
 
 
-def deliver_outbox(config: Config, engine: Engine, stop: threading.Event | None) -> Report:
+def deliver_outbox(config: Config, engine: Mirror, stop: threading.Event | None) -> Report:
     publisher = Publisher(engine, config)
     try:
         report = publisher.drain(burst_budget(config), stop)

@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import IO
 
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from edsync.backoff import next_delay
 from edsync.config import load_config
 from edsync.errors import ConfigError
 from edsync.http import on_request, on_retry
-from edsync.mirror import outbox
+from edsync.mirror import Mirror, MirrorError, outbox
 from edsync.ops import logs
 from edsync.ops.metrics import Health, Metrics, MetricsServer
 from edsync.ops.systemd import Notifier
@@ -68,7 +66,7 @@ class Daemon:
         self,
         config_path: Path,
         config: Config,
-        engine: Engine,
+        engine: Mirror,
         *,
         notifier: Notifier | None = None,
         rng: random.Random | None = None,
@@ -358,11 +356,11 @@ class Daemon:
         if self.config.sinks:
             try:
                 self._publisher().round()
-            except SQLAlchemyError as exc:
+            except MirrorError as exc:
                 log.error("publisher_failed", error=str(exc))
         try:
             counts = outbox.counts(self.engine)
-        except SQLAlchemyError as exc:
+        except MirrorError as exc:
             log.error("publisher_failed", error=str(exc))
             return
         for sink in self.config.sinks:
@@ -395,5 +393,5 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def run_daemon(config_path: Path, config: Config, engine: Engine) -> int:
+def run_daemon(config_path: Path, config: Config, engine: Mirror) -> int:
     return Daemon(config_path, config, engine).serve()

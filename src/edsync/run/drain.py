@@ -15,10 +15,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 
 import structlog
-from sqlalchemy import Engine
 
 from edsync.errors import AuthError, EdsyncError, FatalError, GapError
-from edsync.mirror import checkpoints
+from edsync.mirror import Mirror, checkpoints
 from edsync.mirror.apply import Applier
 from edsync.mirror.ledger import PageResult
 from edsync.model import Bounds, Change, Cursor, Quarantined, RawPage
@@ -115,7 +114,7 @@ class InvalidEventStopError(FatalError):
 
 
 def drain(
-    engine: Engine,
+    engine: Mirror,
     source: Source,
     *,
     bounds: Bounds | None = None,
@@ -283,7 +282,7 @@ def bootstrap(run: _Run, snapshotter: Snapshotter, reason: str) -> Cursor:
     missing = applier.finish_snapshot(snapshotter.snapshot_entities, state.id, state.cursor)
     if source.refresher is not None:
         # The snapshot read the purges too: the next read is an interval away.
-        checkpoints.record_purged(engine, source.name, checkpoints.now_iso())
+        checkpoints.record_purged(engine, source.name, dt.datetime.now(dt.UTC))
     log.info(
         "snapshot_done",
         source=source.name,

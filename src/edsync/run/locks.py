@@ -26,15 +26,12 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
-from urllib.parse import unquote
 
 import structlog
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from edsync.errors import FatalError, RetriableError
-from edsync.mirror import locks
-from edsync.mirror.db import session_name
+from edsync.mirror import Mirror, MirrorError, locks
+from edsync.mirror.db import session_name, sqlite_file
 
 log = structlog.get_logger("edsync.coordination")
 
@@ -134,13 +131,13 @@ class Handover:
 class SharedLocks:
     """PostgreSQL: this daemon's source locks, all on one session."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Mirror) -> None:
         self.engine = engine
         self.member = session_name() + locks.MEMBER_SUFFIX
         self.held: set[str] = set()
         self.busy: set[str] = set()
         self.mutex = threading.Lock()
-        self._conn: Connection | None = None
+        self._coordination: locks.Session | None = None
 
     def enter(self, source: str) -> bool:
         with self.mutex:
@@ -158,9 +155,8 @@ class SharedLocks:
             if source not in self.held:
                 return False
             try:
-                mine = locks.held(self._session(), lock_key(source))
-                self._session().commit()
-            except SQLAlchemyError:
+                mine = self._session().holds(lock_key(source))
+            except MirrorError:
                 self._drop_session()
                 return False
             if not mine:
@@ -172,53 +168,43 @@ class SharedLocks:
         with self.mutex:
             try:
                 return self._rebalance(names)
-            except SQLAlchemyError as exc:
-                log.warning("coordination_failed", error=str(getattr(exc, "orig", None) or exc))
+            except MirrorError as exc:
+                log.warning("coordination_failed", error=exc.said)
                 lost = tuple(sorted(self.held))
                 self._drop_session()
                 return Handover(lost=lost)
 
     def _rebalance(self, names: Sequence[str]) -> Handover:
-        conn = self._session()
+        session = self._session()
         keys = {lock_key(name): name for name in set(names) | self.held}
-        taken = locks.taken(conn)
+        taken, members = session.survey()
         # A lock this session lost (a dropped connection, an unlock elsewhere).
         lost = tuple(sorted(s for s in self.held if not taken.get(lock_key(s), False)))
         self._lose(lost)
         others = {keys[k] for k, mine in taken.items() if not mine and k in keys}
-        members = locks.members(conn)
         share = plan_share(
             names, self.held, others, members=members, busy=self.busy, member=self.member
         )
-        locks.unlock_many(conn, [lock_key(s) for s in share.release])
-        got = locks.try_lock_many(conn, [lock_key(s) for s in share.claim])
-        conn.commit()
+        got = session.exchange(
+            release=[lock_key(s) for s in share.release],
+            claim=[lock_key(s) for s in share.claim],
+        )
         claimed = tuple(sorted(keys[k] for k in got))
         self.held.difference_update(share.release)
         self.held.update(claimed)
         _log_moves(claimed, share.release)
         return Handover(claimed, share.release, lost, len(self.held), members)
 
-    def _session(self) -> Connection:
-        if self._conn is None:
-            conn = self.engine.connect()
-            try:
-                locks.name_session(conn, self.member)
-                conn.commit()
-            except DBAPIError:
-                conn.invalidate()
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
+    def _session(self) -> locks.Session:
+        if self._coordination is None:
+            self._coordination = locks.Session.open(self.engine, self.member)
+        return self._coordination
 
     def _drop_session(self) -> None:
         """The session is gone, and every lock it held with it."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(DBAPIError):
-                conn.invalidate()
-            conn.close()
+        session, self._coordination = self._coordination, None
+        if session is not None:
+            session.drop()
         self._lose(sorted(self.held))
 
     def _lose(self, sources: Iterable[str]) -> None:
@@ -228,9 +214,9 @@ class SharedLocks:
 
     def release_all(self) -> None:
         with self.mutex:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()  # closing the session releases its advisory locks
+            session, self._coordination = self._coordination, None
+            if session is not None:
+                session.close()  # closing the session releases its advisory locks
             self.held.clear()
 
 
@@ -249,13 +235,12 @@ class Holder:
     pid: int
 
 
-def holders(engine: Engine, names: Iterable[str]) -> dict[str, Holder]:
+def holders(engine: Mirror, names: Iterable[str]) -> dict[str, Holder]:
     """Which daemon holds each of ``names`` now (absent: none does)."""
-    if engine.dialect.name != "postgresql":
+    if not locks.shared(engine):
         daemon = _run_lock_holder(engine)
         return {} if daemon is None else dict.fromkeys(names, daemon)
-    with engine.connect() as conn:
-        held = locks.holders(conn)
+    held = locks.holders(engine)
     found = {}
     for name in names:
         holder = _parse_member(held.get(lock_key(name), ""))
@@ -272,8 +257,8 @@ def _parse_member(session: str) -> Holder | None:
     return Holder(host, int(pid)) if pid.isdigit() else None
 
 
-def source_locks(engine: Engine) -> SourceLocks:
-    return SharedLocks(engine) if engine.dialect.name == "postgresql" else LocalLocks()
+def source_locks(engine: Mirror) -> SourceLocks:
+    return SharedLocks(engine) if locks.shared(engine) else LocalLocks()
 
 
 class Fence:
@@ -297,7 +282,7 @@ class Fence:
         self.gate.release()
 
 
-def sqlite_run_lock(engine: Engine) -> IO[str] | None:
+def sqlite_run_lock(engine: Mirror) -> IO[str] | None:
     """Refuse a second daemon on one SQLite file; the open file holds the lock."""
     found = _run_lock_path(engine)
     if found is None:
@@ -317,16 +302,14 @@ def sqlite_run_lock(engine: Engine) -> IO[str] | None:
     return handle
 
 
-def _run_lock_path(engine: Engine) -> tuple[Path, str] | None:
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+def _run_lock_path(engine: Mirror) -> tuple[Path, str] | None:
+    database = sqlite_file(engine)
+    if database is None:
         return None
-    if database.startswith("file:"):  # a URI filename: a read-only engine's (status)
-        database = unquote(database[len("file:") :].split("?", 1)[0])
     return Path(f"{database}.run.lock"), database
 
 
-def _run_lock_holder(engine: Engine) -> Holder | None:
+def _run_lock_holder(engine: Mirror) -> Holder | None:
     """The daemon holding a SQLite mirror's run lock, if one does."""
     import fcntl
 

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import Engine
 
 from edsync import sources
 from edsync.errors import InvalidEventError
-from edsync.mirror import reads
+from edsync.mirror import Mirror, reads
 from edsync.mirror.apply import Applier
 from edsync.mirror.reads import QuarantinedRow
 from edsync.model import RawEvent
@@ -26,11 +25,11 @@ class RetryReport:
     still_quarantined: int = 0
 
 
-def list_quarantined(engine: Engine, names: Sequence[str]) -> list[QuarantinedRow]:
+def list_quarantined(engine: Mirror, names: Sequence[str]) -> list[QuarantinedRow]:
     return [item for name in names for item in reads.quarantined(engine, name)]
 
 
-def retry(config: Config, engine: Engine, names: Sequence[str]) -> RetryReport:
+def retry(config: Config, engine: Mirror, names: Sequence[str]) -> RetryReport:
     """Normalize each quarantined event again; apply those that now pass, in position order."""
     report = RetryReport()
     rules = config.compiled_rules

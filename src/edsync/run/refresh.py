@@ -55,7 +55,7 @@ class Refreshing:
         for gone in self.refresher.purged():
             with self.gate:
                 self.purged += self.applier.apply_purges(gone)
-        checkpoints.record_purged(engine, source, now.isoformat(timespec="microseconds"))
+        checkpoints.record_purged(engine, source, now)
         log.info("purges_read", source=source, purged=self.purged)
 
     def drain_queue(self) -> bool:

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from edsync import sources
 from edsync.backoff import next_delay
@@ -28,7 +26,7 @@ from edsync.errors import (
     RefusedError,
     RetriableError,
 )
-from edsync.mirror import checkpoints
+from edsync.mirror import Mirror, MirrorError, checkpoints
 from edsync.mirror.ledger import PageResult
 from edsync.model import Bounds
 from edsync.ops.metrics import Health, Metrics
@@ -56,7 +54,7 @@ def error_kind(exc: BaseException) -> str:
         return "retriable"
     if isinstance(exc, ConfigError):
         return "config"
-    if isinstance(exc, SQLAlchemyError):
+    if isinstance(exc, MirrorError):
         return "mirror"
     if isinstance(exc, EdsyncError):
         return "fatal"
@@ -64,11 +62,8 @@ def error_kind(exc: BaseException) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """The error as ``status`` and the logs show it: a database error by what
-    the database said, without SQLAlchemy's statement dump."""
-    if isinstance(exc, SQLAlchemyError):
-        orig = getattr(exc, "orig", None)
-        return f"mirror database: {orig or exc}".strip()
+    """The error as ``status`` and the logs show it (a database error by what
+    the database said: ``MirrorError``)."""
     if isinstance(exc, EdsyncError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
@@ -143,7 +138,7 @@ class Runner:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Mirror,
         stopper: Stopper,
         *,
         locks: SourceLocks | None = None,
@@ -323,7 +318,7 @@ class Runner:
             m.healthy.labels(name).set(1 if healthy else 0)
         try:
             checkpoints.record_failure(self.engine, name, message)
-        except SQLAlchemyError as db_exc:
+        except MirrorError as db_exc:
             log.error("failure_not_recorded", source=name, error=describe(db_exc))
         # A bug, unlike a failure edsync knows, deserves its traceback.
         extra: dict[str, object] = {"exc_info": exc} if kind == "internal" else {}

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("edsync.dreamapply")
 
+PERSON_ENTITY = "applicant"
 JOURNAL_RETENTION = 183 * 86400.0  # the journal keeps 6 months
 SERVER_MAX_PAGE = 1024
 SERVER_MAX_EXPANDED_PAGE = 512
@@ -256,7 +257,7 @@ def _person_of(body: object) -> str | None:
 
 class DreamApplySource:
     kind = "dreamapply"
-    person_entity = "applicant"
+    person_entity = PERSON_ENTITY
     retention = JOURNAL_RETENTION
 
     @property

@@ -35,6 +35,12 @@ def ref_id(value: object) -> str | None:
     return None
 
 
+def is_link(key: str, value: str) -> bool:
+    """Whether a string is a link (``/api/applicants/12``): what an erasure
+    keeps of DreamApply's strings, as it names a resource and not the person."""
+    return value.startswith("/api/")
+
+
 def link_child(child: dict[str, object], application: str | None) -> None:
     """Give a child's record (offer, task, reference, document) the link to
     its application. The vendor's objects have none (the SDK's Offer.php,

@@ -8,164 +8,34 @@ from the checkpoint. ``$next`` is followed within a drain but never stored
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
-import structlog
 
 from edsync.errors import (
-    AuthError,
     ConfigError,
-    EdsyncError,
     FatalError,
     GapError,
     InvalidEventError,
     MalformedPageError,
     RefusedError,
-    RetriableError,
-    parse_retry_after,
 )
 from edsync.http import HttpClient, Reply
-from edsync.model import (
-    SNAPSHOT_DONE,
-    Bounds,
-    Change,
-    Cursor,
-    Op,
-    RawEvent,
-    RawPage,
-    SnapshotObject,
-    SnapshotPage,
-)
+from edsync.model import Bounds, Change, Cursor, Op, RawEvent, RawPage
 from edsync.normalize import bound_time, iso_seconds, utc_timestamp
-from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
+from edsync.settings import SourceSettings
+from edsync.sources.edlink.graph import PERSON_ENTITY, Settings, person_of
+from edsync.sources.edlink.refusals import REFUSALS, refusal_detail, refusal_error
+from edsync.sources.edlink.snapshot import GraphSnapshot
 
 if TYPE_CHECKING:
     from edsync.sources.base import Snapshotter
 
-log = structlog.get_logger("edsync.edlink")
-
 EVENTS_PATH = "/api/v2/graph/events"
-MAX_PAGE = 10_000
-# The Graph list endpoints, in the order Edlink recommends for a bootstrap.
-COLLECTIONS: tuple[tuple[str, str], ...] = (
-    ("district", "districts"),
-    ("school", "schools"),
-    ("session", "sessions"),
-    ("course", "courses"),
-    ("person", "people"),
-    ("class", "classes"),
-    ("section", "sections"),
-    ("enrollment", "enrollments"),
-    ("agent", "agents"),
-)
 OPS: frozenset[str] = frozenset({"created", "updated", "deleted"})
-# Read here, not by HttpClient: Edlink says in `$errors` what a 4xx means (a
-# 400 may be a dead token or a purged cursor). 408/425/429 stay transient.
-REFUSALS: frozenset[int] = frozenset(range(400, 500)) - {408, 425, 429}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings(SourceSettings):
-    base_url: HttpUrl = HttpUrl("https://ed.link")
-    token: Secret
-    interval: Duration = Duration(300.0)
-    page_size: int = 1000
-    retention: Duration = Duration(30 * 86400.0)
-    resync: Literal["auto", "manual"] = "auto"
-
-    def check(self) -> tuple[str, str] | None:
-        if not 1 <= self.page_size <= MAX_PAGE:
-            return "page_size", f"must be between 1 and {MAX_PAGE} (Edlink's $first)"
-        return None
-
-
-def _refusal(reply: Reply, secrets: Collection[str]) -> tuple[tuple[str, ...], str]:
-    """The codes of Edlink's ``{"$errors": [{"code", "message"}]}`` and the whole as
-    one line, with anything we sent as a credential masked."""
-    try:
-        body = orjson.loads(reply.body)
-    except orjson.JSONDecodeError:
-        body = None
-    errors = body.get("$errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        errors = []
-    found = [e for e in errors if isinstance(e, dict)]
-    codes = tuple(str(e["code"]) for e in found if isinstance(e.get("code"), str))
-    text = "; ".join(f"{e.get('code', '?')}: {e.get('message', '')}" for e in found)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    detail = f"HTTP {reply.status} {text}" if text else f"HTTP {reply.status}"
-    return codes, " ".join(detail[:300].split())
-
-
-class IntegrationStateError(FatalError):
-    """``INVALID_INTEGRATION_STATE``: the integration cannot be read now
-    (disabled, not yet approved or started). A human acts upstream; it is not a
-    gap, so nothing is resynced: the source fails this poll and the daemon tries
-    again on its next interval."""
-
-
-# Edlink answers most refusals with HTTP 400 and says why in ``$errors[].code``
-# (edlink/docs api/v2.0/responses/errors.md); SPEC 2.2 says what each means.
-# The token's, and the person's it acts for: no retry or resync can fix these,
-# a new token or a sharing change can.
-CREDENTIAL_CODES = frozenset(
-    {
-        "INVALID_TOKEN",
-        "EXPIRED_TOKEN",
-        "UNAUTHORIZED",  # not in the vendor's list, named by SPEC 2.2
-        "UNSHARED_TOKEN",
-        "INVALID_PROVIDER_TOKEN",
-        "NO_PERMISSION",
-    }
-)
-STATE_CODES = frozenset({"INVALID_INTEGRATION_STATE"})
-# "The server encountered an unexpected condition": Edlink's 5xx spelled as a 400.
-TRANSIENT_CODES = frozenset({"UNKNOWN", "INTERNAL"})
-# A refusal of the id sent as `$after` (or of the cursor inside our own
-# `$next`): only these say that events may have been missed.
-CURSOR_CODES = frozenset({"INVALID_CURSOR", "NOT_FOUND", "INVALID_UUID"})
-
-
-def refusal_error(reply: Reply, source: EdlinkSource, after: str | None = None) -> EdsyncError:
-    """The one place where an Edlink refusal (status + codes) becomes edsync's error.
-
-    ``after``: the stored event id the request resumes from, if any; only a
-    cursor code then is a gap. Any other code, documented or not, is a source
-    error naming it (``RefusedError``): backed off, never a resync.
-    """
-    codes, detail = _refusal(reply, source.http.secrets)
-    found, status, what = set(codes), reply.status, f"source {source.name!r}"
-    if found & CREDENTIAL_CODES or status in (401, 403):
-        token = source.settings.token
-        where, fix = (
-            (f"file {token.file}", f"put a valid integration access token in {token.file}")
-            if token.file
-            else (f"${token.env}", f"set {token.env} to a valid integration access token")
-        )
-        return AuthError(f"{what}: Edlink refused the token in {where} ({detail}); {fix}")
-    if found & STATE_CODES:
-        return IntegrationStateError(
-            f"{what}: the Edlink integration cannot be read now ({detail}); "
-            "edsync tries again next interval"
-        )
-    if found & TRANSIENT_CODES or status in (408, 425, 429) or status >= 500:
-        header = reply.headers.get("Retry-After") if status in (429, 503) else None
-        return RetriableError(
-            f"{what}: Edlink failed ({detail})", retry_after=parse_retry_after(header)
-        )
-    if after is not None and found & CURSOR_CODES:
-        return GapError(
-            f"{what}: Edlink refused the cursor {after!r} ({detail}); events may have been missed"
-        )
-    return RefusedError(
-        f"{what}: Edlink refused the request ({detail}); not a gap: "
-        "the source backs off and tries again"
-    )
 
 
 def _event_time(body: object) -> float | None:
@@ -230,39 +100,24 @@ def _event_id(body: object) -> str:
     return f"invalid-{digest[:32]}"
 
 
-class EdlinkSource:
+class EdlinkSource(GraphSnapshot):
     kind = "edlink"
-    person_entity = "person"
-    snapshot_entities: tuple[str, ...] = tuple(entity for entity, _ in COLLECTIONS)
+    person_entity = PERSON_ENTITY
 
     def __init__(self, settings: Settings, http: HttpClient | None = None) -> None:
-        self.name = settings.name
-        self.settings = settings
+        super().__init__(settings, http)
         self.retention: float | None = settings.retention
         self.resync: str = settings.resync
-        self.http = http or HttpClient(
-            f"source {settings.name!r}",
-            settings.base_url,
-            headers={"Authorization": f"Bearer {settings.token.reveal()}"},
-            timeout=settings.timeout,
-            retry_for=settings.retry_for,
-            ca_bundle=settings.ca_bundle,
-            credential_env=settings.token.env,
-            credential_file=settings.token.file,
-        )
 
     @property
     def snapshotter(self) -> Snapshotter:
-        """Every Edlink source can snapshot: its graph lists (below)."""
+        """Every Edlink source can snapshot: its graph lists (``GraphSnapshot``)."""
         return self
 
     @property
     def refresher(self) -> None:
         """Edlink's events carry the objects themselves: nothing to read again."""
         return None
-
-    def close(self) -> None:
-        self.http.close()
 
     # -- the stream -----------------------------------------------------------
 
@@ -355,7 +210,7 @@ class EdlinkSource:
             if reply.status >= 400:
                 error = refusal_error(reply, self)
                 if type(error) is RefusedError:  # neither the token's nor the integration's
-                    _, detail = _refusal(reply, self.http.secrets)
+                    _, detail = refusal_detail(reply, self.http.secrets)
                     raise FatalError(
                         f"source {self.name!r}: backfill {flag} {event_id!r}: Edlink serves "
                         f"no such event ({detail}); give the id of an event of the last "
@@ -372,62 +227,6 @@ class EdlinkSource:
 
         path = f"{EVENTS_PATH}/{quote(event_id, safe='')}"
         return self.http.fetch("GET", path, None, read, expect=REFUSALS)
-
-    def _read(self, *, after: str | None = None) -> Callable[[Reply], tuple[Reply, object]]:
-        """A reader of one reply: its parsed body, checked for `$data`; or the
-        refusal it carries as edsync's error (``after``: see ``refusal_error``)."""
-
-        def read(reply: Reply) -> tuple[Reply, object]:
-            if reply.status >= 400:
-                raise refusal_error(reply, self, after)
-            body = reply.json(f"source {self.name!r}")
-            self._data(reply, body)
-            return reply, body
-
-        return read
-
-    def _data(self, reply: Reply, body: object = None) -> list[Any]:
-        body = reply.json(f"source {self.name!r}") if body is None else body
-        data = body.get("$data") if isinstance(body, dict) else None
-        if not isinstance(data, list):
-            raise MalformedPageError(f"source {self.name!r}: response has no `$data` list")
-        return data
-
-    # -- the snapshot -----------------------------------------------------------
-
-    def after_snapshot(self, head: str | None, base: int) -> Cursor:
-        # Positions are receipt order: the stream goes on numbering from base.
-        return Cursor(head or "", base)
-
-    def snapshot(self, resume: str | None = None) -> Iterator[SnapshotPage]:
-        """The lists in order; ``resume`` (an entity) restarts that entity's list,
-        since a ``$next`` link expires and cannot be kept.
-
-        Nothing of a page is kept once it is yielded (its bytes go as soon as
-        they are parsed): with the consumer letting go of it too, one page at
-        a time is in memory, however many the lists hold."""
-        kinds = [entity for entity, _ in COLLECTIONS]
-        start = 0 if resume is None else _resume_index(kinds, resume)
-        for index, (entity, collection) in enumerate(COLLECTIONS[start:], start):
-            following = kinds[index + 1] if index + 1 < len(kinds) else SNAPSHOT_DONE
-            url = f"/api/v2/graph/{collection}"
-            params: dict[str, str] | None = {"$first": str(self.settings.page_size)}
-            while True:
-                reply, body = self.http.fetch("GET", url, params, self._read(), expect=REFUSALS)
-                objects = [self._object(entity, item) for item in self._data(reply, body)]
-                link = body.get("$next") if isinstance(body, dict) else None
-                next_url = link if isinstance(link, str) and objects else ""
-                del reply, body  # the page's bytes and envelope: its objects are enough
-                yield SnapshotPage(entity, objects, resume=entity if next_url else following)
-                del objects  # the next page, of this list or the next, is fetched without it
-                if not next_url:
-                    break
-                url, params = next_url, None
-
-    def _object(self, entity: str, item: object) -> SnapshotObject:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise MalformedPageError(f"source {self.name!r}: a {entity} without an id")
-        return SnapshotObject(item["id"], item, _person_of(entity, item["id"], item))
 
     # -- normalization -----------------------------------------------------------
 
@@ -459,7 +258,7 @@ class EdlinkSource:
             occurred_at=utc_timestamp(body.get("date") or body.get("created_date")),
             payload=body,
             data=data,
-            person_id=_person_of(entity, entity_id, data),
+            person_id=person_of(entity, entity_id, data),
         )
 
     @staticmethod
@@ -483,21 +282,6 @@ def pattern_problem(pattern: str) -> str | None:
     if entity and op in OPS:
         return None
     return f"{pattern!r} is not an Edlink event type like 'person.created'"
-
-
-def _resume_index(kinds: list[str], resume: str) -> int:
-    if resume == SNAPSHOT_DONE:
-        return len(kinds)
-    if resume not in kinds:
-        raise FatalError(f"cannot resume an Edlink snapshot at {resume!r}")
-    return kinds.index(resume)
-
-
-def _person_of(entity: str, entity_id: str, data: dict[str, Any]) -> str | None:
-    if entity == "person":
-        return entity_id
-    person = data.get("person_id")
-    return person if isinstance(person, str) else None
 
 
 def create(settings: SourceSettings) -> EdlinkSource:
