@@ -422,7 +422,8 @@ def _import_structlog_without_rich() -> None:
     """
     if "structlog" in sys.modules or "rich" in sys.modules:
         return
-    sys.modules["rich"] = None  # type: ignore[assignment]  # makes `import rich` fail
+    modules: dict[str, Any] = sys.modules  # None there makes `import rich` fail
+    modules["rich"] = None
     try:
         import structlog  # noqa: F401
     finally:

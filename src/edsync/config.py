@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from edsync import sinks as sink_kinds
 from edsync import sources as source_kinds
 from edsync.errors import ConfigError
-from edsync.rules import compile_rules
+from edsync.rule_compiler import compile_rules
 from edsync.settings import (
     Config,
     Duration,

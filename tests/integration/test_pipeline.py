@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from edsync.config import load_config
-from edsync.rules import compile_rules
+from edsync.rule_compiler import compile_rules
 from edsync.run.drain import DrainResult, drain
 from edsync.sources import create
 from tests.conftest import mirror_digest

@@ -248,7 +248,7 @@ def _sqlite_transactions(engine: Engine, *, read_only: bool = False) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _alembic_config(conn: Connection) -> Any:
+def _alembic_config(conn: Connection | None) -> Any:
     from alembic.config import Config
 
     cfg = Config()
@@ -260,7 +260,7 @@ def _alembic_config(conn: Connection) -> Any:
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    cfg = _alembic_config(None)  # type: ignore[arg-type]
+    cfg = _alembic_config(None)
     head = ScriptDirectory.from_config(cfg).get_current_head()
     assert head is not None
     return head

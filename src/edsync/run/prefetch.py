@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ class Prefetch(Generic[T]):
                 return
             if isinstance(item, _Failed):
                 raise item.error
-            yield item  # type: ignore[misc]
+            yield cast(T, item)  # the producer puts only items, _Failed and _DONE
 
     def _stopping(self) -> bool:
         return self._closed.is_set() or (self._stop is not None and self._stop.is_set())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 import orjson
@@ -273,7 +273,7 @@ class EdlinkSource(GraphSnapshot):
             entity, op = target, kind
         if op not in OPS or not entity:
             raise InvalidEventError(f"unknown event type {kind!r}")
-        return entity, op  # type: ignore[return-value]
+        return entity, cast(Op, op)  # checked against OPS just above
 
 
 def pattern_problem(pattern: str) -> str | None:
