@@ -181,9 +181,34 @@ def read_snapshot(engine: Engine, source: str) -> SnapshotProgress | None:
         value = conn.exec_driver_sql(
             adapt(conn, "SELECT snapshot FROM checkpoints WHERE source = ?"), (source,)
         ).scalar()
-    if not value:
+    return parse_progress(value) if value else None
+
+
+PROGRESS_VERSION = 1
+"""The shape ``write_snapshot`` stores; a reader of this version reads it."""
+
+
+def parse_progress(text: str | bytes) -> SnapshotProgress | None:
+    """A stored snapshot progress, tolerant of the edsync that wrote it: fields it
+    does not know are ignored, and one it cannot read (a newer version, a field
+    missing, not JSON) is None: the snapshot starts over, which loses no record
+    (a snapshot's rows are upserts, and what it lacks is marked only at its end)."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
         return None
-    return SnapshotProgress(**orjson.loads(value))
+    if not isinstance(data, dict) or data.get("version", 1) > PROGRESS_VERSION:
+        return None
+    try:
+        return SnapshotProgress(
+            id=str(data["id"]),
+            reason=str(data["reason"]),
+            cursor_value=str(data["cursor_value"]),
+            cursor_position=int(data["cursor_position"]),
+            resume=None if data.get("resume") is None else str(data["resume"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 _SNAPSHOT = """
@@ -196,7 +221,12 @@ ON CONFLICT (source) DO UPDATE SET updated_at = excluded.updated_at, snapshot = 
 def write_snapshot(conn: Connection, source: str, progress: SnapshotProgress) -> None:
     """In the transaction of the snapshot page it follows."""
     conn.exec_driver_sql(
-        adapt(conn, _SNAPSHOT), (source, now_iso(), orjson.dumps(asdict(progress)).decode())
+        adapt(conn, _SNAPSHOT),
+        (
+            source,
+            now_iso(),
+            orjson.dumps({"version": PROGRESS_VERSION, **asdict(progress)}).decode(),
+        ),
     )
 
 
