@@ -25,6 +25,7 @@ from edsync.normalize import normalize_page
 from edsync.rules import Rule
 from edsync.run.prefetch import Prefetch
 from edsync.run.refresh import Refreshing
+from edsync.run.start import Bootstrap, Gap, plan_start
 from edsync.sources.base import Refresher, Snapshotter, Source
 
 log = structlog.get_logger("edsync.sync")
@@ -218,22 +219,19 @@ def _starting_cursor(run: _Run) -> Cursor | None:
     """The committed cursor, after a bootstrap or gap resync if one is due."""
     source, engine = run.source, run.applier.engine
     checkpoint = checkpoints.load(engine, source.name)
-    cursor = checkpoint.cursor if checkpoint else None
-    if cursor is None and source.snapshotter is not None:
-        return bootstrap(run, source.snapshotter, "no checkpoint yet: a new mirror starts complete")
-    if checkpoint is None or cursor is None:
-        return cursor
-    if checkpoint.gap is not None:
-        return _resolve_gap(run, checkpoint.gap)
-    age = checkpoint.age(dt.datetime.now(dt.UTC))
-    if source.retention is not None and age is not None and age > source.retention:
-        days = age / 86400
-        return _resolve_gap(
-            run,
-            f"checkpoint is {days:.1f} days old, past the feed's retention of "
-            f"{source.retention / 86400:.0f} days: events may have been purged unseen",
-        )
-    return cursor
+    start = plan_start(
+        checkpoint.cursor if checkpoint else None,
+        gap=checkpoint.gap if checkpoint else None,
+        age=checkpoint.age(dt.datetime.now(dt.UTC)) if checkpoint else None,
+        retention=source.retention,
+        can_snapshot=source.snapshotter is not None,
+    )
+    if isinstance(start, Bootstrap):
+        assert source.snapshotter is not None  # plan_start bootstraps only what can
+        return bootstrap(run, source.snapshotter, start.reason)
+    if isinstance(start, Gap):
+        return _resolve_gap(run, start.reason)
+    return start.cursor
 
 
 def _resolve_gap(run: _Run, reason: str) -> Cursor:
