@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,23 +85,6 @@ def _selected_sources(config: Config, names: Sequence[str] | None) -> list[str]:
     return list(names)
 
 
-@contextmanager
-def _stop_on_signals(wake: threading.Event) -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT finish the page in flight, then stop cleanly."""
-    stop = threading.Event()
-
-    def handler(_signum: int, _frame: object) -> None:
-        stop.set()
-        wake.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def _progress(show: bool) -> AbstractContextManager[Any]:
     if show and sys.stderr.isatty():
         from edsync.ops.ui import RichProgress
@@ -113,28 +94,30 @@ def _progress(show: bool) -> AbstractContextManager[Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edsync.run.daemon import run_daemon
-    from edsync.run.stopping import tune_gc, tune_malloc
+    from edsync.run.daemon import Daemon
+    from edsync.run.stopping import Stopper, tune_gc, tune_malloc
 
     config = _config(args)
     engine = _engine(config)
     tune_gc()
     tune_malloc()
-    return run_daemon(resolve_path(args.config), config, engine)
+    daemon = Daemon(resolve_path(args.config), config, engine, stopper=Stopper())
+    with daemon.stopper.on_signals(reload=daemon.reload.set):
+        return daemon.serve()
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from edsync.model import Bounds
     from edsync.run.backfill import run_backfill
-    from edsync.run.stopping import run_stoppable, tune_gc, tune_malloc
+    from edsync.run.stopping import Stopper, run_stoppable, tune_gc, tune_malloc
 
     config = _config(args)
     names = _selected_sources(config, args.source)
     engine = _engine(config)
     tune_gc()
     tune_malloc()
-    wake, gate = threading.Event(), threading.Lock()
-    with _stop_on_signals(wake) as stop, _progress(True) as progress:
+    stopper = Stopper()
+    with stopper.on_signals(), _progress(True) as progress:
         outcome = run_stoppable(
             lambda: run_backfill(
                 config,
@@ -143,13 +126,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 bounds=Bounds(since=args.since, until=args.until),
                 reset=args.reset,
                 progress=progress,
-                stop=stop,
-                gate=gate,
+                stopper=stopper,
                 deliver=not args.no_deliver,
             ),
-            stop,
-            wake,
-            gate,
+            stopper,
         )
     for name, error in outcome.failures.items():
         print(f"edsync: source {name!r} failed: {error}", file=sys.stderr)

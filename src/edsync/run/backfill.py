@@ -44,17 +44,17 @@ def run_backfill(
     bounds: Bounds | None = None,
     reset: bool = False,
     progress: Progress | None = None,
-    stop: threading.Event | None = None,
-    gate: threading.Lock | None = None,
+    stopper: Stopper | None = None,
     deliver: bool = True,
 ) -> Outcome:
     """Poll each source once, in burst, with the daemon's runner (one source's
     failure of any kind does not stop the others), then deliver the signals
     raised, retrying for the sinks' ``retry_for`` (at most
-    ``publisher.BURST_WAIT``; what is still pending stays in the outbox)."""
+    ``publisher.BURST_WAIT``; what is still pending stays in the outbox).
+    ``stopper``: the CLI's, whose signals stop it between pages."""
     outcome = Outcome()
     rules = config.compiled_rules
-    stopper = Stopper(stop, gate=gate)
+    stopper = stopper or Stopper()
     # No source locks: a backfill has always run beside anything (the
     # checkpoint row lock keeps two writers of one source in turn).
     runner = Runner(engine, stopper, burst=True)
@@ -72,7 +72,7 @@ def run_backfill(
     finally:
         runner.close()
     if deliver and config.sinks and not stopper.stop.is_set():
-        outcome.deliveries = deliver_outbox(config, engine, stop)
+        outcome.deliveries = deliver_outbox(config, engine, stopper.stop)
     return outcome
 
 

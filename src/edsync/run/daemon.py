@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -43,7 +42,7 @@ from edsync.run.runner import PollOutcome, Runner, SourceState
 from edsync.run.stopping import Stopper
 from edsync.settings import Config
 
-__all__ = ["Daemon", "run_daemon"]
+__all__ = ["Daemon"]
 
 log = structlog.get_logger("edsync.daemon")
 
@@ -70,7 +69,10 @@ class Daemon:
         *,
         notifier: Notifier | None = None,
         rng: random.Random | None = None,
+        stopper: Stopper | None = None,
     ) -> None:
+        """``stopper``: the CLI's, whose signal handlers (``Stopper.on_signals``)
+        stop the daemon and, by ``reload``, reload its config."""
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -81,7 +83,7 @@ class Daemon:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.metrics = Metrics()
         self.health = Health(config.metrics.unhealthy_after if config.metrics else 900.0)
-        self.stopper = Stopper()
+        self.stopper = stopper or Stopper()
         self.stop, self.wake = self.stopper.stop, self.stopper.wake
         self.reload = threading.Event()
         self.locks = source_locks(engine)
@@ -115,7 +117,6 @@ class Daemon:
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
         self.run_lock = sqlite_run_lock(self.engine)  # before READY: a clear refusal
-        self._install_signals()
         unhook_retries = on_retry(self._count_retry)
         unhook_requests = on_request(self.metrics.count_request)
 
@@ -141,18 +142,6 @@ class Daemon:
                 self.reload.clear()
                 self.reload_config()
         return self.shutdown()
-
-    def _install_signals(self) -> None:
-        def on_stop(_signum: int, _frame: object) -> None:
-            self.stopper.request_stop()
-
-        def on_hup(_signum: int, _frame: object) -> None:
-            self.reload.set()
-            self.wake.set()
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, on_hup)
 
     def request_stop(self) -> None:
         self.stopper.request_stop()
@@ -391,7 +380,3 @@ def _nothing() -> None:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def run_daemon(config_path: Path, config: Config, engine: Mirror) -> int:
-    return Daemon(config_path, config, engine).serve()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +67,34 @@ class Stopper:
         self.wake.set()
 
     @contextmanager
+    def on_signals(self, reload: Callable[[], None] | None = None) -> Iterator[Stopper]:
+        """The one place edsync's signals are handled, for ``run`` and
+        ``backfill`` alike: SIGTERM/SIGINT request a stop (the page in flight
+        commits); SIGHUP calls ``reload`` (the daemon's config), if given. The
+        previous handlers are back once the block ends."""
+
+        def on_stop(_signum: int, _frame: object) -> None:
+            self.request_stop()
+
+        handlers: dict[signal.Signals, Callable[[int, object], None]] = {
+            signal.SIGTERM: on_stop,
+            signal.SIGINT: on_stop,
+        }
+        if reload is not None:
+
+            def on_hup(_signum: int, _frame: object) -> None:
+                reload()
+                self.wake.set()
+
+            handlers[signal.SIGHUP] = on_hup
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    @contextmanager
     def working(self, name: str) -> Iterator[None]:
         with self._changed:
             self._running.add(name)
@@ -88,14 +117,12 @@ class Stopper:
             leave_now(self.gate, stuck, self.before_leaving)
 
 
-def run_stoppable(
-    work: Callable[[], T], stop: threading.Event, wake: threading.Event, gate: threading.Lock
-) -> T:
-    """Run ``work`` in a thread until it ends; on ``stop``, ``Stopper.finish``.
+def run_stoppable(work: Callable[[], T], stopper: Stopper) -> T:
+    """Run ``work`` in a thread until it ends; on a stop request, ``Stopper.finish``.
 
-    ``wake`` is set by the signal handlers and by the end of the work.
+    The stopper's ``wake`` is set by the signal handlers and by the end of the work.
     """
-    stopper = Stopper(stop, wake, gate)
+    stop, wake = stopper.stop, stopper.wake
     result: list[T] = []
     failure: list[BaseException] = []
     done = threading.Event()
