@@ -31,6 +31,8 @@ from edsync.pacing import Pacer
 if TYPE_CHECKING:
     from stamina.instrumentation import RetryDetails
 
+    from edsync.settings import Secret
+
 log = structlog.get_logger("edsync.http")
 
 T = TypeVar("T")
@@ -174,16 +176,15 @@ class HttpClient:
         per_minute: float = 0.0,
         backoff: Backoff | None = None,
         max_body: int = MAX_BODY_BYTES,
-        credential_env: str | None = None,
-        credential_file: str | None = None,
+        credential: Secret | None = None,
     ) -> None:
-        """``credential_env`` / ``credential_file``: the environment variable or
-        the file the credential came from, named when it is refused."""
+        """``credential``: the secret the headers or auth carry, whose origin
+        (its environment variable or file, never its value) is named when it
+        is refused."""
         _instrument()
         self.target = target
         self.label = _label(target)
-        self.credential_env = credential_env
-        self.credential_file = credential_file
+        self.credential = credential
         self.retry_for = retry_for
         self.backoff = backoff or Backoff()
         self.max_body = max_body
@@ -356,8 +357,12 @@ class HttpClient:
             # The retry waits out the pause (not a 0.5 s backoff into a
             # blocked acquire), so retry_for and the logs count it.
             error.retry_after = max(error.retry_after or 0.0, pause)
-        if isinstance(error, AuthError) and (self.credential_env or self.credential_file):
-            error.args = (f"{error}; {self.refused_hint()}",)
+        if isinstance(error, AuthError) and self.credential is not None:
+            # What to fix, never the value.
+            error.args = (
+                f"{error}; the credential comes from {self.credential.origin}: "
+                "check that it holds a valid, current key",
+            )
         raise error
 
     def _count(self, *, throttled: bool) -> None:
@@ -366,14 +371,6 @@ class HttpClient:
             self.throttled += throttled
         for listener in list(_request_listeners):
             listener(self.label, throttled)
-
-    def refused_hint(self) -> str:
-        """What to fix when the credential is refused (never its value)."""
-        if self.credential_file:
-            where = f"file {self.credential_file}"
-        else:
-            where = f"environment variable {self.credential_env}"
-        return f"the credential comes from {where}: check that it holds a valid, current key"
 
     def _read_bounded(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("Content-Length")

@@ -29,8 +29,7 @@ def _client(settings: Settings) -> HttpClient:
         f"sink {settings.name!r}",
         settings.base_url,
         auth=(settings.user_id, settings.api_key.reveal()),
-        credential_env=settings.api_key.env,
-        credential_file=settings.api_key.file,
+        credential=settings.api_key,
         timeout=settings.timeout,
         ca_bundle=settings.ca_bundle,
     )

@@ -278,8 +278,7 @@ class DreamApplySource:
             retry_for=settings.retry_for,
             ca_bundle=settings.ca_bundle,
             per_minute=settings.max_requests_per_minute,
-            credential_env=settings.api_key.env,
-            credential_file=settings.api_key.file,
+            credential=settings.api_key,
         )
         self.prefix = settings.api_prefix.rstrip("/")
         self.path = f"{self.prefix}/journal"

@@ -46,8 +46,7 @@ class GraphReader:
             timeout=settings.timeout,
             retry_for=settings.retry_for,
             ca_bundle=settings.ca_bundle,
-            credential_env=settings.token.env,
-            credential_file=settings.token.file,
+            credential=settings.token,
         )
 
     def close(self) -> None:
