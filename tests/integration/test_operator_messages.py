@@ -5,7 +5,7 @@ file left behind."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,6 @@ from tests.integration.daemon import DaemonProcess
 from tests.integration.test_daemon import BlackHole, metric
 
 FAST = 'interval = "1s"\n'
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.close()
 
 
 def dead_url() -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,6 @@ from tests.integration.daemon import DaemonProcess
 
 INTERVAL = 1.0
 PER_KIND = 9  # 18 sources: 6 each for three daemons, 9 for two
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.close()
 
 
 def fleet_config(write_config: Callable[..., Path], url: str) -> Path:
@@ -46,6 +39,25 @@ def fleet_config(write_config: Callable[..., Path], url: str) -> Path:
             f'token_env = "EDLINK_TOKEN"\ninterval = "{INTERVAL:g}s"\n'
         )
     return write_config(url, extra="\n".join(tables))
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    sim: Any
+    path: Path
+    env: dict[str, str]  # what a daemon needs beside the test's environment
+
+
+@pytest.fixture
+def fleet(
+    make_simulator: Callable[..., Any],
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Fleet:
+    """The simulator and a config of PER_KIND sources of each kind on it."""
+    sim = make_simulator(events=40, edlink_people=5)
+    monkeypatch.setenv("EDLINK_TOKEN", sim.edlink_token)
+    return Fleet(sim, fleet_config(write_config, sim.url), {"EDLINK_TOKEN": sim.edlink_token})
 
 
 def status(path: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
@@ -88,16 +100,12 @@ def wait_until(
 @pytest.mark.sqlite_only
 def test_status_names_the_one_daemon_of_a_sqlite_mirror_as_every_sources_holder(
     backend: str,
-    make_simulator: Callable[..., Any],
-    write_config: Callable[..., Path],
+    fleet: Fleet,
     daemons: list[DaemonProcess],
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sim = make_simulator(events=40, edlink_people=5)
-    monkeypatch.setenv("EDLINK_TOKEN", sim.edlink_token)
-    path = fleet_config(write_config, sim.url)
-    daemon = DaemonProcess(path, {"EDLINK_TOKEN": sim.edlink_token})
+    path = fleet.path
+    daemon = DaemonProcess(path, fleet.env)
     daemons.append(daemon)
     daemon.wait_event("daemon_started")
 
@@ -110,16 +118,11 @@ def test_status_names_the_one_daemon_of_a_sqlite_mirror_as_every_sources_holder(
 @pytest.mark.postgresql_only
 def test_daemons_share_the_sources_take_over_the_dead_and_even_out_with_a_newcomer(
     backend: str,
-    make_simulator: Callable[..., Any],
-    write_config: Callable[..., Path],
+    fleet: Fleet,
     daemons: list[DaemonProcess],
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sim = make_simulator(events=40, edlink_people=5)
-    monkeypatch.setenv("EDLINK_TOKEN", sim.edlink_token)
-    path = fleet_config(write_config, sim.url)
-    env = {"EDLINK_TOKEN": sim.edlink_token}
+    sim, path, env = fleet.sim, fleet.path, fleet.env
     names = list(load_config(path).sources)
     assert len(names) == 2 * PER_KIND
     daemons.extend(DaemonProcess(path, env) for _ in range(3))
