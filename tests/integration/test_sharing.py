@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -191,3 +192,32 @@ def test_daemons_share_the_sources_take_over_the_dead_and_even_out_with_a_newcom
         assert 1 <= mine <= 10
     for daemon in daemons[1:]:
         assert daemon.terminate()[0] == 0
+
+
+@pytest.mark.postgresql_only
+def test_metrics_show_each_daemons_share_and_its_handovers(
+    backend: str,
+    fleet: Fleet,
+    daemons: list[DaemonProcess],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.integration.test_daemon import metric
+
+    path = fleet.path
+    path.write_text(path.read_text() + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    daemons.extend(DaemonProcess(path, fleet.env) for _ in range(2))
+    addresses = [d.wait_event("metrics_listening")["address"] for d in daemons]
+    pids = {d.proc.pid for d in daemons}
+
+    def halves(report: list[dict[str, Any]]) -> bool:
+        return held_by(report) == dict.fromkeys(pids, PER_KIND)
+
+    wait_until(fleet.sim, path, capsys, halves, timeout=60)
+    for address in addresses:
+        body = httpx.get(f"http://{address}/metrics").text
+        assert metric(body, "edsync_sources_held") == PER_KIND
+        assert metric(body, "edsync_daemons") == 2
+        acquired = metric(body, "edsync_source_handovers_total", direction="acquired")
+        released = metric(body, "edsync_source_handovers_total", direction="released") or 0
+        assert acquired is not None
+        assert acquired - released == PER_KIND
