@@ -34,7 +34,7 @@ from edsync import sinks
 from edsync.backoff import next_attempt
 from edsync.errors import AuthError, EdsyncError, RetriableError
 from edsync.mirror import Mirror, outbox
-from edsync.mirror.outbox import Due, Outcome, PersonRecord
+from edsync.mirror.outbox import DeliveryUpdate, Due, PersonRecord
 from edsync.model import Signal
 from edsync.rules import MemberRef
 from edsync.settings import Config
@@ -124,7 +124,7 @@ def wait_delay(age: float) -> float:
 
 
 def burst_budget(config: Config) -> float:
-    """How long ``backfill`` drains the outbox: the sinks' ``retry_for``, at most BURST_WAIT."""
+    """How long ``backfill`` delivers the outbox: the sinks' ``retry_for``, at most BURST_WAIT."""
     return min(BURST_WAIT, max((s.retry_for for s in config.sinks.values()), default=0.0))
 
 
@@ -137,7 +137,7 @@ class Publisher:
         self.sinks: dict[str, Sink] = {name: sinks.create(s) for name, s in config.sinks.items()}
         self.retry_for = {name: float(s.retry_for) for name, s in config.sinks.items()}
         self._unknown: set[str] = set()
-        # While ``drain`` runs: the deliveries (signal, sink) held for a member.
+        # While ``deliver`` runs: the deliveries (signal, sink) held for a member.
         self._waiting: set[tuple[str, str]] | None = None
 
     def close(self) -> None:
@@ -214,7 +214,7 @@ class Publisher:
                 report=report,
             )
         else:
-            outcome = Outcome("delivered", attempts, None, None, _at(self.clock()), None)
+            outcome = DeliveryUpdate("delivered", attempts, None, None, _at(self.clock()), None)
             outbox.record(self.engine, signal_id, sink_name, outcome)
             report.delivered += 1
 
@@ -231,7 +231,7 @@ class Publisher:
                 signal_id, sink_name, attempts=attempts, error=str(exc), since=since, report=report
             )
             return
-        outcome = Outcome("pending", attempts, str(exc), _at(when), None, _at(since))
+        outcome = DeliveryUpdate("pending", attempts, str(exc), _at(when), None, _at(since))
         outbox.record(self.engine, signal_id, sink_name, outcome)
         report.retried += 1
         log.warning(
@@ -257,7 +257,7 @@ class Publisher:
         now = self.clock()
         raised = _seconds(delivery.created_at)
         when = now + wait_delay(0.0 if raised is None else now - raised)
-        outcome = Outcome(
+        outcome = DeliveryUpdate(
             "pending", delivery.attempts, reason, _at(when), None, delivery.failing_since
         )
         outbox.record(self.engine, delivery.signal.id, delivery.sink, outcome)
@@ -276,7 +276,9 @@ class Publisher:
         """The person was erased before the delivery was made: it turns failed
         (visible, ``--retry-failed`` looks again) without a send, and is not
         counted as a failure of the sink or of this round."""
-        outcome = Outcome("failed", delivery.attempts, reason, None, None, delivery.failing_since)
+        outcome = DeliveryUpdate(
+            "failed", delivery.attempts, reason, None, None, delivery.failing_since
+        )
         outbox.record(self.engine, delivery.signal.id, delivery.sink, outcome)
         if self._waiting is not None:
             self._waiting.discard((delivery.signal.id, delivery.sink))
@@ -293,7 +295,7 @@ class Publisher:
         since: float | None,
         report: Report,
     ) -> None:
-        outcome = Outcome(
+        outcome = DeliveryUpdate(
             "failed", attempts, error, None, None, _at(since if since is not None else self.clock())
         )
         outbox.record(self.engine, signal_id, sink, outcome)
@@ -312,15 +314,15 @@ class Publisher:
         """``deliver --retry-failed``: failed deliveries become pending, due now."""
         return outbox.retry_failed(self.engine, _at(self.clock()))
 
-    def drain(self, budget: float, stop: threading.Event | None = None) -> Report:
+    def deliver(self, budget: float, stop: threading.Event | None = None) -> Report:
         """Deliver until nothing is pending or ``budget`` seconds have passed."""
         self._waiting = set()
         try:
-            return self._drain(budget, stop, self._waiting)
+            return self._deliver_due(budget, stop, self._waiting)
         finally:
             self._waiting = None
 
-    def _drain(
+    def _deliver_due(
         self, budget: float, stop: threading.Event | None, waiting: set[tuple[str, str]]
     ) -> Report:
         deadline = self.clock() + budget

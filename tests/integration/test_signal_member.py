@@ -192,7 +192,7 @@ def test_an_applicant_erased_before_the_delivery_is_never_sent(world: World) -> 
 
     publisher = Publisher(world.engine, world.config)
     try:
-        report = publisher.drain(budget=120.0)
+        report = publisher.deliver(budget=120.0)
     finally:
         publisher.close()
 
@@ -209,7 +209,7 @@ def test_a_backfill_does_not_wait_on_members_no_poll_will_bring(world: World) ->
         publisher = Publisher(world.engine, world.config)
         try:
             # Frozen time: a drain that waited for the next round would never return.
-            report = publisher.drain(budget=120.0)
+            report = publisher.deliver(budget=120.0)
         finally:
             publisher.close()
     assert (report.waiting, report.pending, report.delivered) == (1, 1, 0)

@@ -66,7 +66,7 @@ class PersonRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class DeliveryUpdate:
     """How an attempt left its delivery."""
 
     status: str
@@ -129,7 +129,7 @@ def person_records(
     return found
 
 
-def record(engine: Engine, signal_id: str, sink: str, outcome: Outcome) -> None:
+def record(engine: Engine, signal_id: str, sink: str, outcome: DeliveryUpdate) -> None:
     values = (
         outcome.status,
         outcome.attempts,

@@ -20,7 +20,7 @@ log = structlog.get_logger("edsync.backfill")
 
 
 @dataclass(slots=True)
-class Outcome:
+class BackfillReport:
     results: list[DrainResult] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     deliveries: Report | None = None
@@ -46,13 +46,13 @@ def run_backfill(
     progress: Progress | None = None,
     stopper: Stopper | None = None,
     deliver: bool = True,
-) -> Outcome:
+) -> BackfillReport:
     """Poll each source once, in burst, with the daemon's runner (one source's
     failure of any kind does not stop the others), then deliver the signals
     raised, retrying for the sinks' ``retry_for`` (at most
     ``publisher.BURST_WAIT``; what is still pending stays in the outbox).
     ``stopper``: the CLI's, whose signals stop it between pages."""
-    outcome = Outcome()
+    outcome = BackfillReport()
     rules = config.compiled_rules
     stopper = stopper or Stopper()
     # No source locks: a backfill has always run beside anything (the
@@ -79,7 +79,7 @@ def run_backfill(
 def deliver_outbox(config: Config, engine: Mirror, stop: threading.Event | None) -> Report:
     publisher = Publisher(engine, config)
     try:
-        report = publisher.drain(burst_budget(config), stop)
+        report = publisher.deliver(burst_budget(config), stop)
     finally:
         publisher.close()
     log.info(
