@@ -68,6 +68,7 @@ def apply_all(
         fold += applier.apply(changes, cursor).fold_seconds
     if profiler is not None:
         profiler.disable()
+        assert profile is not None  # the profiler runs only when asked for a file
         profiler.dump_stats(profile)
     total = time.perf_counter() - started
     engine.dispose()

@@ -434,7 +434,7 @@ def start_postgres(root: Path) -> tuple[str, list[str], Path]:
     """A throwaway cluster as tests/conftest.py starts one: (URL, runuser prefix, bindir)."""
     bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     found = shutil.which("pg_ctl")
-    bindir = Path(os.path.realpath(found)).parent if found else (bindirs or [None])[-1]
+    bindir = Path(os.path.realpath(found)).parent if found else (bindirs[-1] if bindirs else None)
     if bindir is None:
         sys.exit("--postgres: no PostgreSQL installed (initdb/pg_ctl)")
     run_as: list[str] = []

@@ -121,7 +121,7 @@ def _rows(total: int) -> Iterator[dict[str, Any]]:
     n = 0
     for i in range(applicants):
         n += 1
-        data = {
+        data: dict[str, Any] = {
             "id": i,
             "registered": _stamp(i) if i % 3 else _stamp(i).replace("2026", "2025"),
             "name": {"given": f"Given{i}", "family": f"Family{i}", "full": f"Given{i} Family{i}"},
@@ -221,7 +221,8 @@ def compare(engine: Engine, view_sql: str, json_sql: str, runs: int) -> tuple[fl
     alternating) so a busy machine slows both alike; after one warm-up each.
     The best, not the median: on a shared machine what varies is the waiting,
     not the work. Both must answer the same rows."""
-    view_times, json_times = [], []
+    view_times: list[float] = []
+    json_times: list[float] = []
     with engine.connect() as conn:
         _, view_rows = _run(conn, view_sql)
         _, json_rows = _run(conn, json_sql)

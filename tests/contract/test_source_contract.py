@@ -286,10 +286,10 @@ def test_every_event_normalizes_to_a_change_or_is_quarantined(
     raws = events_of(read_pages(source))
     for raw in raws:
         try:
-            change = source.normalize(raw)
+            normalized = source.normalize(raw)
         except InvalidEventError:
             continue
-        assert isinstance(change, Change)
+        assert isinstance(normalized, Change)
     changes = normalize_page(raws, source.normalize)
     assert [(c.event_id, c.position) for c in changes] == [(r.event_id, r.position) for r in raws]
     # Records change through the event itself, or through the read of what it
@@ -351,7 +351,12 @@ def test_until_stops_the_feed_at_that_event(kind: str, open_source: Callable[...
 
 def _times(source: Source, events: list[RawEvent]) -> list[dt.datetime]:
     """When each event occurred, as the feed dates it."""
-    return [dt.datetime.fromisoformat(source.normalize(raw).occurred_at) for raw in events]
+    times = []
+    for raw in events:
+        occurred = source.normalize(raw).occurred_at
+        assert occurred is not None, f"event {raw.event_id} is not dated"
+        times.append(dt.datetime.fromisoformat(occurred))
+    return times
 
 
 @pytest.mark.parametrize("kind", kinds("since_time", memory=False))
@@ -393,7 +398,8 @@ def test_until_a_time_stops_before_the_first_event_dated_later(
 def test_a_snapshot_reads_every_entity_and_ends_done(
     kind: str, open_source: Callable[..., Source]
 ) -> None:
-    snapshotter = snapshotter_or_skip(open_source(kind), kind)
+    source = open_source(kind)
+    snapshotter = snapshotter_or_skip(source, kind)
     pages = read_snapshot(snapshotter)
     entities = set(snapshotter.snapshot_entities)
     assert {page.entity for page in pages} <= entities
@@ -401,7 +407,7 @@ def test_a_snapshot_reads_every_entity_and_ends_done(
     for page in pages:
         for obj in page.objects:
             assert obj.entity_id
-            if page.entity == snapshotter.person_entity:
+            if page.entity == source.person_entity:
                 assert obj.person_id == obj.entity_id
     assert pages[-1].resume == SNAPSHOT_DONE
     assert read_snapshot(snapshotter, SNAPSHOT_DONE) == []

@@ -51,9 +51,9 @@ class DaemonProcess:
     ) -> Line:
         """The first log line (from now on, or ever with ``seen``) that satisfies ``predicate``."""
         if seen:
-            for line in self.seen:
-                if predicate(line):
-                    return line
+            for earlier in self.seen:
+                if predicate(earlier):
+                    return earlier
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()

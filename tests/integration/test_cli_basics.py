@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_every_option_has_help(command: str) -> None:
         assert option.help, f"edsync {command} {'/'.join(option.option_strings)}: no help"
 
 
-def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(db)
     try:
         return conn.execute(sql).fetchall()

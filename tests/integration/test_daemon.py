@@ -177,7 +177,7 @@ def test_sighup_takes_a_good_config_and_refuses_a_bad_one(
     # The added source got its typed views with the reload (README, Query the mirror).
     engine = create_mirror_engine(load_config(path).mirror)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM second_applicants").scalar() > 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM second_applicants").scalar_one() > 0
     engine.dispose()
 
     path.write_text(good + "[sources.second.oops]\n")

@@ -41,7 +41,9 @@ def chosen_person(sim: Any) -> Entity:
 
 def personal_strings(person: Entity) -> list[str]:
     data = person.data()
-    return [str(data["email"]), str(data["phone"]), str(data["name"]["full"])]
+    name = data["name"]
+    assert isinstance(name, dict)
+    return [str(data["email"]), str(data["phone"]), str(name["full"])]
 
 
 def rows_holding(engine: Engine, needles: list[str]) -> list[tuple[str, str, str]]:

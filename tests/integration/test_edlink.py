@@ -211,7 +211,7 @@ def test_the_legacy_event_shape_is_accepted(
     engine = mirror_engine(path)
     assert_mirror_matches_graph(engine, sim, every_deleted=False)
     with engine.connect() as conn:
-        statuses = dict(
+        statuses: dict[str, int] = dict(
             conn.exec_driver_sql(
                 "SELECT status, COUNT(*) FROM events WHERE source = 'edlink' GROUP BY status"
             ).all()
@@ -314,13 +314,15 @@ def test_a_snapshot_resumes_at_the_list_it_was_reading(
     sim = make_simulator(events=0, edlink_people=40)
     source = sources.create(load_config(edlink_config(sim.url, *FAST)).sources["edlink"])
     try:
-        whole = list(source.snapshot())
+        snapshotter = source.snapshotter
+        assert snapshotter is not None
+        whole = list(snapshotter.snapshot())
         tokens = [page.resume for page in whole]
         assert tokens[-1] == "done"
-        resumed = list(source.snapshot("person"))
+        resumed = list(snapshotter.snapshot("person"))
         assert resumed[0].entity == "person"
         first_person = next(i for i, page in enumerate(whole) if page.entity == "person")
         assert [p.entity for p in resumed] == [p.entity for p in whole[first_person:]]
-        assert list(source.snapshot("done")) == []
+        assert list(snapshotter.snapshot("done")) == []
     finally:
         source.close()

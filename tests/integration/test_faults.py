@@ -31,9 +31,10 @@ def engine_for(config_path: Path) -> Engine:
 
 def ledger(engine: Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
-        return conn.exec_driver_sql(
+        result = conn.exec_driver_sql(
             "SELECT event_id, entity, status, reason FROM events ORDER BY position"
-        ).all()
+        )
+        return [tuple(row) for row in result]
 
 
 def journal_requests(sim: Any, method: str = "GET") -> list[Any]:

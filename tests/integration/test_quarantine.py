@@ -75,7 +75,9 @@ def test_quarantined_events_are_listed_then_reapplied_in_order_without_regressin
     assert main(["quarantine", "-c", str(path), "retry"]) == 0
     assert "applied 1, stale 0, still quarantined 1" in capsys.readouterr().out
     with engine.connect() as conn:
-        statuses = dict(conn.exec_driver_sql("SELECT event_id, status FROM events").all())
+        statuses: dict[str, str] = dict(
+            conn.exec_driver_sql("SELECT event_id, status FROM events").all()
+        )
         queued = conn.exec_driver_sql("SELECT entity, entity_id, position FROM refresh_queue")
         total = conn.exec_driver_sql("SELECT events_total FROM checkpoints").scalar_one()
         queue = queued.all()

@@ -169,10 +169,10 @@ def test_daemons_share_the_sources_take_over_the_dead_and_even_out_with_a_newcom
             doubled = conn.exec_driver_sql(
                 "SELECT source, event_id FROM events GROUP BY source, event_id HAVING COUNT(*) > 1"
             ).all()
-            totals = dict(
+            totals: dict[str, int] = dict(
                 conn.exec_driver_sql("SELECT source, events_total FROM checkpoints").all()
             )
-            counted = dict(
+            counted: dict[str, int] = dict(
                 conn.exec_driver_sql("SELECT source, COUNT(*) FROM events GROUP BY source").all()
             )
             connections = Counter(

@@ -156,7 +156,7 @@ def test_a_failing_hub_gets_every_delivery_retried_and_none_doubled(
         assert all(body == bodies[0] for body in bodies), event_id
     engine = create_mirror_engine(load_config(path).mirror)
     with engine.connect() as conn:
-        statuses = dict(
+        statuses: dict[str, int] = dict(
             conn.exec_driver_sql("SELECT status, COUNT(*) FROM deliveries GROUP BY status").all()
         )
         retried = conn.exec_driver_sql(

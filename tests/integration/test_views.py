@@ -26,6 +26,7 @@ from edsync.ops.demo import DEMO_KEY, demo_config
 from edsync.run.backfill import run_backfill
 from edsync.settings import MirrorSettings
 from edsync.sources import VIEWS as KINDS
+from edsync.sources.dreamapply.journal import Settings as DreamApplySettings
 from edsync_sim import Simulator
 from tests.conftest import json_value
 
@@ -42,9 +43,9 @@ def mirror(mirror_url: Callable[[str], str]) -> Iterator[Engine]:
     same journal unexpanded (``journal``): records holding only its links."""
     with Simulator(events=3000, seed=0, api_key=DEMO_KEY) as sim:
         config = demo_config(sim.url, Path("unused.db"))
-        plain = dataclasses.replace(
-            config.sources["dreamapply"], name="journal", snapshot=False, expand=[]
-        )
+        expanded = config.sources["dreamapply"]
+        assert isinstance(expanded, DreamApplySettings)
+        plain = dataclasses.replace(expanded, name="journal", snapshot=False, expand=[])
         config = dataclasses.replace(
             config,
             mirror=MirrorSettings(url=mirror_url("views.db")),
@@ -569,7 +570,9 @@ def test_an_integer_column_holds_only_integers_that_fit(make_engine: Callable[..
         )
     retyped(engine, {"edlink": "edlink"})
     with engine.connect() as conn:
-        got = dict(conn.exec_driver_sql("SELECT id, graduation_year FROM edlink_people").all())
+        got: dict[str, int | None] = dict(
+            conn.exec_driver_sql("SELECT id, graduation_year FROM edlink_people").all()
+        )
         total = conn.exec_driver_sql(
             "SELECT count(*) FROM edlink_people WHERE graduation_year > 0"
         ).scalar_one()

@@ -163,19 +163,19 @@ def feed_events(draw: st.DrawFn, pos: int, seen: FeedState | None = None) -> Ev:
     data_status = draw(st.none() | st.sampled_from(STATUSES)) if draw(st.booleans()) else None
     if kind == "unknown":
         # Unknown names and quarantined events reach the ledger only.
-        person = draw(st.none() | st.sampled_from(PEOPLE))
+        named = draw(st.none() | st.sampled_from(PEOPLE))
         invalid = draw(st.booleans())
-        return Ev(pos, "unknown", None, None, person=None if invalid else person, invalid=invalid)
+        return Ev(pos, "unknown", None, None, person=None if invalid else named, invalid=invalid)
     if kind == PERSON:
         entity_id = draw(st.sampled_from(PEOPLE))
         person: str | None = entity_id
-        ops = ("created", "updated", "deleted", "forgotten", "forgotten")
+        ops: tuple[str, ...] = ("created", "updated", "deleted", "forgotten", "forgotten")
         if seen is not None and entity_id in seen.forgotten:
             ops = ("forgotten",)
         op = draw(st.sampled_from(ops))
     else:
         entity_id = draw(st.sampled_from(IDS))
-        people = st.sampled_from(PEOPLE)
+        people: st.SearchStrategy[str | None] = st.sampled_from(PEOPLE)
         if seen is None or (kind, entity_id) not in seen.linked:
             people = st.none() | people
         person = draw(people)

@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.contract.dreamapply import payloads, view_examples
 
@@ -105,7 +105,10 @@ def link(*parts: object) -> str:
     return "/".join((API, *(str(part) for part in parts)))
 
 
-def fresh(value: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def fresh(value: _T) -> _T:
     """A deep copy, so that a test may edit what it got."""
     return copy.deepcopy(value)
 

@@ -98,7 +98,7 @@ class ListServer:
     def _single(self, kind: str, id_: str, query: dict[str, str]) -> Answer:
         """One resource by its URL (help.dreamapply.com/api/api_{kind}_id); 404
         for one DreamApply no longer has."""
-        gone = 404, {}, {"error": {"code": 404, "message": f"no such {kind}"}}
+        gone: Answer = 404, {}, {"error": {"code": 404, "message": f"no such {kind}"}}
         if kind == "applications" and id_ == "60":
             asked = query.get("expand", "").split(",") if self.embeds else []
             return 200, {}, resources.application(expand=asked)

@@ -33,6 +33,7 @@ from tests.contract.edlink.payloads import (
     PARENT_ID,
     PLURALS,
     V2_EVENTS,
+    Json,
     error_body,
     events_page,
     list_page,
@@ -200,7 +201,7 @@ def source_for(url: str) -> EdlinkSource:
 
 
 def refusal(status: int, codes: tuple[str, ...]) -> tuple[int, Any]:
-    body = error_body(*codes) if codes else {"$request": "r"}
+    body: Json = error_body(*codes) if codes else {"$request": "r"}
     # An upstream quoting the refused token must not put it in our messages.
     body["echo"] = f"Bearer {TOKEN}"
     for error in body.get("$errors", []):
@@ -331,7 +332,7 @@ def shape_problems(where: str, documented: object, served: object) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def simulated() -> Iterator[tuple[dict[str, list[Any]], list[Any], list[Any]]]:
+def simulated() -> tuple[dict[str, list[Any]], list[Any], list[Any]]:
     """Every list, and the first 300 events in either shape, as the simulator serves them."""
     pages: dict[str, list[Any]] = {}
     streams: list[list[Any]] = []

@@ -14,7 +14,7 @@ import pytest
 from edsync_sim import Simulator
 from edsync_sim.dataset import ACADEMIC_TERMS, EVENT_NAMES, Journal
 from edsync_sim.server import RecordedRequest
-from tests.unit.test_simulator_lists import expected_purges
+from tests.sim.test_lists import expected_purges
 
 KEY = "sim-dreamapply-key"
 AUTH = {"Authorization": f'DREAM apikey="{KEY}"'}

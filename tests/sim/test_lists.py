@@ -54,7 +54,7 @@ def test_parse_list_query_defaults_and_silent_caps() -> None:
     assert parse_list_query({}) == ListQuery(None, None, MAX_LIST_LIMIT, frozenset())
     assert parse_list_query({"limit": "99999"}).limit == MAX_LIST_LIMIT
     expanded = parse_list_query({"expand": "applicant", "limit": "99999"})
-    assert (expanded.limit, expanded.expand) == (MAX_LIST_LIMIT_EXPANDED, {"applicant"})
+    assert (expanded.limit, expanded.expand) == (MAX_LIST_LIMIT_EXPANDED, frozenset({"applicant"}))
     assert parse_list_query({"expand": "applicant"}).limit == MAX_LIST_LIMIT_EXPANDED
     assert parse_list_query({"bySince": "1005", "byUntil": " 1010 ", "limit": "3"}) == ListQuery(
         1005, 1010, 3, frozenset()
@@ -229,7 +229,9 @@ def test_live_means_neither_purged_nor_owned_by_the_purged(journal: Journal) -> 
     for kind, id_ in state.records:
         if kind == "offer":
             # Offers carry no application link (Offer.php): the registry knows it.
-            owner = journal.registry.get("offer", id_).owner  # type: ignore[union-attr]
+            offer = journal.registry.get("offer", id_)
+            assert offer is not None
+            owner = offer.owner
             assert owner is not None
             assert ("application", owner.id) in state.records
 

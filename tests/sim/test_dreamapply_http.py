@@ -240,7 +240,9 @@ def test_expanded_offer_type_title_matches_event_name(
             # No application link on an offer (Offer.php), no id expanded: the
             # item's links name both; the simulator's registry knows the owner.
             links = everything[event_id]
-            owner = sim.journal.registry.get("offer", trailing_id(links["offer"])).owner
+            entity = sim.journal.registry.get("offer", trailing_id(links["offer"]))
+            assert entity is not None
+            owner = entity.owner
             assert owner is not None
             assert trailing_id(links["application"]) == owner.id
             checked += 1

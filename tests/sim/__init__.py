@@ -1,0 +1,1 @@
+"""The simulator (`edsync_sim`) tested on its own, in process and over HTTP."""
