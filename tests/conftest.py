@@ -326,7 +326,7 @@ def table_rows(engine: Engine, table: str, ignore: tuple[str, ...] = ()) -> list
 RUN_TIMESTAMPS = {
     "records": ("first_seen_at", "synced_at"),
     "events": ("applied_at", "id"),
-    "checkpoints": ("updated_at", "last_success_at", "purged_at"),
+    "checkpoints": ("updated_at", "last_success_at", "purged_at", "webhook_at"),
     "signals": ("created_at",),
     "deliveries": ("next_attempt_at", "delivered_at"),
 }

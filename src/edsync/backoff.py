@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edsync.errors import AuthError, RefusedError
+from edsync.errors import AuthError, ForeignOriginError, RefusedError
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +30,13 @@ MAX_AUTH_BACKOFF = 3600.0
 def next_delay(exc: BaseException, interval: float, failures: int) -> float:
     """How long a failing source waits before its next poll.
 
-    A refused credential, or a request the upstream refuses by an error code,
-    backs off exponentially (it will not fix itself soon, and hammering it may
-    lock the key); a Retry-After is never undercut.
+    A refused credential, a request the upstream refuses by an error code, or
+    an answer that sends us to another origin backs off exponentially (it will
+    not fix itself soon, and hammering it may lock the key); a Retry-After is
+    never undercut.
     """
     delay = interval
-    if isinstance(exc, AuthError | RefusedError):
+    if isinstance(exc, AuthError | RefusedError | ForeignOriginError):
         delay = min(interval * 2 ** max(failures - 1, 0), max(interval, MAX_AUTH_BACKOFF))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -24,6 +25,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h, which systemd understands
+SIM_WEBHOOK_AUTHORIZATION = "EDSYNC_SIM_WEBHOOK_AUTHORIZATION"
+"""``simulate --webhook-url``: the variable holding the Authorization value it sends."""
 
 
 class UsageError(EdsyncError):
@@ -278,7 +281,14 @@ def _print_views(config: Config, engine: Mirror) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from edsync_sim import serve_forever
 
-    code: int = serve_forever(port=args.port, events=args.events, seed=args.seed, rate=args.rate)
+    code: int = serve_forever(
+        port=args.port,
+        events=args.events,
+        seed=args.seed,
+        rate=args.rate,
+        webhook_url=args.webhook_url,
+        webhook_authorization=os.environ.get(SIM_WEBHOOK_AUTHORIZATION, ""),
+    )
     return code
 
 
@@ -375,6 +385,11 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="new journal events appended per second while it runs (default: 0)",
+    )
+    p.add_argument(
+        "--webhook-url",
+        help="POST each new DreamApply journal event there, as DreamApply's webhooks do "
+        f"(Authorization: the value of ${SIM_WEBHOOK_AUTHORIZATION})",
     )
 
     p = command("demo", cmd_demo, "simulator → backfill → SQLite, then a summary")

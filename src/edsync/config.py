@@ -166,7 +166,7 @@ def parse_config(
         sinks=typing.cast("dict[str, SinkSettings]", sinks),
         rules=rules,
     )
-    _check_references(config)
+    _check_references(config, defined)
     return with_compiled_rules(config)
 
 
@@ -178,7 +178,35 @@ def with_compiled_rules(config: Config) -> Config:
     )
 
 
-def _check_references(config: Config) -> None:
+def _check_hooks(config: Config, files: Mapping[str, str]) -> None:
+    """Webhook listeners may share an address, never an address and a path;
+    nor the address ``/metrics`` is served on. Errors name the later source's
+    file (``files``: each source's) and key."""
+    metrics = config.metrics.listen if config.metrics is not None else None
+    taken: dict[tuple[str, int, str], str] = {}
+    for name, settings in config.sources.items():
+        hook = settings.hook()
+        address = hook.address() if hook is not None else None
+        if hook is None or address is None:
+            continue
+        key = f"sources.{name}.webhook"  # the table every kind with webhooks names so
+        if metrics == hook.listen:
+            raise ConfigError(files[name], f"{key}.listen", "is [metrics].listen too: pick another")
+        other = taken.setdefault((address[0].lower(), address[1], hook.path), name)
+        if other != name:
+            raise ConfigError(
+                files[name],
+                f"{key}.path",
+                f"{hook.listen}{hook.path} is already source {other!r}'s webhook",
+            )
+
+
+def _check_references(
+    config: Config, defined: Mapping[str, tuple[_Reader, Mapping[str, Any]]]
+) -> None:
+    """Rules name sources and sinks that exist; webhooks do not collide
+    (``defined``: each source's reader, which knows its file)."""
+    _check_hooks(config, {name: part.file for name, (part, _) in defined.items()})
     for i, rule in enumerate(config.rules):
         if rule.source not in config.sources:
             raise ConfigError(config.path, f"rules[{i}].source", f"no source named {rule.source!r}")
@@ -320,6 +348,8 @@ class _Reader:
             return dict(self.expect(value, dict, key, "a table"))
         if base is Any:
             return value
+        if dataclasses.is_dataclass(base) and isinstance(base, type):
+            return self.settings(base, value, key, {})  # a table of its own
         raise TypeError(f"unsupported settings type {hint!r} for {key}")  # programming error
 
     def expect(self, value: Any, kind: type[Any], key: str, what: str) -> Any:

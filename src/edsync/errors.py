@@ -46,6 +46,14 @@ class RefusedError(FatalError):
     off as for a refused credential, never resyncing."""
 
 
+class ForeignOriginError(FatalError):
+    """A link or ``$next`` from an answer names another origin (scheme, host,
+    port) than the ``base_url`` the credential was configured for. It is not
+    requested: the credential would go with it (SPEC 5.5). A misconfigured
+    proxy or upstream, or a hostile one, will not mend itself within a poll,
+    so the source backs off as for a refused credential."""
+
+
 class GapError(FatalError):
     """The stored cursor is no longer served upstream: events may be missing."""
 
@@ -64,6 +72,18 @@ class MalformedPageError(RetriableError):
 
 class SkippableError(EdsyncError):
     """One event cannot be used; it is quarantined and the feed goes on."""
+
+
+class UnreadableJsonError(SkippableError):
+    """A page that is complete, valid JSON no parser here reads (an item nested
+    past its depth). Not retried: the same bytes would fail the same way. A
+    feed narrows the page until the item stands alone and quarantines it
+    (``edsync.pages``); elsewhere it fails the read, naming why. ``text``: the
+    page as text, for the item's id and its raw text."""
+
+    def __init__(self, message: str, *, text: str) -> None:
+        self.text = text
+        super().__init__(message)
 
 
 class InvalidEventError(SkippableError):

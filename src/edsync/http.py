@@ -1,4 +1,5 @@
-"""HTTP for feeds and sinks: pacing, bounded bodies, retries, status mapping."""
+"""HTTP for feeds and sinks: pacing, bounded bodies and attempts, retries,
+status mapping, and where a credential may go (SPEC 5.1, 5.5)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from edsync import __version__, transport
 from edsync.backoff import Backoff
 from edsync.errors import (
     AuthError,
+    ForeignOriginError,
     MalformedPageError,
     RetriableError,
     error_for_status,
@@ -39,6 +41,47 @@ T = TypeVar("T")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """A hostile or broken upstream cannot make us buffer more than this."""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Scheme, host and port (RFC 6454): where a credential may go."""
+
+    scheme: str
+    host: str
+    port: int | None
+
+    @classmethod
+    def of(cls, url: httpx.URL | str) -> Origin:
+        url = httpx.URL(url)
+        scheme = url.scheme.lower()
+        # raw_host: the IDNA (ASCII) spelling, one per host; an IPv6 address unbracketed.
+        host = url.raw_host.decode("ascii").lower()
+        return cls(scheme, host, url.port or _DEFAULT_PORTS.get(scheme))
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = self.port is None or self.port == _DEFAULT_PORTS.get(self.scheme)
+        return f"{self.scheme}://{host}{'' if default else f':{self.port}'}"
+
+
+def foreign_origin(base: httpx.URL | str, link: str) -> Origin | None:
+    """The origin ``link`` names when it is not ``base``'s; None for a path of
+    base's origin or an absolute URL on it.
+
+    ``link`` is resolved against ``base`` as a browser would (RFC 3986), so a
+    scheme-relative ``//host/x`` names ``host`` too, though httpx would send
+    it to base's origin: what an answer names is what is judged. Raises
+    ``httpx.InvalidURL`` for what is no URL at all.
+    """
+    if not link or (link.startswith("/") and not link.startswith("//")):
+        return None  # a path: no origin of its own (the common case, unparsed)
+    home = Origin.of(base)
+    there = Origin.of(httpx.URL(base).join(link))
+    return None if there == home else there
 
 
 class CertificateError(AuthError):
@@ -66,7 +109,16 @@ class Reply:
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
-            raise MalformedPageError(f"{target}: invalid JSON in response ({exc})") from None
+            # Refused is not yet invalid (SPEC 5.3); imported only on such a rare page.
+            from edsync import jsontext
+            from edsync.errors import UnreadableJsonError
+
+            try:
+                return jsontext.tolerant(self.body)
+            except jsontext.TooDeepError as deep:  # complete: retrying cannot help
+                raise UnreadableJsonError(f"{target}: {deep}", text=deep.text) from None
+            except jsontext.NotJsonError:
+                raise MalformedPageError(f"{target}: invalid JSON in response ({exc})") from None
 
 
 def _retry_hook(exc: BaseException) -> bool | float:
@@ -183,6 +235,7 @@ class HttpClient:
         is refused."""
         _instrument()
         self.target = target
+        self.timeout = timeout
         self.label = _label(target)
         self.credential = credential
         self.retry_for = retry_for
@@ -302,14 +355,22 @@ class HttpClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        """One paced attempt; every failure comes out as an EdsyncError."""
+        """One paced attempt, bounded by ``timeout`` from connecting to the body's
+        last byte; every failure comes out as an EdsyncError."""
+        self._stay_home(path)
         self.pacer.acquire()
         status: int | None = None
         pause: float | None = None
         try:
-            with self.client.stream(
-                method, path, params=params, content=content, headers=headers
-            ) as response:
+            # A per-read timeout alone never trips on a body that trickles in a
+            # byte at a time: every socket operation ends by this deadline. A
+            # response left half-read is closed, so its connection is not reused.
+            with (
+                transport.deadline(self.timeout),
+                self.client.stream(
+                    method, path, params=params, content=content, headers=headers
+                ) as response,
+            ):
                 status = response.status_code
                 if status == 429:
                     # Before reading the body: the client's other threads hold off now.
@@ -340,6 +401,25 @@ class HttpClient:
         if reply.status not in expect:
             self._raise_for_status(reply, pause)
         return reply
+
+    def _stay_home(self, path: str) -> None:
+        """Refuse a link (a ``$next``, a resource link: anything an answer
+        names) to another origin than ``base_url``'s: our headers, the
+        credential among them, would go with the request (SPEC 5.5)."""
+        try:
+            foreign = foreign_origin(self.client.base_url, path)
+        except httpx.InvalidURL as exc:
+            reason = _excerpt(str(exc), self.secrets)
+            raise MalformedPageError(
+                f"{self.target}: an answer named a link that is no URL ({reason})"
+            ) from None
+        if foreign is not None:
+            home = Origin.of(self.client.base_url)
+            raise ForeignOriginError(
+                f"{self.target}: an answer sent edsync to {foreign}, another origin than "
+                f"base_url's {home}; not requested, as the credential goes only to {home}. "
+                "Check the proxy or upstream in front of base_url"
+            )
 
     def _raise_for_status(self, reply: Reply, pause: float | None) -> None:
         """The reply's status as an EdsyncError (SPEC 5), if it is one."""

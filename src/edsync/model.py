@@ -6,6 +6,8 @@ Frozen values; nothing here imports the rest of edsync."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -92,6 +94,19 @@ class RawJson:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A feed item that is valid JSON no parser here reads (nested past its
+    depth), isolated on a page of its own: ``text`` as it came, ``reason``, and
+    its ``id`` where one could be read from the text. It is quarantined, its
+    payload the text as a JSON string (a string nests nowhere: every database
+    stores it and reads it back)."""
+
+    text: str
+    reason: str
+    id: str | None = None
+
+
 def json_value(value: Any) -> Any:
     """``value`` itself, or the value a ``RawJson`` holds, parsed."""
     if isinstance(value, RawJson):
@@ -105,20 +120,68 @@ def dump_json(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
-        import json
-
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_json(text: str | bytes) -> Any:
-    """A JSON text's value; a number past a double's range (JSON allows one,
-    orjson refuses it) is read as the standard library reads it."""
+    """A JSON text's value, also where orjson refuses a valid one (SPEC 5.3):
+    ``parse_refused``. The fast parser first: a valid text costs nothing more."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        import json
+        return parse_refused(text)
 
-        return json.loads(text)
+
+def parse_refused(text: str | bytes) -> Any:
+    """A JSON text orjson refused, read as valid JSON where it is: a lone
+    surrogate escape as U+FFFD (no value edsync builds holds a surrogate,
+    which neither orjson nor a database would write), a number past a
+    double's range as the standard library reads it (1e400: inf).
+
+    Not JSON raises ValueError (``json.JSONDecodeError``, ``UnicodeDecodeError``:
+    JSON on the wire is UTF-8, never guessed); nesting past the standard
+    library's depth, RecursionError (``jsontext`` tells that from truncation).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    fixed = without_lone_surrogates(text)
+    if fixed is not text:
+        try:
+            return orjson.loads(fixed)
+        except orjson.JSONDecodeError:
+            pass  # not only surrogates: the standard library says what else
+    return json.loads(fixed, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are JavaScript, not JSON; orjson refuses them too.
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+# Every escape, left to right, so an escaped backslash is consumed whole and
+# never taken for the start of another escape; a surrogate pair first, so
+# that only a lone half matches the 6-character form.
+_ESCAPE = re.compile(
+    r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r"|u[dD][89a-fA-F][0-9a-fA-F]{2}|.)",
+    re.DOTALL,
+)
+_REPLACEMENT = "\\ufffd"  # U+FFFD as an escape: as long as the one it replaces
+
+
+def _replace_lone(match: re.Match[str]) -> str:
+    escape = match.group()
+    return _REPLACEMENT if len(escape) == 6 else escape
+
+
+def without_lone_surrogates(text: str) -> str:
+    """A JSON ``text`` with each lone surrogate escape (``\\ud83d``) replaced by
+    ``\\ufffd``: the same length, so an offset into one is an offset into the
+    other; ``text`` itself when it holds none."""
+    if "\\u" not in text:
+        return text
+    fixed, count = _ESCAPE.subn(_replace_lone, text)
+    return text if count == 0 or fixed == text else fixed
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from edsync.errors import FatalError, InvalidEventError
-from edsync.model import UNKNOWN_ENTITY, Change, Cursor, Quarantined, RawEvent, json_value
+from edsync.jsontext import NotJsonError, TooDeepError
+from edsync.model import (
+    UNKNOWN_ENTITY,
+    Change,
+    Cursor,
+    Quarantined,
+    RawEvent,
+    Unreadable,
+    json_value,
+)
 
 
 class CursorRegressionError(FatalError):
@@ -38,6 +47,11 @@ def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Cha
     """Normalize a page; an event that cannot be normalized is kept, as Quarantined."""
     changes: list[Change | Quarantined] = []
     for raw in raws:
+        if isinstance(raw.body, Unreadable):
+            # No kind can map what no parser reads: kept as its text, a JSON string.
+            unread = RawEvent(raw.event_id, raw.position, raw.body.text)
+            changes.append(quarantined(unread, raw.body.reason))
+            continue
         try:
             changes.append(normalizer(raw))
         except InvalidEventError as exc:
@@ -48,7 +62,7 @@ def normalize_page(raws: Iterable[RawEvent], normalizer: Normalizer) -> list[Cha
 def quarantined(
     raw: RawEvent, reason: str, entity: str = UNKNOWN_ENTITY, *, person_id: str | None = None
 ) -> Quarantined:
-    body, value = raw.body, json_value(raw.body)
+    body, value = raw.body, _readable(raw.body)
     name = value.get("event") or value.get("type") if isinstance(value, dict) else None
     return Quarantined(
         event_id=raw.event_id,
@@ -59,6 +73,15 @@ def quarantined(
         reason=reason,
         person_id=person_id,
     )
+
+
+def _readable(body: object) -> object:
+    """``body``'s value, or None for a text no parser here reads: a quarantined
+    event is kept whatever it holds."""
+    try:
+        return json_value(body)
+    except (NotJsonError, TooDeepError):
+        return None
 
 
 def utc_timestamp(value: object) -> str:

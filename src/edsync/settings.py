@@ -66,6 +66,33 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookSettings:
+    """Where a source's upstream POSTs its webhooks (``[sources.NAME.webhook]``):
+    ``listen`` ("HOST:PORT", usually loopback behind the site's TLS proxy),
+    ``path``, and the ``Authorization`` value the upstream sends with each."""
+
+    listen: str
+    path: str
+    authorization: Secret
+
+    def address(self) -> tuple[str, int] | None:
+        """``listen`` as (host, port), or None when it is not HOST:PORT."""
+        host, sep, port = self.listen.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return None
+        return host, int(port)
+
+    def check(self) -> tuple[str, str] | None:
+        if self.address() is None:
+            return "listen", f'{self.listen!r} is not HOST:PORT (e.g. "127.0.0.1:8787")'
+        path = self.path
+        if not path.startswith("/") or any(c in path for c in "?# ") or not path.isprintable():
+            return "path", f'{path!r} is not a URL path (e.g. "/hooks/source")'
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointSettings:
     """Keys every HTTP peer (source or sink) has; ``name`` and ``kind`` come
     from the table key and its ``kind``."""
@@ -95,6 +122,12 @@ class SourceSettings(EndpointSettings):
         if self.page_size < 1:
             return "page_size", "must be at least 1"
         return None
+
+    def hook(self) -> WebhookSettings | None:
+        """The webhook that wakes this source's poll: a kind that has webhooks
+        declares the key ``webhook: WebhookSettings | None``."""
+        hook = getattr(self, "webhook", None)
+        return hook if isinstance(hook, WebhookSettings) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

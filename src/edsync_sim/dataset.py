@@ -41,7 +41,7 @@ import random
 import re
 import threading
 from bisect import bisect_left
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -1459,6 +1459,9 @@ class Journal:
         self._by_name: dict[str, list[int]] = {}
         self._unnamed: list[int] = []
         self._fragments: dict[frozenset[str], list[bytes | None]] = {}
+        self.on_append: list[Callable[[int, int], None]] = []
+        """Called with the first and last id of each append, after it (the
+        simulator's webhooks)."""
         self.append(events)
 
     def __len__(self) -> int:
@@ -1506,11 +1509,14 @@ class Journal:
     def append(self, n: int) -> int:
         """Generate ``n`` more story events; the id of the last event."""
         with self._lock, _gc_paused(n >= _GC_PAUSE_FROM):
+            first = len(self._events) + 1
             generator = self._generator
             for _ in range(n):
                 event = generator.next_event()
                 self._add(event, generator.now, event[1])
-            return len(self._events)
+            last = len(self._events)
+        self._appended(first, last)
+        return last
 
     def append_raw(self, obj: object) -> int:
         """Append any JSON value as the next event, served verbatim; its id.
@@ -1526,7 +1532,14 @@ class Journal:
             if logged is not None:
                 generator.now = max(generator.now, logged)
             self._add(_RawEvent(body, name if isinstance(name, str) else None), generator.now, name)
-            return len(self._events)
+            last = len(self._events)
+        self._appended(last, last)
+        return last
+
+    def _appended(self, first: int, last: int) -> None:
+        if first <= last:
+            for listener in list(self.on_append):
+                listener(first, last)
 
     def _add(self, event: _Event | _RawEvent, timestamp: int, name: object) -> None:
         position = len(self._events)

@@ -419,9 +419,11 @@ class _Context:
     base_url: Callable[[], str]
 
     def next_url(self, request: Request, first: int, cursor: str) -> str:
-        # Absolute, on the host the client used, as Edlink's $next is.
+        # Absolute, on the host the client used, as Edlink's $next is; over
+        # TLS an https URL (a plain-http $next would be another origin).
         host = request.headers.get("host")
-        base = f"http://{host}" if host else self.base_url()
+        scheme = self.base_url().partition("://")[0]
+        base = f"{scheme}://{host}" if host else self.base_url()
         return f"{base}{request.path}?" + urlencode({"$first": first, "$cursor": cursor}, safe="$")
 
 

@@ -28,6 +28,7 @@ from edsync_sim.dataset import Journal
 from edsync_sim.edlink_graph import DEFAULT_TOKEN, EdlinkGraph, utc_now
 from edsync_sim.learninghub import LearningHub
 from edsync_sim.web import JSON, Request, Response, Route, json_error
+from edsync_sim.webhooks import WebhookSender
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -245,6 +246,13 @@ class Simulator:
     ``tls`` (a server-side ``ssl.SSLContext`` with its certificate loaded) serves
     HTTPS instead: ``url`` then starts with ``https://``, and the certificate must
     name ``host``.
+
+    ``webhook_url`` plays DreamApply's webhooks: from ``start()`` on, each
+    journal event appended (by ``journal.append``, or by ``rate``) is POSTed
+    there, ``{"<id>": {item}}`` with ``Authorization: <webhook_authorization>``,
+    from a thread of its own (``webhooks``: a ``WebhookSender``, its
+    ``deliveries`` recorded). With ``rate`` the journal then also grows by
+    itself, not only when a request arrives, so the webhooks keep coming.
     """
 
     def __init__(
@@ -270,6 +278,8 @@ class Simulator:
         hub_programs: tuple[str, ...] = learninghub.DEFAULT_HUB_PROGRAMS,
         tls: ssl.SSLContext | None = None,
         journal_window: float | None = dreamapply.RETENTION,
+        webhook_url: str | None = None,
+        webhook_authorization: str = "",
     ) -> None:
         if journal_window is not None and journal_window < 0:
             raise ValueError(f"journal_window must be None or at least 0, got {journal_window}")
@@ -320,6 +330,12 @@ class Simulator:
         self._recorded = threading.Condition()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.webhooks = (
+            None
+            if webhook_url is None
+            else WebhookSender(self.journal, webhook_url, webhook_authorization)
+        )
+        self._stopping = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -335,12 +351,27 @@ class Simulator:
             daemon=True,
         )
         self._thread.start()
+        self._stopping.clear()
+        if self.webhooks is not None:
+            self.webhooks.start()
+            if self.rate > 0:
+                threading.Thread(target=self._tick, name="simulator-growth", daemon=True).start()
         return self
+
+    def _tick(self) -> None:
+        """Grow the journal on time, not on requests: its webhooks are what
+        bring the requests."""
+        period = min(max(1.0 / self.rate, 0.05), 1.0)
+        while not self._stopping.wait(period):
+            self._grow()
 
     def stop(self) -> None:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        self._stopping.set()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         server.shutdown()
         server.close_connections()
         server.server_close()
@@ -500,6 +531,8 @@ def serve_forever(
     host: str = "127.0.0.1",
     *,
     journal_window: float | None = dreamapply.RETENTION,
+    webhook_url: str | None = None,
+    webhook_authorization: str = "",
 ) -> int:
     """``edsync simulate``: serve until SIGINT or SIGTERM, then exit status 0."""
     stopping = threading.Event()
@@ -517,6 +550,8 @@ def serve_forever(
             host=host,
             port=port,
             journal_window=journal_window,
+            webhook_url=webhook_url,
+            webhook_authorization=webhook_authorization,
         ) as sim:
             print(f"edsync simulator: DreamApply at {sim.url} (api key: {sim.api_key})", flush=True)
             print(
@@ -529,6 +564,8 @@ def serve_forever(
                 f"(user: {hub.user}, key: {hub.key}, programs: {', '.join(hub.programs)})",
                 flush=True,
             )
+            if webhook_url is not None:
+                print(f"edsync simulator: DreamApply webhooks to {webhook_url}", flush=True)
             stopping.wait()
     finally:
         for signum, handler in previous.items():

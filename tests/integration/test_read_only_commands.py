@@ -132,7 +132,7 @@ def test_read_only_commands_cannot_write_and_do_not_migrate(
     writer = create_mirror_engine(load_config(path, secrets=False).mirror)
     with writer.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0006'")
-    with writer.begin() as conn:  # undo 0007 to 0010 (the views read 0009's column)
+    with writer.begin() as conn:  # undo 0007 to 0011 (the views read 0009's column)
         listed = (
             "SELECT name FROM sqlite_master WHERE type = 'view'"
             if backend == "sqlite"
@@ -144,6 +144,7 @@ def test_read_only_commands_cannot_write_and_do_not_migrate(
         conn.exec_driver_sql("DROP INDEX ix_records_parent")
         conn.exec_driver_sql("ALTER TABLE records DROP COLUMN parent_id")
         conn.exec_driver_sql("ALTER TABLE checkpoints DROP COLUMN purged_at")
+        conn.exec_driver_sql("ALTER TABLE checkpoints DROP COLUMN webhook_at")
         conn.exec_driver_sql("DROP TABLE refresh_queue")
         conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN failing_since")
         conn.exec_driver_sql("CREATE INDEX ix_records_entity ON records (source, entity)")

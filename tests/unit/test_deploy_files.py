@@ -31,7 +31,13 @@ CONFIG_EXAMPLE = ROOT / "config.example.toml"
 INSTALLED_EDSYNC = "/opt/edsync/.venv/bin/edsync"
 CONFIG = "/etc/edsync/edsync.toml"
 MIRROR_URL = "sqlite:////var/lib/edsync/edsync.db"
-SECRETS = {"DREAMAPPLY_API_KEY", "EDLINK_TOKEN", "LEARNINGHUB_API_KEY", "EDSYNC_WEBHOOK_SECRET"}
+SECRETS = {
+    "DREAMAPPLY_API_KEY",
+    "DREAMAPPLY_WEBHOOK_AUTH",
+    "EDLINK_TOKEN",
+    "LEARNINGHUB_API_KEY",
+    "EDSYNC_WEBHOOK_SECRET",
+}
 
 # The metric names edsync exposes on /metrics: the dashboard may use no other.
 METRICS = {

@@ -255,3 +255,28 @@ def record_purged(engine: Engine, source: str, when: dt.datetime) -> None:
             adapt(conn, "UPDATE checkpoints SET purged_at = ? WHERE source = ?"),
             (stamp(when), source),
         )
+
+
+_WEBHOOK = """
+INSERT INTO checkpoints (source, updated_at, events_total, consecutive_failures, webhook_at)
+VALUES (?, ?, 0, 0, ?)
+ON CONFLICT (source) DO UPDATE SET webhook_at = excluded.webhook_at
+"""
+
+
+def record_webhook(engine: Engine, source: str, when: dt.datetime) -> None:
+    """An authorized webhook for ``source`` arrived at ``when``: for ``status``,
+    and for the daemon that polls the source if another one received it."""
+    at = stamp(when)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(adapt(conn, _WEBHOOK), (source, at, at))
+
+
+def webhook_times(engine: Engine) -> dict[str, dt.datetime]:
+    """Each source's last webhook, for the sources any webhook has reached."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT source, webhook_at FROM checkpoints WHERE webhook_at IS NOT NULL"
+        ).all()
+    found = {source: instant(value) for source, value in rows}
+    return {source: when for source, when in found.items() if when is not None}

@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from edsync.kinds import Records, records_of
-from edsync.mirror import checkpoints, queue
+from edsync.mirror import checkpoints, maintenance, queue
 from edsync.mirror.db import WRITE
 from edsync.mirror.erasure import SIGNAL_KEEP, erase_person, scrubbed_record
 from edsync.mirror.errors import transient_failures
@@ -148,6 +148,8 @@ class Ledger:
         self.typed = records_of(kind)
         self.rules = [rule for rule in rules if rule.source == source]
         self._pages = 0
+        # JSONB refuses a lone surrogate escape that SQLite keeps as sent.
+        self._jsonb = engine.dialect.name == "postgresql"
 
     def apply(
         self, changes: Sequence[Change | Quarantined], cursor: Cursor, *, known: int = 0
@@ -293,6 +295,8 @@ class Ledger:
         if NUL_ESCAPE in payload_json:  # rare: the exact check only then
             change = without_nul(change)
             payload_json = dumps(change.payload)
+        if self._jsonb:
+            payload_json = maintenance.jsonb_storable(payload_json)
         status, reason = APPLIED, None
         if isinstance(change, Quarantined):
             status, reason = QUARANTINED, change.reason

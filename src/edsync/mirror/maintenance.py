@@ -1,6 +1,7 @@
 """Keeping the mirror storable and well planned: the NUL repair PostgreSQL
-needs before it stores an event or a snapshot object, and the ANALYZE of
-tables a backfill has outgrown the statistics of."""
+needs before it stores an event or a snapshot object, the lone surrogate
+escape its JSONB refuses in a ledger text, and the ANALYZE of tables a
+backfill has outgrown the statistics of."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from edsync import jsontext
 from edsync.model import Change, Quarantined, json_value
 
 NUL_ESCAPE = "\\u0000"  # how orjson writes U+0000 inside a JSON string
@@ -47,6 +49,16 @@ def without_nul(change: Change | Quarantined) -> Change | Quarantined:
         occurred_at=change.occurred_at,
         person_id=person_id,
     )
+
+
+def jsonb_storable(text: str) -> str:
+    """A ledger's JSON text as PostgreSQL's JSONB takes it: a lone surrogate
+    escape (``\\ud83d``, valid JSON kept as sent, SPEC 5.3) refused there, so
+    U+FFFD in its place; the text itself when it holds none (the check is a
+    substring search: a surrogate escape starts ``\\ud``)."""
+    if "\\ud" not in text and "\\uD" not in text:
+        return text
+    return jsontext.scrub(text)
 
 
 def nul_repair(value: Any, fields: tuple[str | None, ...]) -> tuple[Any, tuple[Any, ...]] | None:

@@ -32,6 +32,8 @@ class SourceProgress:
     lag: int | None
     snapshot: str | None
     """The snapshot-progress JSON text while a snapshot is under way."""
+    webhook_at: dt.datetime | None = None
+    """When the source's last authorized webhook arrived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ def progress(engine: Engine) -> dict[str, SourceProgress]:
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT source, cursor, events_total, last_success_at, consecutive_failures, "
-            "last_error, gap, lag, snapshot FROM checkpoints"
+            "last_error, gap, lag, snapshot, webhook_at FROM checkpoints"
         ).all()
     return {
         row[0]: SourceProgress(
@@ -65,6 +67,7 @@ def progress(engine: Engine) -> dict[str, SourceProgress]:
             row[6],
             None if row[7] is None else int(row[7]),
             row[8],
+            instant(row[9]),
         )
         for row in rows
     }

@@ -112,6 +112,7 @@ checkpoints = Table(
     Column("lag", BigInteger),
     Column("snapshot", Text),  # a running snapshot's progress (JSON), for resuming it
     Column("purged_at", Timestamp),  # when the feed's purged resources were last read
+    Column("webhook_at", Timestamp),  # when the source's last authorized webhook arrived
 )
 
 # Resources the feed's events named, to be read again (SPEC 2.1): written with

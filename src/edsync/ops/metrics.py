@@ -57,6 +57,7 @@ class Metrics:
             registry=r,
         )
         self._http(r)
+        self._webhooks(r)
         self.deliveries = Gauge(
             "edsync_deliveries", "Outbox by status", ["sink", "status"], registry=r
         )
@@ -93,6 +94,29 @@ class Metrics:
         self.throttled = Counter(
             "edsync_http_throttled",
             "HTTP 429 answers received, by source (sink:NAME for a sink)",
+            ["source"],
+            registry=r,
+        )
+
+    def _webhooks(self, r: CollectorRegistry) -> None:
+        from prometheus_client import Counter
+
+        self.webhooks = Counter(
+            "edsync_webhooks_received",
+            "Webhooks accepted (authorized), by source",
+            ["source"],
+            registry=r,
+        )
+        self.webhooks_rejected = Counter(
+            "edsync_webhooks_rejected",
+            "Webhook requests refused, by source (empty: no such path) and reason "
+            "(unauthorized, too_large, bad_request, method, not_found)",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.woken = Counter(
+            "edsync_polls_woken",
+            "Polls started by a webhook rather than by the interval",
             ["source"],
             registry=r,
         )

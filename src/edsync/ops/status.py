@@ -56,6 +56,7 @@ def collect(config: Config, engine: Mirror) -> dict[str, Any]:
                 "last_error": row.last_error if row else None,
                 "gap": row.gap if row else None,
                 "snapshot": _snapshot(row.snapshot) if row else None,
+                "last_webhook": _text(row.webhook_at) if row else None,
                 "holder": None if holder is None else {"host": holder.host, "pid": holder.pid},
             }
         )
@@ -112,6 +113,8 @@ def render(report: dict[str, Any], console: Console) -> None:
             "polled by", "-" if holder is None else f"pid {holder['pid']} on {holder['host']}"
         )
         grid.add_row("last success", _or_dash(source["last_success"]))
+        if source.get("last_webhook"):
+            grid.add_row("last webhook", str(source["last_webhook"]))
         for key in ("last_error", "gap", "snapshot"):
             if source.get(key):
                 grid.add_row(key.replace("_", " "), str(source[key]))

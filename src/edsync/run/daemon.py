@@ -8,6 +8,10 @@ scheduler itself is alive. The main thread only waits for signals:
   within 10 s even if a poll is stuck in a network wait (nothing uncommitted
   is lost: the cursor only moves with a commit).
 - SIGHUP: reload the config; a bad one is refused and the old one keeps running.
+
+Where a source's config has a webhook, a listener answers its upstream's
+POSTs and wakes that source's poll (``waking``); the interval job stays on,
+the safety net for a webhook that never comes.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import structlog
 
 from edsync.backoff import next_delay
 from edsync.config import load_config
-from edsync.errors import ConfigError
+from edsync.errors import ConfigError, FatalError
 from edsync.http import on_request, on_retry
 from edsync.mirror import Mirror, MirrorError, outbox
 from edsync.ops import logs
@@ -40,6 +44,7 @@ from edsync.run.locks import (
 )
 from edsync.run.runner import PollOutcome, Runner, SourceState
 from edsync.run.stopping import Stopper
+from edsync.run.waking import Waker
 from edsync.settings import Config
 
 __all__ = ["Daemon"]
@@ -111,6 +116,9 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=dt.UTC,
         )
+        self.waker = Waker(
+            self.scheduler, self.poll, self.metrics, engine, holds=self._holds, stop=self.stop
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -125,6 +133,11 @@ class Daemon:
             unhook_requests()
 
         self._unhook = unhook
+        try:
+            self.waker.listen(self.config)
+        except FatalError:
+            self._release()  # leaves no run lock behind
+            raise
         if self.config.metrics is not None:
             self.metrics_server = MetricsServer(self.config.metrics, self.metrics, self.health)
             self.metrics_server.start()
@@ -149,6 +162,7 @@ class Daemon:
     def shutdown(self) -> int:
         self.notifier.stopping()
         log.info("daemon_stopping")
+        self.waker.close()  # no new wake from here on
         self.scheduler.shutdown(wait=False)
         self.stopper.finish()  # leaves from here if a poll is stuck
         self._release()
@@ -163,6 +177,7 @@ class Daemon:
         """What a stop gives back, whether or not it waits for stuck polls."""
         self._unhook()
         self._unhook = _nothing
+        self.waker.close()
         if self.metrics_server is not None:
             self.metrics_server.stop()
             self.metrics_server = None
@@ -248,6 +263,11 @@ class Daemon:
             return
         moved = self.locks.rebalance(list(self.config.sources))
         self._handed(moved)
+        self.waker.from_mirror(self.config)
+
+    def _holds(self, name: str) -> bool:
+        """Whether this process polls ``name`` now (on SQLite it polls them all)."""
+        return not isinstance(self.locks, SharedLocks) or name in self.locks.held
 
     def _handed(self, moved: Handover) -> None:
         for name in moved.released + moved.lost:
@@ -293,11 +313,16 @@ class Daemon:
         for name in set(old.sources) - set(new.sources):
             self.scheduler.remove_job(f"source:{name}")
             self.runner.forget(name)
+            self.waker.forget(name)
         for name, settings in new.sources.items():
             if old.sources.get(name) != settings:
                 self._schedule_source(name)
         self.health.track(set(new.sources))
         self._schedule_coordinator()  # the sources, and so its pace, may have changed
+        try:
+            self.waker.listen(new)
+        except FatalError as exc:  # an address taken: the other webhooks and the polls go on
+            log.error("webhooks_not_listening", error=str(exc))
         if set(new.sources) - set(old.sources) and new.mirror.auto_migrate:
             from edsync.mirror import views
 
@@ -310,22 +335,30 @@ class Daemon:
 
     # -- jobs ---------------------------------------------------------------
 
-    def poll(self, name: str) -> None:
+    def poll(self, name: str, ticket: float | None = None) -> None:
+        """A source's poll job: the interval's, or a webhook's (``ticket``)."""
         settings = self.config.sources.get(name)
-        if self.stop.is_set() or settings is None:
+        if self.stop.is_set() or settings is None or not self.waker.start(name, ticket):
             return
-        outcome = self.runner.poll(settings, self.rules)
-        if outcome.error is not None:
-            self._back_off(name, outcome, settings.interval)
+        held_for = None
+        try:
+            outcome = self.runner.poll(settings, self.rules)
+            if outcome.error is not None:
+                held_for = self._back_off(name, outcome, settings.interval)
+        finally:
+            self.waker.finish(name, held_for)
 
-    def _back_off(self, name: str, outcome: PollOutcome, interval: float) -> None:
-        """Hold the next poll off when the failure asks for more than the interval."""
+    def _back_off(self, name: str, outcome: PollOutcome, interval: float) -> float | None:
+        """Hold the next poll off when the failure asks for more than the
+        interval; the seconds it is held off, if so."""
         assert outcome.error is not None
         delay = next_delay(outcome.error, interval, outcome.failures)
-        if delay > interval and not self.stop.is_set():
-            job = self.scheduler.get_job(f"source:{name}")
-            if job is not None:
-                job.modify(next_run_time=_now() + dt.timedelta(seconds=delay))
+        if delay <= interval or self.stop.is_set():
+            return None
+        job = self.scheduler.get_job(f"source:{name}")
+        if job is not None:
+            job.modify(next_run_time=_now() + dt.timedelta(seconds=delay))
+        return delay
 
     def _publisher(self) -> Publisher:
         """The publisher for the current sinks; rebuilt here, in its own job, after a reload."""

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import orjson
 import structlog
 
-from edsync.errors import ConfigError, InvalidEventError, MalformedPageError
+from edsync import jsontext
+from edsync.errors import ConfigError, InvalidEventError, UnreadableJsonError
 from edsync.http import HttpClient, Reply
 from edsync.model import (
     UNKNOWN_ENTITY,
@@ -29,7 +28,9 @@ from edsync.model import (
     dump_json,
 )
 from edsync.normalize import utc_timestamp
-from edsync.settings import Duration, Secret, SourceSettings
+from edsync.pages import by_cursor
+from edsync.settings import Duration, Secret, SourceSettings, WebhookSettings
+from edsync.sources.dreamapply.journal_page import lone_event, read_page
 from edsync.sources.dreamapply.names import application_id, link_id, own_id, refreshes
 from edsync.sources.dreamapply.resources import SNAPSHOT_ENTITIES, Resources
 
@@ -60,6 +61,7 @@ class Settings(SourceSettings):
     snapshot: bool = True
     purge_interval: Duration = Duration(3600.0)
     resync: str = "auto"
+    webhook: WebhookSettings | None = None  # its webhooks wake the poll (SourceSettings.hook)
 
     def check(self) -> tuple[str, str] | None:
         if not 1 <= self.page_size <= SERVER_MAX_PAGE:
@@ -158,7 +160,6 @@ EVENT_KINDS: dict[str, EventKind] = {
 
 _STATUS_PREFIXES = {name[: -len(" ?")]: name for name in EVENT_KINDS if name.endswith(": ?")}
 _QUOTES = "\"'“”‘’"  # noqa: RUF001 - DreamApply's docs use curly quotes too
-_EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit a 64-bit position
 # The link fields a journal item has (JournalItem.php; administrator lately).
 LINK_FIELDS = frozenset(
     {
@@ -199,10 +200,8 @@ def pattern_problem(pattern: str) -> str | None:
     return f"{pattern!r} is not a DreamApply journal event name"
 
 
-# A page is split into each event's own JSON text, and an event is read for
-# the few fields normalizing needs: its text is what the ledger stores, so the
-# large expanded objects are neither built as Python objects nor written again.
-_PAGE = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[Any])
+# An event is read for the few fields normalizing needs (journal_page splits
+# the page into each event's text): its text is what the ledger stores.
 _Fields = msgspec.defstruct(
     "_Fields",
     [
@@ -215,25 +214,8 @@ _Fields = msgspec.defstruct(
     ],
 )
 _FIELDS = msgspec.json.Decoder(_Fields)
-
-
-def _split(body: bytes, target: str) -> dict[str, msgspec.Raw] | list[Any]:
-    try:
-        return _PAGE.decode(body)
-    except msgspec.ValidationError:  # JSON, but neither an object nor PHP's empty []
-        raise MalformedPageError(f"{target}: journal page is not an object of events") from None
-    except msgspec.DecodeError as exc:
-        raise MalformedPageError(f"{target}: invalid JSON in response ({exc})") from None
-
-
-def _event_text(raw: msgspec.Raw, target: str) -> RawJson:
-    # msgspec checked the value's syntax and escapes, not that its bytes are
-    # UTF-8: a page orjson refused is refused here too.
-    try:
-        text = str(raw, "utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedPageError(f"{target}: invalid JSON in response ({exc})") from None
-    return RawJson(text)
+# What reading an event's fields raises for JSON no parser here builds.
+_UNREADABLE = (msgspec.DecodeError, jsontext.NotJsonError, jsontext.TooDeepError)
 
 
 def _fields(body: object) -> tuple[Any, RawJson]:
@@ -243,15 +225,22 @@ def _fields(body: object) -> tuple[Any, RawJson]:
     try:
         return _FIELDS.decode(text.text), text
     except msgspec.ValidationError:
-        kind = type(orjson.loads(text.text)).__name__
+        kind = type(jsontext.loads(text.text)).__name__
         raise InvalidEventError(f"event is not an object but {kind}") from None
+    except msgspec.DecodeError:
+        fixed = jsontext.scrub(text.text)
+        if fixed is text.text:
+            raise
+    # A lone surrogate escape is valid JSON msgspec refuses: its fields are read
+    # with U+FFFD in its place; the text, as sent, is what the ledger keeps.
+    return _FIELDS.decode(fixed), text
 
 
 def _person_of(body: object) -> str | None:
     """The applicant an event names, as far as it can be read at all."""
     try:
         return link_id(_fields(body)[0].applicant)
-    except (InvalidEventError, msgspec.DecodeError, orjson.JSONDecodeError):
+    except (InvalidEventError, *_UNREADABLE, RecursionError):
         return None
 
 
@@ -320,8 +309,10 @@ class DreamApplySource:
     def close(self) -> None:
         self.http.close()
 
-    def _params(self, start: str | None, bounds: Bounds) -> dict[str, str]:
-        params = {"order": "oldest-first", "limit": str(self.limit)}
+    def _params(
+        self, start: str | None, bounds: Bounds, limit: int | None = None
+    ) -> dict[str, str]:
+        params = {"order": "oldest-first", "limit": str(limit or self.limit)}
         if start is not None:
             params["bySince"] = start
         if bounds.until is not None:
@@ -341,7 +332,10 @@ class DreamApplySource:
     def head(self) -> str | None:
         """The newest journal id among the ``events`` asked for, or None if there is none."""
         params = {"order": "newest-first", "limit": "1", "byEvents": self.by_events}
-        events = self.http.fetch("GET", self.path, params, partial(self._read_page, -1))
+        try:
+            events = self.http.fetch("GET", self.path, params, partial(self._read_page, -1))
+        except UnreadableJsonError as exc:  # its id is all a head needs
+            return lone_event(exc.text, -1, self._target).event_id
         return max((e.event_id for e in events), key=int, default=None)
 
     def after_snapshot(self, head: str | None, base: int) -> Cursor:
@@ -366,22 +360,30 @@ class DreamApplySource:
         return int(count) if count is not None and count.isdigit() else None
 
     def pages(self, cursor: Cursor | None, bounds: Bounds) -> Iterator[RawPage]:
-        start = self._start(cursor, bounds)
-        floor = cursor.position if cursor is not None else 0
-        while True:
-            # Parsed inside the retries: a truncated or malformed page is retried too.
-            events = self.http.fetch(
-                "GET", self.path, self._params(start, bounds), partial(self._read_page, floor)
-            )
-            # The server caps `limit` silently: only an empty page means the end.
-            # Ids jump over the events byEvents hides: a jump is no gap (SPEC 2.1).
-            if not events:
-                return
+        # The server caps `limit` silently: only an empty page means the end.
+        # Ids jump over the events byEvents hides: a jump is no gap (SPEC 2.1).
+        start = (self._start(cursor, bounds), cursor.position if cursor is not None else 0)
+        read = partial(self._fetch, bounds)
+        for events in by_cursor(read, start, _after, self.limit, self._isolate):
             last = events[-1].position
             spent = self.http.spent
-            yield RawPage(events, Cursor(str(last), last), spent.network, spent.read)
-            floor = last
-            start = str(last + 1)
+            yield RawPage(list(events), Cursor(str(last), last), spent.network, spent.read)
+
+    def _fetch(self, bounds: Bounds, at: tuple[str | None, int], limit: int) -> list[RawEvent]:
+        """The events from ``at`` (``bySince``, and the id they must be past), at
+        most ``limit``; parsed inside the retries, so a truncated or malformed
+        page is retried too."""
+        since, floor = at
+        params = self._params(since, bounds, limit)
+        return self.http.fetch("GET", self.path, params, partial(self._read_page, floor))
+
+    def _isolate(self, at: tuple[str | None, int], error: UnreadableJsonError) -> RawEvent:
+        """The event of a page of limit 1 that no parser reads, to be quarantined."""
+        return lone_event(error.text, at[1], self._target)
+
+    @property
+    def _target(self) -> str:
+        return f"source {self.name!r}"
 
     def _read_page(self, floor: int, reply: Reply) -> list[RawEvent]:
         return self._parse_page(reply.body, floor)
@@ -389,37 +391,15 @@ class DreamApplySource:
     def _parse_page(self, page: bytes, floor: int) -> list[RawEvent]:
         """The page's events after ``floor``, oldest first, each body the event's
         own JSON text (``page``: the reply's body)."""
-        target = f"source {self.name!r}"
-        body = _split(page, target)
-        if isinstance(body, list) and not body:
-            return []  # PHP renders an empty map as []
-        if not isinstance(body, dict):
-            raise MalformedPageError(
-                f"source {self.name!r}: journal page is not an object of events"
-            )
-        events = []
-        for key, value in body.items():
-            if not _EVENT_ID.fullmatch(key):
-                raise MalformedPageError(f"source {self.name!r}: journal key {key!r} is not an id")
-            position = int(key)
-            if position > floor:  # a server repeating old ids must not move us back
-                events.append(RawEvent(key, position, _event_text(value, target)))
-        if body and not events:
-            # Only an empty page is the end; one of nothing but old ids is a stale answer.
-            raise MalformedPageError(
-                f"source {self.name!r}: journal page after id {floor} holds only "
-                "events already applied"
-            )
-        events.sort(key=lambda e: e.position)
-        return events
+        return read_page(page, floor, self._target)
 
     def normalize(self, raw: RawEvent) -> Change:
         try:
             return self._normalize(raw)
-        except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:
-            # Valid JSON that orjson cannot build (a number past a double's
-            # range): the page was read, so only this event is quarantined,
-            # naming its person still, so an erasure finds it.
+        except (*_UNREADABLE, RecursionError) as exc:
+            # Valid JSON a parser here cannot build (nesting past msgspec's depth):
+            # the page was read, so only this event is quarantined, naming its
+            # person still, so an erasure finds it.
             raise InvalidEventError(
                 f"event holds a value edsync cannot read: {exc}", person_id=_person_of(raw.body)
             ) from None
@@ -489,6 +469,12 @@ class DreamApplySource:
         if name not in self._unknown_logged:
             self._unknown_logged.add(name)
             log.warning("unknown_event_name", source=self.name, event_name=name)
+
+
+def _after(event: RawEvent) -> tuple[str, int]:
+    """Where the journal goes on after ``event``: ``bySince``, and the id the
+    next page's events must be past."""
+    return str(event.position + 1), event.position
 
 
 def create(settings: SourceSettings) -> DreamApplySource:

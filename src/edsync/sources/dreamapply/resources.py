@@ -24,6 +24,7 @@ import structlog
 from edsync.errors import MalformedPageError
 from edsync.http import HttpClient, Reply
 from edsync.model import Ref, Refreshed, SnapshotObject
+from edsync.pages import Page, by_link
 from edsync.sources.dreamapply.names import link_child, ref_id
 
 log = structlog.get_logger("edsync.dreamapply")
@@ -46,6 +47,11 @@ LIST_EXPAND = "offers,tasks,references,documents"
 """The expansions asked of the applications list (``offers``, plural)."""
 
 _PURGED_TYPES = {"applicant": "applicant", "application": "application"}
+_FIRST_PAGE = 0  # purged-resources' first page, asked for without a page number
+
+
+class _NotServed(Exception):
+    """The server has no purged-resources (404): never leaves ``purged``."""
 
 
 class OfferTypes:
@@ -102,7 +108,8 @@ def application_records(
         value = application.get(field)
         items = collection_items(value)
         if items is None:
-            if isinstance(value, str):
+            # A path or an absolute URL; HttpClient judges its origin when it is read.
+            if isinstance(value, str) and (value.startswith("/") or "://" in value):
                 links[entity] = value
             continue
         complete.append(entity)
@@ -204,9 +211,8 @@ class Resources:
         records, complete, links = application_records(ref.id, found, self.types)
         person = records[0][1].person_id or ref.person_id
         for entity, link in links.items():
-            if not link.startswith("/") or link.startswith("//"):
-                continue  # another origin gets no credential: the kind stays unread
-            # The server sent a link, not the collection: follow it, as the SDK does.
+            # The server sent a link, not the collection: follow it, as the SDK
+            # does. One to another origin fails the read (HttpClient refuses it).
             items = self.http.fetch("GET", link, None, self._list_or_gone, expect=(404,))
             if items is not None:
                 pairs = [(str(k), v) for k, v in items]
@@ -280,29 +286,33 @@ class Resources:
     def purged(self, pages_done: int = 0) -> Iterator[tuple[list[Refreshed], int | None]]:
         """Each page of ``purged-resources`` as deletions, with the number of
         the page after it (None after the last)."""
+        first = pages_done + 1 if pages_done else _FIRST_PAGE
+        try:
+            for page in by_link(self._purged_page, first):
+                yield list(page.items), page.following
+        except _NotServed:
+            # API v9 has it; an older version (an unversioned prefix may be
+            # v3) does not: say so, and read purges on the next interval.
+            log.warning(
+                "purged_resources_not_served",
+                source=self.source,
+                path=f"{self.prefix}/purged-resources",
+                hint="api_prefix should name API v9, e.g. /api/v9",
+            )
+
+    def _purged_page(self, number: int, _size: int) -> Page[Refreshed, int]:
+        """Page ``number`` of ``purged-resources`` (the first unnamed, as the
+        server pages it) and the number of the next, if any."""
         path = f"{self.prefix}/purged-resources"
-        page: int | None = pages_done + 1 if pages_done else None
-        while True:
-            params = None if page is None else {"page": str(page)}
-            read = self.http.fetch("GET", path, params, self._read_purged, expect=(404,))
-            if read is None:
-                # API v9 has it; an older version (an unversioned prefix may be
-                # v3) does not: say so, and read purges on the next interval.
-                log.warning(
-                    "purged_resources_not_served",
-                    source=self.source,
-                    path=path,
-                    hint="api_prefix should name API v9, e.g. /api/v9",
-                )
-                return
-            entries, following = read
-            current = page or 1
-            gone = [g for g in (purged_entry(self.source, e) for e in entries) if g is not None]
-            last = following is None or following <= current
-            yield gone, None if last else following
-            if last:
-                return
-            page = following
+        params = None if number == _FIRST_PAGE else {"page": str(number)}
+        read = self.http.fetch("GET", path, params, self._read_purged, expect=(404,))
+        if read is None:
+            raise _NotServed
+        entries, following = read
+        current = number or 1
+        gone = [g for g in (purged_entry(self.source, e) for e in entries) if g is not None]
+        last = following is None or following <= current
+        return Page(gone, None if last else following)
 
     def _read_purged(self, reply: Reply) -> tuple[list[dict[str, Any]], int | None] | None:
         """The entries of a purged-resources page and the next page's number, if

@@ -19,7 +19,7 @@ link to the application it was read under, as the journal's records have it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ import structlog
 from edsync.errors import FatalError, MalformedPageError
 from edsync.http import HttpClient, Reply
 from edsync.model import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
+from edsync.pages import by_cursor
 from edsync.sources.dreamapply.names import ref_id
 from edsync.sources.dreamapply.resources import (
     LIST_EXPAND,
@@ -92,15 +93,21 @@ class Snapshot:
     # -- applicants ---------------------------------------------------------
 
     def _applicants(self, after: int) -> Iterator[SnapshotPage]:
-        path = f"{self.prefix}/applicants"
-        while True:
-            params = {"bySince": str(after + 1), "limit": str(LIST_LIMIT)}
-            items = self.http.fetch("GET", path, params, self._read_list)
-            if not items:
-                return
+        for items in self._applicant_pages(after, LIST_LIMIT):
             objects = [SnapshotObject(str(id_), obj, str(id_)) for id_, obj in items]
-            after = items[-1][0]
-            yield SnapshotPage("applicant", objects, resume=f"applicant:{after}")
+            yield SnapshotPage("applicant", objects, resume=f"applicant:{items[-1][0]}")
+
+    def _applicant_pages(
+        self, after: int, limit: int
+    ) -> Iterator[Sequence[tuple[int, dict[str, Any]]]]:
+        """``/applicants`` page by page, paged by their own ids (``bySince``)."""
+        path = f"{self.prefix}/applicants"
+
+        def read(since: int, size: int) -> list[tuple[int, dict[str, Any]]]:
+            params = {"bySince": str(since), "limit": str(size)}
+            return self.http.fetch("GET", path, params, self._read_list)
+
+        return by_cursor(read, after + 1, _next_id, limit)
 
     # -- applications, term by term ---------------------------------------------
 
@@ -150,15 +157,8 @@ class Snapshot:
     def _applicant_ids(self) -> list[int]:
         """Every listed applicant's id, read once per snapshot (ids only: no expand)."""
         if self._listed_applicants is None:
-            path, after, ids = f"{self.prefix}/applicants", 0, []
-            while True:
-                params = {"bySince": str(after + 1), "limit": str(APPLICANT_IDS_LIMIT)}
-                items = self.http.fetch("GET", path, params, self._read_list)
-                if not items:
-                    break
-                ids += [id_ for id_, _ in items]
-                after = items[-1][0]
-            self._listed_applicants = ids
+            pages = self._applicant_pages(0, APPLICANT_IDS_LIMIT)
+            self._listed_applicants = [id_ for items in pages for id_, _ in items]
         return self._listed_applicants
 
     def _too_large(self, term: int, count: int) -> SnapshotTooLargeError:
@@ -203,8 +203,7 @@ class Snapshot:
         out: list[tuple[str, SnapshotObject]] = []
         app_id = application.entity_id
         for entity, link in links.items():
-            if not link.startswith("/") or link.startswith("//"):
-                continue  # another origin gets no credential
+            # One to another origin fails the read: HttpClient refuses it.
             items = self.http.fetch("GET", link, None, self._read_list_or_gone, expect=(404,))
             if items is None:
                 continue  # closed or purged since it was listed: the purged list says so
@@ -258,6 +257,11 @@ class Snapshot:
 
     def _read_list_or_gone(self, reply: Reply) -> list[tuple[int, dict[str, Any]]] | None:
         return None if reply.status == 404 else self._read_list(reply)
+
+
+def _next_id(item: tuple[int, dict[str, Any]]) -> int:
+    """``bySince`` after a listed item: its id, plus one."""
+    return item[0] + 1
 
 
 def _parse_token(resume: str | None) -> tuple[str, int, int]:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 from edsync.errors import FatalError, MalformedPageError
 from edsync.model import SNAPSHOT_DONE, Cursor, SnapshotObject, SnapshotPage
-from edsync.sources.edlink.graph import GraphReader, person_of
-from edsync.sources.edlink.refusals import REFUSALS
+from edsync.pages import by_link
+from edsync.sources.edlink.graph import GraphReader, Link, person_of
 
 # The Graph list endpoints, in the order Edlink recommends for a bootstrap.
 COLLECTIONS: tuple[tuple[str, str], ...] = (
@@ -42,21 +42,16 @@ class GraphSnapshot(GraphReader):
         a time is in memory, however many the lists hold."""
         kinds = [entity for entity, _ in COLLECTIONS]
         start = 0 if resume is None else _resume_index(kinds, resume)
+        size = self.settings.page_size
         for index, (entity, collection) in enumerate(COLLECTIONS[start:], start):
             following = kinds[index + 1] if index + 1 < len(kinds) else SNAPSHOT_DONE
-            url = f"/api/v2/graph/{collection}"
-            params: dict[str, str] | None = {"$first": str(self.settings.page_size)}
-            while True:
-                reply, body = self.http.fetch("GET", url, params, self._read(), expect=REFUSALS)
-                objects = [self._object(entity, item) for item in self._data(reply, body)]
-                link = body.get("$next") if isinstance(body, dict) else None
-                next_url = link if isinstance(link, str) and objects else ""
-                del reply, body  # the page's bytes and envelope: its objects are enough
-                yield SnapshotPage(entity, objects, resume=entity if next_url else following)
+            first: Link = (f"/api/v2/graph/{collection}", {"$first": str(size)})
+            for page in by_link(self._page, first, size):
+                objects = [self._object(entity, item) for item in page.items]
+                more = page.following is not None
+                del page  # the page's envelope and items: its objects are enough
+                yield SnapshotPage(entity, objects, resume=entity if more else following)
                 del objects  # the next page, of this list or the next, is fetched without it
-                if not next_url:
-                    break
-                url, params = next_url, None
 
     def _object(self, entity: str, item: object) -> SnapshotObject:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -22,12 +23,21 @@ from edsync.errors import (
     InvalidEventError,
     MalformedPageError,
     RefusedError,
+    UnreadableJsonError,
 )
 from edsync.http import HttpClient, Reply
-from edsync.model import Bounds, Change, Cursor, Op, RawEvent, RawPage
+from edsync.model import Bounds, Change, Cursor, Op, RawEvent, RawPage, Unreadable
 from edsync.normalize import bound_time, iso_seconds, utc_timestamp
+from edsync.pages import Page, by_link
 from edsync.settings import SourceSettings
-from edsync.sources.edlink.graph import PERSON_ENTITY, Settings, person_of
+from edsync.sources.edlink.graph import (
+    PERSON_ENTITY,
+    Link,
+    Settings,
+    lone_event,
+    next_link,
+    person_of,
+)
 from edsync.sources.edlink.refusals import REFUSALS, refusal_detail, refusal_error
 from edsync.sources.edlink.snapshot import GraphSnapshot
 
@@ -96,8 +106,21 @@ def _event_id(body: object) -> str:
     """The event's id, or a content hash so a replay of a broken event still dedupes."""
     if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
         return str(body["id"])
-    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return f"invalid-{digest[:32]}"
+    if isinstance(body, Unreadable):
+        if body.id:
+            return body.id
+        content = body.text.encode()
+    else:
+        content = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return f"invalid-{hashlib.sha256(content).hexdigest()[:32]}"
+
+
+@dataclass(slots=True)
+class _Read:
+    """The id of the last event a drain read, kept or dropped: where ``$after``
+    resumes when a ``$next`` expired."""
+
+    up_to: str | None
 
 
 class EdlinkSource(GraphSnapshot):
@@ -131,9 +154,12 @@ class EdlinkSource(GraphSnapshot):
         return None  # the stream has no count: progress shows events, not a total
 
     def head(self) -> str | None:
-        reply, body = self.http.fetch(
-            "GET", EVENTS_PATH, {"$last": "1"}, self._read(), expect=REFUSALS
-        )
+        try:
+            reply, body = self.http.fetch(
+                "GET", EVENTS_PATH, {"$last": "1"}, self._read(), expect=REFUSALS
+            )
+        except UnreadableJsonError as exc:  # its id is all a head needs
+            return _event_id(lone_event(exc.text, f"source {self.name!r}").items[0])
         data = self._data(reply, body)
         return _event_id(data[-1]) if data else None
 
@@ -157,30 +183,16 @@ class EdlinkSource(GraphSnapshot):
             if window.since is None:
                 start = [self._event(bounds.since, "--since")]
                 after = bounds.since
-        first = str(self.settings.page_size)
-        read_up_to = after  # the last event read, kept or dropped: where $after resumes
-        params: dict[str, str] | None = {"$first": first}
-        if after:
-            assert params is not None
-            params["$after"] = after
-        url = EVENTS_PATH
-        while True:
-            # Read inside the retries: a truncated page is retried like a 5xx.
-            try:
-                reply, body = self.http.fetch(
-                    "GET", url, params, self._read(after=read_up_to), expect=REFUSALS
-                )
-            except GapError:
-                if url == EVENTS_PATH or not read_up_to:
-                    raise
-                # Our own $next expired mid-drain: resume from the last id instead.
-                url, params = EVENTS_PATH, {"$first": first, "$after": read_up_to}
-                continue
-            data = start + self._data(reply, body)
+        size = self.settings.page_size
+        first: Link = (EVENTS_PATH, {"$first": str(size)} | ({"$after": after} if after else {}))
+        read = _Read(after)  # the last event read, kept or dropped: where $after resumes
+        fetch = partial(self._events_page, read)
+        for page in by_link(fetch, first, size, self._lone_event):
+            data = start + list(page.items)
             start = []
             if not data:
                 return
-            read_up_to = _event_id(data[-1])
+            read.up_to = _event_id(data[-1])
             events, done = window.cut(data, position)
             if events:
                 position = events[-1].position
@@ -188,10 +200,31 @@ class EdlinkSource(GraphSnapshot):
                 after = events[-1].event_id
                 spent = self.http.spent
                 yield RawPage(events, Cursor(after, position), spent.network, spent.read)
-            next_url = body.get("$next") if isinstance(body, dict) else None
-            if done or not isinstance(next_url, str) or not next_url:
+            if done:
                 return
-            url, params = next_url, None
+
+    def _events_page(self, read: _Read, link: Link, size: int) -> Page[Any, Link]:
+        """One page of events, read inside the retries (a truncated page is
+        retried like a 5xx), and the ``$next`` after it."""
+        url, params = self._sized(link, size)
+        try:
+            reply, body = self.http.fetch(
+                "GET", url, params, self._read(after=read.up_to), expect=REFUSALS
+            )
+        except GapError:
+            if params is not None or not read.up_to:
+                raise
+            # Our own $next expired mid-drain: resume from the last id instead.
+            params = {"$first": str(size), "$after": read.up_to}
+            reply, body = self.http.fetch(
+                "GET", EVENTS_PATH, params, self._read(after=read.up_to), expect=REFUSALS
+            )
+        return Page(self._data(reply, body), next_link(body))
+
+    def _lone_event(self, link: Link, error: UnreadableJsonError) -> Page[Any, Link]:
+        """The event of a page of ``$first=1`` that no parser reads, to be
+        quarantined, and the page after it (SPEC 5.3)."""
+        return lone_event(error.text, f"source {self.name!r}")
 
     def _until(self, value: str | None) -> _Until | None:
         if not value:
