@@ -28,6 +28,7 @@ from edsync.errors import (
     error_for_status,
     parse_retry_after,
 )
+from edsync.origins import Origin, foreign_origin
 from edsync.pacing import Pacer
 
 if TYPE_CHECKING:
@@ -41,47 +42,6 @@ T = TypeVar("T")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """A hostile or broken upstream cannot make us buffer more than this."""
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Scheme, host and port (RFC 6454): where a credential may go."""
-
-    scheme: str
-    host: str
-    port: int | None
-
-    @classmethod
-    def of(cls, url: httpx.URL | str) -> Origin:
-        url = httpx.URL(url)
-        scheme = url.scheme.lower()
-        # raw_host: the IDNA (ASCII) spelling, one per host; an IPv6 address unbracketed.
-        host = url.raw_host.decode("ascii").lower()
-        return cls(scheme, host, url.port or _DEFAULT_PORTS.get(scheme))
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = self.port is None or self.port == _DEFAULT_PORTS.get(self.scheme)
-        return f"{self.scheme}://{host}{'' if default else f':{self.port}'}"
-
-
-def foreign_origin(base: httpx.URL | str, link: str) -> Origin | None:
-    """The origin ``link`` names when it is not ``base``'s; None for a path of
-    base's origin or an absolute URL on it.
-
-    ``link`` is resolved against ``base`` as a browser would (RFC 3986), so a
-    scheme-relative ``//host/x`` names ``host`` too, though httpx would send
-    it to base's origin: what an answer names is what is judged. Raises
-    ``httpx.InvalidURL`` for what is no URL at all.
-    """
-    if not link or (link.startswith("/") and not link.startswith("//")):
-        return None  # a path: no origin of its own (the common case, unparsed)
-    home = Origin.of(base)
-    there = Origin.of(httpx.URL(base).join(link))
-    return None if there == home else there
 
 
 class CertificateError(AuthError):
@@ -199,17 +159,33 @@ def _retry_scheduled(details: RetryDetails) -> None:
         wait=round(details.wait_for, 2),
         waited=round(details.waited_so_far, 2),
     )
-    label = _label(target)
+    label = call.client.label if call else details.name
     for listener in list(_listeners):
         listener(label, cause)
 
 
-def _label(target: str) -> str:
-    """``source 'a'`` → ``a``; ``sink 'hub'`` → ``sink:hub``."""
-    found = re.fullmatch(r"(source|sink) '(.*)'", target)
-    if found is None:
-        return target
-    return found[2] if found[1] == "source" else f"sink:{found[2]}"
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Whom a client speaks for: named in its messages, labelled in metrics."""
+
+    role: str
+    name: str
+
+    @classmethod
+    def source(cls, name: str) -> Target:
+        return cls("source", name)
+
+    @classmethod
+    def sink(cls, name: str) -> Target:
+        return cls("sink", name)
+
+    @property
+    def label(self) -> str:
+        """A source's metrics label is its name; a sink's ``sink:NAME``."""
+        return self.name if self.role == "source" else f"sink:{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name!r}"
 
 
 class HttpClient:
@@ -217,7 +193,7 @@ class HttpClient:
 
     def __init__(
         self,
-        target: str,
+        target: Target,
         base_url: str,
         *,
         headers: Mapping[str, str] | None = None,
@@ -234,9 +210,9 @@ class HttpClient:
         (its environment variable or file, never its value) is named when it
         is refused."""
         _instrument()
-        self.target = target
+        self.target = str(target)
         self.timeout = timeout
-        self.label = _label(target)
+        self.label = target.label
         self.credential = credential
         self.retry_for = retry_for
         self.backoff = backoff or Backoff()

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from edsync.cli import main
 from edsync.config import load_config
 from edsync.errors import MalformedPageError
-from edsync.http import HttpClient
+from edsync.http import HttpClient, Target
 from edsync.mirror import checkpoints
 from edsync.run.drain import drain
 from edsync.settings import HttpUrl, Secret
@@ -387,7 +387,7 @@ def da_source(url: str, *, max_body: int | None = None) -> Source:
     )
     http = None
     if max_body is not None:
-        http = HttpClient("source 'dreamapply'", url, headers=AUTH, max_body=max_body)
+        http = HttpClient(Target.source("dreamapply"), url, headers=AUTH, max_body=max_body)
     # cast: its class attributes are narrower than the (mutable) Protocol's.
     return cast("Source", DreamApplySource(settings, http=http))
 
@@ -482,8 +482,8 @@ def test_a_gzip_page_is_decoded_and_limited_by_its_decoded_size(two_attempts: No
     )
     assert len(page) > 200_000
     with Flood("gzip", body=gzip.compress(page)) as flood:
-        roomy = HttpClient("source 'dreamapply'", flood.url, max_body=1_000_000)
-        tight = HttpClient("source 'dreamapply'", flood.url, max_body=100_000)
+        roomy = HttpClient(Target.source("dreamapply"), flood.url, max_body=1_000_000)
+        tight = HttpClient(Target.source("dreamapply"), flood.url, max_body=100_000)
         try:
             assert roomy.request("GET", "/api/journal").body == page
             with pytest.raises(MalformedPageError, match="response exceeds 100000 bytes"):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from edsync.errors import RetriableError
-from edsync.http import HttpClient, on_request
+from edsync.http import HttpClient, Target, on_request
 from edsync.ops.metrics import Metrics
 from edsync.pacing import WINDOW, Pacer
 from tests.faultserver import API_KEY, FaultServer, Status, make_events
@@ -36,7 +36,7 @@ def fake() -> FakeTime:
 @pytest.fixture
 def client(server: FaultServer, fake: FakeTime) -> Iterator[HttpClient]:
     http = HttpClient(
-        "source 'a'",
+        Target.source("a"),
         server.url,
         headers={"Authorization": f'DREAM apikey="{API_KEY}"'},
         timeout=5.0,
@@ -109,7 +109,7 @@ def test_a_retry_after_date_pauses_until_that_time(
 def test_an_unpaced_client_retries_a_bare_429_on_its_backoff(server: FaultServer) -> None:
     """max_requests_per_minute = 0 (the simulator): no window is known."""
     fake = FakeTime()
-    client = HttpClient("source 'a'", server.url, per_minute=0)
+    client = HttpClient(Target.source("a"), server.url, per_minute=0)
     client.pacer = Pacer(0, clock=fake.clock, sleep=fake.sleep)
     try:
         server.script(Status(status=429))
@@ -150,7 +150,7 @@ def test_an_attempt_that_gets_no_answer_is_counted_too() -> None:
     with socket.socket() as unused:  # a port nothing listens on: connection refused
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    client = HttpClient("sink 'hub'", f"http://127.0.0.1:{port}", timeout=1.0)
+    client = HttpClient(Target.sink("hub"), f"http://127.0.0.1:{port}", timeout=1.0)
     heard: list[tuple[str, bool]] = []
     stop = on_request(lambda source, throttled: heard.append((source, throttled)))
     try:

@@ -10,7 +10,8 @@ from freezegun import freeze_time
 from edsync import transport
 from edsync.backoff import next_delay
 from edsync.errors import AuthError, FatalError, ForeignOriginError, MalformedPageError
-from edsync.http import HttpClient, Origin, foreign_origin
+from edsync.http import HttpClient, Target
+from edsync.origins import Origin, foreign_origin
 
 
 @pytest.mark.parametrize(
@@ -66,7 +67,7 @@ def test_an_origin_is_named_without_its_userinfo() -> None:
 def test_the_client_refuses_another_origin_before_any_attempt() -> None:
     """No connection, no pacing, no retry: the host does not even resolve."""
     client = HttpClient(
-        "source 'edlink'",
+        Target.source("edlink"),
         "https://district.invalid",
         headers={"Authorization": "Bearer the-token"},
         retry_for=60.0,
@@ -97,7 +98,7 @@ def test_a_source_sent_to_another_origin_backs_off_as_for_a_refused_key() -> Non
 
 
 def test_a_link_that_is_no_url_is_a_malformed_answer_not_a_crash() -> None:
-    client = HttpClient("source 'edlink'", "https://district.invalid")
+    client = HttpClient(Target.source("edlink"), "https://district.invalid")
     try:
         with pytest.raises(MalformedPageError, match="a link that is no URL"):
             client.once("GET", "https://district.invalid:notaport/x")

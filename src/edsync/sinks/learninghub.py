@@ -8,7 +8,7 @@ from typing import ClassVar
 import orjson
 
 from edsync.errors import ConfigError, FatalError
-from edsync.http import HttpClient
+from edsync.http import HttpClient, Target
 from edsync.model import Signal
 from edsync.settings import Secret, SinkSettings
 
@@ -26,7 +26,7 @@ class Settings(SinkSettings):
 
 def _client(settings: Settings) -> HttpClient:
     return HttpClient(
-        f"sink {settings.name!r}",
+        Target.sink(settings.name),
         settings.base_url,
         auth=(settings.user_id, settings.api_key.reveal()),
         credential=settings.api_key,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import orjson
 
 from edsync.errors import ConfigError
-from edsync.http import HttpClient
+from edsync.http import HttpClient, Target
 from edsync.model import Signal
 from edsync.settings import Secret, SinkSettings
 
@@ -107,7 +107,7 @@ class WebhookSink:
         self.key = signing_key(settings.secret.reveal())
         self.clock = clock
         self.http = HttpClient(
-            f"sink {settings.name!r}",
+            Target.sink(settings.name),
             settings.base_url,
             timeout=settings.timeout,
             ca_bundle=settings.ca_bundle,
