@@ -12,7 +12,7 @@ import structlog
 
 from edsync import jsontext
 from edsync.errors import ConfigError, InvalidEventError, UnreadableJsonError
-from edsync.http import HttpClient, Reply
+from edsync.http import HttpClient, Reply, Target
 from edsync.model import (
     UNKNOWN_ENTITY,
     Bounds,
@@ -260,7 +260,7 @@ class DreamApplySource:
         self.name = settings.name
         self.settings = settings
         self.http = http or HttpClient(
-            f"source {settings.name!r}",
+            Target.source(settings.name),
             settings.base_url,
             headers={"Authorization": f'DREAM apikey="{settings.api_key.reveal()}"'},
             timeout=settings.timeout,

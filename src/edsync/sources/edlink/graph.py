@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from edsync import jsontext
 from edsync.errors import MalformedPageError
-from edsync.http import HttpClient, Reply
+from edsync.http import HttpClient, Reply, Target
 from edsync.model import Unreadable
 from edsync.pages import Page
 from edsync.settings import Duration, HttpUrl, Secret, SourceSettings
@@ -49,7 +49,7 @@ class GraphReader:
         self.name = settings.name
         self.settings = settings
         self.http = http or HttpClient(
-            f"source {settings.name!r}",
+            Target.source(settings.name),
             settings.base_url,
             headers={"Authorization": f"Bearer {settings.token.reveal()}"},
             timeout=settings.timeout,
