@@ -284,9 +284,9 @@ def write_config(path: Path, url: str, mirror: str, args: argparse.Namespace) ->
 
 
 def lock_key(source: str) -> int:
-    """edsync.run.locks.lock_key (imported when it exists; this copy otherwise)."""
+    """edsync.run.sharing.lock_key (imported when it exists; this copy otherwise)."""
     try:
-        from edsync.run.locks import lock_key as edsync_lock_key
+        from edsync.run.sharing import lock_key as edsync_lock_key
     except ImportError:
         digest = hashlib.sha256(f"edsync:source:{source}".encode()).digest()
         return int.from_bytes(digest[:8], "big") >> 1

@@ -19,7 +19,7 @@ from edsync.mirror import MirrorError, checkpoints, db, reads
 from edsync.mirror.apply import Applier
 from edsync.mirror.sql import adapt
 from edsync.model import Cursor, Quarantined
-from edsync.run.locks import SharedLocks
+from edsync.run.sharing import SharedLocks
 from edsync.settings import MirrorSettings
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edsync.run.daemon import coordination_interval
-from edsync.run.locks import Share, plan_share
+from edsync.run.sharing import Share, plan_share
 
 NAMES = [f"district-{n:04d}" for n in range(1000)]
 

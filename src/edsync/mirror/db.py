@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +18,7 @@ from edsync.mirror.errors import on_error, transient_failures, translate
 
 # Re-exported: mirror.ledger imports WRITE from here.
 from edsync.mirror.locks import WRITE as WRITE  # noqa: PLC0414
-from edsync.mirror.locks import lock_migrations
+from edsync.mirror.locks import lock_migrations, session_name
 from edsync.model import dump_json, parse_json
 from edsync.settings import MirrorSettings
 
@@ -38,11 +37,6 @@ SQLITE_POOL_OVERFLOW = 1
 thousand sources have eight thousand typed views: about 40 MB a connection),
 so few connections, waited for rather than opened (SPEC 8: megabytes a source)."""
 POOL_WAIT = 600.0
-
-
-def session_name() -> str:
-    """What PostgreSQL shows for this process's connections (``pg_stat_activity``)."""
-    return f"edsync {os.getpid()}@{socket.gethostname()}"[:63]
 
 
 class _Pool(QueuePool):

@@ -148,15 +148,14 @@ class Ledger:
         self.typed = records_of(kind)
         self.rules = [rule for rule in rules if rule.source == source]
         self._pages = 0
-        # JSONB refuses a lone surrogate escape that SQLite keeps as sent.
-        self._jsonb = engine.dialect.name == "postgresql"
+        self._jsonb = engine.dialect.name == "postgresql"  # see maintenance.jsonb_storable
 
     def apply(
-        self, changes: Sequence[Change | Quarantined], cursor: Cursor, *, known: int = 0
+        self, changes: Sequence[Change | Quarantined], cursor: Cursor, *, ledgered: int = 0
     ) -> PageResult:
         """Ledger, records, erasures and checkpoint of one page, atomically.
 
-        ``known``: events of the page left out because the ledger holds them.
+        ``ledgered``: events of the page left out because the ledger holds them.
         """
         # Locked, read-only, full, or a concurrent writer got there first:
         # nothing is committed, the cursor does not move, and the next
@@ -166,13 +165,15 @@ class Ledger:
         self._pages += 1
         if self._pages % ANALYZE_EVERY == 0 and self.engine.dialect.name == "postgresql":
             analyze_grown_tables(self.engine)
-        if known:
+        if ledgered:
             result = replace(
-                result, received=result.received + known, duplicates=result.duplicates + known
+                result,
+                received=result.received + ledgered,
+                duplicates=result.duplicates + ledgered,
             )
         return result
 
-    def known(self, event_ids: Sequence[str]) -> set[str]:
+    def ledgered(self, event_ids: Sequence[str]) -> set[str]:
         """The ids the ledger already holds (a read outside any page transaction:
         once ledgered, an event stays ledgered)."""
         with self.engine.connect() as conn:
@@ -216,7 +217,7 @@ class Ledger:
         current = checkpoints.read(conn, self.source, for_update=True)
         cursor = advance(current.cursor if current else None, cursor)
         now = checkpoints.now_iso()
-        fresh = self._unseen(conn, changes)
+        fresh = self._not_ledgered(conn, changes)
         fold = _Fold(self._load_states(conn, fresh))
         started = time.perf_counter()
         for change in fresh:
@@ -235,7 +236,7 @@ class Ledger:
             fold_seconds=folded,
         )
 
-    def _unseen(
+    def _not_ledgered(
         self, conn: Connection, changes: Sequence[Change | Quarantined]
     ) -> list[Change | Quarantined]:
         """Changes not yet in the ledger (replays are no-ops), first copy only."""
@@ -295,7 +296,7 @@ class Ledger:
         if NUL_ESCAPE in payload_json:  # rare: the exact check only then
             change = without_nul(change)
             payload_json = dumps(change.payload)
-        if self._jsonb:
+        if self._jsonb:  # JSONB refuses a lone surrogate escape SQLite keeps as sent
             payload_json = maintenance.jsonb_storable(payload_json)
         status, reason = APPLIED, None
         if isinstance(change, Quarantined):

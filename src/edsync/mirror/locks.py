@@ -2,7 +2,7 @@
 
 SQLite: a write transaction takes the file's write lock when it begins
 (``WRITE``). PostgreSQL: an advisory lock per source, all of a daemon's held
-on its one coordination ``Session`` (``edsync.run.locks`` decides which), and
+on its one coordination ``Session`` (``edsync.run.sharing`` decides which), and
 one per transaction while migrating. Daemons know of each other by that
 session's ``application_name`` (``MEMBER_SUFFIX``): a killed process's session
 ends, and with it its locks and its membership, with no expiry to wait for.
@@ -11,6 +11,8 @@ ends, and with it its locks and its membership, with no expiry to wait for.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import Collection
 
 from sqlalchemy import Connection, Engine
@@ -33,6 +35,26 @@ _HELD = (
 # Every connection of a process is named "edsync <pid>@<host>"; a daemon's
 # coordination session adds " run", which is how daemons count each other.
 MEMBER_SUFFIX = " run"
+_PREFIX = "edsync "
+
+
+def session_name() -> str:
+    """What PostgreSQL shows for this process's connections (``pg_stat_activity``)."""
+    return f"{_PREFIX}{os.getpid()}@{socket.gethostname()}"[:63]
+
+
+def member_name() -> str:
+    """This daemon's coordination session: its membership among the daemons."""
+    return session_name() + MEMBER_SUFFIX
+
+
+def member_of(session: str) -> tuple[str, int] | None:
+    """``member_name``'s (host, pid), or None for another session's name."""
+    if not session.startswith(_PREFIX) or not session.endswith(MEMBER_SUFFIX):
+        return None
+    pid, _, host = session[len(_PREFIX) : -len(MEMBER_SUFFIX)].partition("@")
+    return (host, int(pid)) if pid.isdigit() else None
+
 
 _KEY = "((l.classid::bigint << 32) | l.objid::bigint)"
 _ADVISORY = (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from edsync.mirror import Mirror, outbox, reads
-from edsync.run.locks import holders
+from edsync.run.sharing import holders
 from edsync.settings import Config
 
 if TYPE_CHECKING:

@@ -35,14 +35,14 @@ from edsync.ops import logs
 from edsync.ops.metrics import Health, Metrics, MetricsServer
 from edsync.ops.systemd import Notifier
 from edsync.publisher import Publisher
-from edsync.run.locks import (
+from edsync.run.runner import PollOutcome, Runner, SourceState
+from edsync.run.sharing import (
     Handover,
     SharedLocks,
     release_run_lock,
     source_locks,
     sqlite_run_lock,
 )
-from edsync.run.runner import PollOutcome, Runner, SourceState
 from edsync.run.stopping import Stopper
 from edsync.run.waking import Waker
 from edsync.settings import Config

@@ -356,15 +356,15 @@ class _Run:
         stages.fetch += page.fetch_seconds
         stages.parse += page.parse_seconds
         started = clock()
-        page, known = self._skip_known(page)
+        page, ledgered = self._skip_ledgered(page)
         changes, cursor, bad = _cut(page, self.on_invalid, self.source)
         normalized = clock()
         stages.normalize += normalized - started
         # Nothing to apply, unless the page was all replays: its cursor still moves.
-        if not changes and (bad is not None or not known):
+        if not changes and (bad is not None or not ledgered):
             return bad
         with self.gate:
-            applied = self.applier.apply(changes, cursor, known=known)
+            applied = self.applier.apply(changes, cursor, ledgered=ledgered)
         seconds = clock() - normalized
         stages.apply += seconds
         stages.fold += applied.fold_seconds
@@ -375,15 +375,15 @@ class _Run:
         _log_page(self.source.name, applied, seconds)
         return bad
 
-    def _skip_known(self, page: RawPage) -> tuple[RawPage, int]:
+    def _skip_ledgered(self, page: RawPage) -> tuple[RawPage, int]:
         """While replaying (after ``--reset``), drop events the ledger holds
         before normalizing them: a replay costs a lookup, not a normalize and fold."""
         if not self.replaying:
             return page, 0
-        known = self.applier.known([raw.event_id for raw in page.events])
-        if not known:
+        ledgered = self.applier.ledgered([raw.event_id for raw in page.events])
+        if not ledgered:
             return page, 0
-        fresh = [raw for raw in page.events if raw.event_id not in known]
+        fresh = [raw for raw in page.events if raw.event_id not in ledgered]
         skipped = len(page.events) - len(fresh)
         return RawPage(fresh, page.cursor, page.fetch_seconds, page.parse_seconds), skipped
 

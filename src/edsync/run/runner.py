@@ -32,7 +32,7 @@ from edsync.model import Bounds
 from edsync.ops.metrics import Health, Metrics
 from edsync.rules import Rule
 from edsync.run.drain import DrainResult, Progress, drain
-from edsync.run.locks import Fence, LocalLocks, SourceLocks
+from edsync.run.sharing import Fence, LocalLocks, SourceLocks
 from edsync.run.stopping import Stopper
 from edsync.settings import SourceSettings
 from edsync.sources.base import Source

@@ -31,7 +31,7 @@ import structlog
 
 from edsync.errors import FatalError, RetriableError
 from edsync.mirror import Mirror, MirrorError, locks
-from edsync.mirror.db import session_name, sqlite_file
+from edsync.mirror.db import sqlite_file
 
 log = structlog.get_logger("edsync.coordination")
 
@@ -133,7 +133,7 @@ class SharedLocks:
 
     def __init__(self, engine: Mirror) -> None:
         self.engine = engine
-        self.member = session_name() + locks.MEMBER_SUFFIX
+        self.member = locks.member_name()
         self.held: set[str] = set()
         self.busy: set[str] = set()
         self.mutex = threading.Lock()
@@ -243,18 +243,10 @@ def holders(engine: Mirror, names: Iterable[str]) -> dict[str, Holder]:
     held = locks.holders(engine)
     found = {}
     for name in names:
-        holder = _parse_member(held.get(lock_key(name), ""))
-        if holder is not None:
-            found[name] = holder
+        member = locks.member_of(held.get(lock_key(name), ""))
+        if member is not None:
+            found[name] = Holder(*member)
     return found
-
-
-def _parse_member(session: str) -> Holder | None:
-    """``edsync <pid>@<host> run`` (``locks.MEMBER_SUFFIX``) → its holder."""
-    if not session.startswith("edsync ") or not session.endswith(locks.MEMBER_SUFFIX):
-        return None
-    pid, _, host = session[len("edsync ") : -len(locks.MEMBER_SUFFIX)].partition("@")
-    return Holder(host, int(pid)) if pid.isdigit() else None
 
 
 def source_locks(engine: Mirror) -> SourceLocks:
