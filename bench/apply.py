@@ -33,6 +33,7 @@ from edsync.model import Bounds, Change, Cursor, Quarantined, json_value
 from edsync.normalize import normalize_page
 from edsync.settings import MirrorSettings
 from edsync.sources import create
+from edsync.sources import records as kind_records
 from edsync_sim.server import Simulator
 
 
@@ -58,7 +59,7 @@ def apply_all(
 ) -> tuple[float, float]:
     engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{db}"))
     ensure_schema(engine, auto_migrate=True)
-    applier = Applier(engine, "dreamapply", "applicant", kind="dreamapply")
+    applier = Applier(engine, "dreamapply", "applicant", records=kind_records("dreamapply"))
     profiler = cProfile.Profile() if profile else None
     fold = 0.0
     started = time.perf_counter()

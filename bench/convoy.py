@@ -32,6 +32,7 @@ from edsync.model import Bounds, Change, Quarantined, RawPage
 from edsync.normalize import normalize_page
 from edsync.settings import MirrorSettings
 from edsync.sources import create
+from edsync.sources import records as kind_records
 
 
 def apply_all(
@@ -39,7 +40,7 @@ def apply_all(
 ) -> tuple[float, float]:
     engine = create_mirror_engine(MirrorSettings(url=f"sqlite:///{db}"))
     ensure_schema(engine, auto_migrate=True)
-    applier = Applier(engine, "dreamapply", "applicant", kind="dreamapply")
+    applier = Applier(engine, "dreamapply", "applicant", records=kind_records("dreamapply"))
     cpu, wall = time.process_time(), time.perf_counter()
     for page, page_changes in zip(pages, changes, strict=True):
         applier.apply(page_changes, page.cursor)

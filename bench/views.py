@@ -24,10 +24,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from edsync.kinds import readers, typed_values
+from edsync.kinds import typed_values
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.mirror.schema import records
 from edsync.settings import MirrorSettings
+from edsync.sources import records as kind_records
 
 SOURCES = {"dreamapply": "dreamapply", "edlink": "edlink"}
 STATUSES = ("Unreplied", "Accepted", "Conditional", "Rejected", "Enrolled")
@@ -192,7 +193,7 @@ def _rows(total: int) -> Iterator[dict[str, Any]]:
 
 def fill(engine: Engine, total: int) -> None:
     """Insert the records with their typed values, as the apply step writes them."""
-    by_kind = {kind: readers(kind) for kind in set(SOURCES.values())}
+    by_kind = {kind: kind_records(kind).readers for kind in set(SOURCES.values())}
     batch: list[dict[str, Any]] = []
     with engine.begin() as conn:
         for row in _rows(total):
@@ -254,7 +255,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.mirror or f"sqlite:///{Path(tmp) / 'views.db'}"
         engine = create_mirror_engine(MirrorSettings(url=url))
-        ensure_schema(engine, auto_migrate=True, sources=SOURCES)
+        ensure_schema(
+            engine, auto_migrate=True, sources={n: kind_records(k) for n, k in SOURCES.items()}
+        )
         started = time.perf_counter()
         fill(engine, args.records)
         print(

@@ -54,6 +54,7 @@ def _engine(config: Config, *, access: Access = "create", migrate: bool = True) 
     """The mirror, opened for ``access`` (see ``mirror.db.Access``): only the
     commands that fill it create it; the read-only ones never write to it."""
     from edsync.mirror.db import create_mirror_engine, ensure_schema, require_mirror
+    from edsync.sources import source_records
 
     engine = create_mirror_engine(config.mirror, config.path, access=access)
     _engines.append(engine)
@@ -62,14 +63,9 @@ def _engine(config: Config, *, access: Access = "create", migrate: bool = True) 
         ensure_schema(engine, auto_migrate=False)  # read-only: never migrates
     elif migrate:
         ensure_schema(
-            engine, auto_migrate=config.mirror.auto_migrate, sources=_source_kinds(config)
+            engine, auto_migrate=config.mirror.auto_migrate, sources=source_records(config.sources)
         )
     return engine
-
-
-def _source_kinds(config: Config) -> dict[str, str]:
-    """Source name → kind: what the mirror's views are made for."""
-    return {name: settings.kind for name, settings in config.sources.items()}
 
 
 # Engines a command opened; ``main`` disposes them, so no connection outlives it.
@@ -247,13 +243,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from edsync.mirror.db import current_revision, head_revision, upgrade
+    from edsync.sources import source_records
 
     config = _config(args, secrets=False)
     engine = _engine(config, access="create" if args.action == "upgrade" else "read", migrate=False)
     if args.action == "views":
         return _print_views(config, engine)
     if args.action == "upgrade":
-        upgrade(engine, _source_kinds(config))
+        upgrade(engine, source_records(config.sources))
     print(f"current: {current_revision(engine) or 'none'}  head: {head_revision()}")
     return EXIT_OK
 
@@ -263,8 +260,9 @@ def _print_views(config: Config, engine: Mirror) -> int:
     from edsync.mirror import views
     from edsync.mirror.db import backend, location
     from edsync.ops.ui import print_table
+    from edsync.sources import source_records
 
-    planned, skipped = views.plan(_source_kinds(config), backend(engine))
+    planned, skipped = views.plan(source_records(config.sources), backend(engine))
     current = views.present(engine, planned)
     rows = [
         [

@@ -6,10 +6,9 @@ its factory, its rule-pattern check, the entity that holds a person's data,
 its records (``Records``: the typed columns of its views, how each value is
 read, and what an erasure keeps of its data) and what ``edsync demo`` shows
 of it (``Demo``). The one registry, ``edsync.sources``, hands kinds out by
-name, importing each kind's module when it is first asked for, and installs
-that lookup here (``install``) when it is imported: the mirror finds a
-kind's records by the kind's name (``records_of``) and imports no source
-module.
+name, importing each kind's module when it is first asked for; whoever
+opens the mirror hands it the kinds (or their ``Records``) it needs, so the
+mirror imports no source module.
 
 Generic: nothing here names a kind. The values of the columns are read once,
 when a record is written, into ``records.typed``, which the views read
@@ -246,36 +245,3 @@ class Kind:
     """Its records' views, and what an erasure of its data keeps."""
     demo: Demo | None = None
     """What ``edsync demo`` shows of a mirror of this kind, if anything."""
-
-
-# -- the registry's lookup, installed by ``edsync.sources`` ------------------
-
-_lookup: list[Callable[[str], Kind]] = []
-
-
-def install(lookup: Callable[[str], Kind]) -> None:
-    """Make ``lookup`` (a kind by name; KeyError for an unknown one) the one
-    the mirror asks: ``edsync.sources`` installs its own when imported."""
-    _lookup[:] = [lookup]
-
-
-def find(name: str) -> Kind | None:
-    """The kind named ``name``, or None for a name no kind has."""
-    if not _lookup:
-        raise LookupError(f"no registry of feed kinds to find {name!r} in: import edsync.sources")
-    try:
-        return _lookup[0](name)
-    except KeyError:
-        return None
-
-
-def records_of(name: str) -> Records:
-    """The records of the kind named ``name``; none (no views) for a name no
-    kind has, such as a test's memory feed."""
-    kind = find(name)
-    return kind.records if kind is not None else NO_RECORDS
-
-
-def readers(name: str) -> Mapping[str, tuple[Reader, ...]]:
-    """Entity → how each of its columns is read, for the kind named ``name``."""
-    return records_of(name).readers

@@ -19,19 +19,27 @@ from sqlalchemy import Engine, inspect
 from structlog.testing import capture_logs
 
 from edsync.cli import main
-from edsync.kinds import Field
+from edsync.kinds import Field, Records
 from edsync.mirror import views
 from edsync.mirror.db import create_mirror_engine, ensure_schema, upgrade
 from edsync.ops.demo import DEMO_KEY, demo_config
 from edsync.run.backfill import run_backfill
 from edsync.settings import MirrorSettings
 from edsync.sources import VIEWS as KINDS
+from edsync.sources import records as kind_records
 from edsync.sources.dreamapply.journal import Settings as DreamApplySettings
 from edsync_sim import Simulator
 from tests.conftest import json_value
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SOURCES = {"dreamapply": "dreamapply", "edlink": "edlink", "journal": "dreamapply"}
+
+
+def of_kinds(sources: dict[str, str]) -> dict[str, Records]:
+    """Source name → kind name, as the mirror takes it: → its kind's records."""
+    return {name: kind_records(kind) for name, kind in sources.items()}
+
+
 RECORD = ("id", "deleted")
 TAIL = ("version", "changed_at", "synced_at", "data")
 
@@ -52,7 +60,7 @@ def mirror(mirror_url: Callable[[str], str]) -> Iterator[Engine]:
             sources={**config.sources, "journal": plain},
         )
         engine = create_mirror_engine(config.mirror)
-        ensure_schema(engine, auto_migrate=True, sources=SOURCES)
+        ensure_schema(engine, auto_migrate=True, sources=of_kinds(SOURCES))
         for _ in range(2):
             outcome = run_backfill(config, engine, list(config.sources), deliver=False)
             assert outcome.ok, outcome.failures
@@ -149,7 +157,7 @@ def test_every_view_holds_its_records_column_by_column(mirror: Engine) -> None:
     dialect = mirror.dialect.name
     by_key = {(r["source"], r["entity"], r["entity_id"]): r for r in records(mirror)}
     kinds_seen = {(r["source"], r["entity"]) for r in by_key.values()}
-    planned, skipped = views.plan(SOURCES, dialect)
+    planned, skipped = views.plan(of_kinds(SOURCES), dialect)
     assert skipped == []
     # Every entity of both kinds has its view, and the backfill filled each the
     # simulator serves (seven DreamApply kinds, nine Edlink).
@@ -161,7 +169,7 @@ def test_every_view_holds_its_records_column_by_column(mirror: Engine) -> None:
     checked = 0
     with mirror.connect() as conn:
         for view in planned:
-            _, fields = KINDS[view.kind][view.entity]
+            _, fields = view.records.entities[view.entity]
             result = conn.exec_driver_sql(f'SELECT * FROM "{view.name}"')
             columns = list(result.keys())
             assert columns == [c for c, _ in view.columns]
@@ -185,7 +193,7 @@ def test_every_view_holds_its_records_column_by_column(mirror: Engine) -> None:
 
 
 def test_view_columns_have_their_declared_types(mirror: Engine) -> None:
-    planned, _ = views.plan(SOURCES, mirror.dialect.name)
+    planned, _ = views.plan(of_kinds(SOURCES), mirror.dialect.name)
     with mirror.connect() as conn:
         for view in planned:
             if mirror.dialect.name == "postgresql":
@@ -197,7 +205,7 @@ def test_view_columns_have_their_declared_types(mirror: Engine) -> None:
                 assert [tuple(row) for row in found] == list(view.columns)
                 continue
             # SQLite types values, not columns: each value is of its column's type.
-            _, fields = KINDS[view.kind][view.entity]
+            _, fields = view.records.entities[view.entity]
             sqlite_type = {"integer": "integer", "boolean": "integer"}
             for column, allowed in (
                 ("id", {"text"}),
@@ -320,26 +328,28 @@ def view_names(engine: Engine) -> set[str]:
 def test_a_source_added_to_the_config_gets_its_views(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine()
     assert view_names(engine) == set()  # no sources named: no views
-    ensure_schema(engine, auto_migrate=True, sources={"Da-Main": "dreamapply"})
+    ensure_schema(engine, auto_migrate=True, sources=of_kinds({"Da-Main": "dreamapply"}))
     assert "da_main_offers" in view_names(engine)
     assert not any(name.startswith("roster") for name in view_names(engine))
-    ensure_schema(engine, auto_migrate=True, sources={"Da-Main": "dreamapply", "roster": "edlink"})
+    ensure_schema(
+        engine, auto_migrate=True, sources=of_kinds({"Da-Main": "dreamapply", "roster": "edlink"})
+    )
     names = view_names(engine)
     assert {f"roster_{plural}" for plural, _ in KINDS["edlink"].values()} <= names
     assert {f"da_main_{plural}" for plural, _ in KINDS["dreamapply"].values()} <= names
     # Current views are left alone: a second start writes nothing.
-    assert views.ensure(engine, {"Da-Main": "dreamapply", "roster": "edlink"}) == []
+    assert views.ensure(engine, of_kinds({"Da-Main": "dreamapply", "roster": "edlink"})) == []
 
 
 def test_an_outdated_view_is_replaced(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine()
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE VIEW dreamapply_offers AS SELECT entity_id AS id FROM records")
-    upgrade(engine, {"dreamapply": "dreamapply"})
+    upgrade(engine, of_kinds({"dreamapply": "dreamapply"}))
     with engine.connect() as conn:
         columns = list(conn.exec_driver_sql("SELECT * FROM dreamapply_offers").keys())
     assert "application_id" in columns
-    assert views.ensure(engine, {"dreamapply": "dreamapply"}) == []
+    assert views.ensure(engine, of_kinds({"dreamapply": "dreamapply"})) == []
 
 
 OLD_OFFER = (
@@ -398,7 +408,7 @@ def test_an_upgrade_computes_the_typed_values_of_records_written_before(
     when it creates the views again, so the views show those records at once."""
     engine = create_mirror_engine(MirrorSettings(url=mirror_url("old.db")))
     mirror_at_0008(engine)
-    upgrade(engine, {"da": "dreamapply"})
+    upgrade(engine, of_kinds({"da": "dreamapply"}))
     offer_row(engine)
     columns = record_columns(engine)
     if engine.dialect.name == "postgresql":
@@ -408,7 +418,7 @@ def test_an_upgrade_computes_the_typed_values_of_records_written_before(
         assert columns[-2:] == ["typed", "parent_id"]
     # Current views: nothing is computed again on the next start.
     with capture_logs() as logs:
-        assert views.ensure(engine, {"da": "dreamapply"}) == []
+        assert views.ensure(engine, of_kinds({"da": "dreamapply"})) == []
     assert not [log for log in logs if log["event"] == "records_retyped"]
     engine.dispose()
 
@@ -426,7 +436,7 @@ def test_a_table_others_hang_objects_on_is_not_rebuilt(
         "GRANT SELECT ON records TO PUBLIC",
     )
     with capture_logs() as logs:
-        upgrade(engine, {"da": "dreamapply"})
+        upgrade(engine, of_kinds({"da": "dreamapply"}))
     (warning,) = [log for log in logs if log["event"] == "records_typed_appended"]
     assert warning["why"].endswith("views, grants")
     offer_row(engine)
@@ -439,11 +449,11 @@ def test_a_table_others_hang_objects_on_is_not_rebuilt(
 def test_a_source_name_too_long_for_a_view_is_skipped(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine()
     long_name = "x" * 60
-    ensure_schema(engine, auto_migrate=True, sources={long_name: "edlink", "e": "edlink"})
+    ensure_schema(engine, auto_migrate=True, sources=of_kinds({long_name: "edlink", "e": "edlink"}))
     names = view_names(engine)
     assert not any(name.startswith("xxx") for name in names)
     assert "e_people" in names
-    _, skipped = views.plan({long_name: "edlink"}, engine.dialect.name)
+    _, skipped = views.plan(of_kinds({long_name: "edlink"}), engine.dialect.name)
     assert len(skipped) == len(KINDS["edlink"])
 
 
@@ -451,7 +461,7 @@ def test_without_auto_migrate_views_are_left_to_db_upgrade(
     make_engine: Callable[..., Engine],
 ) -> None:
     engine = make_engine()
-    ensure_schema(engine, auto_migrate=False, sources=SOURCES)
+    ensure_schema(engine, auto_migrate=False, sources=of_kinds(SOURCES))
     assert view_names(engine) == set()
 
 
@@ -500,7 +510,7 @@ def retyped(engine: Engine, sources: dict[str, str]) -> None:
     with engine.begin() as conn:
         for source, kind in sources.items():
             for entity in KINDS[kind]:
-                views.retype(conn, source, kind, entity)
+                views.retype(conn, source, kind_records(kind), entity)
 
 
 def test_a_malformed_value_never_fails_a_query(make_engine: Callable[..., Engine]) -> None:
@@ -508,7 +518,7 @@ def test_a_malformed_value_never_fails_a_query(make_engine: Callable[..., Engine
     column's type reads as NULL, on both engines (PostgreSQL's casts would
     raise on it, failing the whole query)."""
     engine = make_engine()
-    upgrade(engine, {"edlink": "edlink"})
+    upgrade(engine, of_kinds({"edlink": "edlink"}))
     data = {
         "id": "e1",
         "start_date": "-0001-11-30T00:00:00+00:00",  # PHP's zero date
@@ -544,7 +554,7 @@ def test_an_integer_column_holds_only_integers_that_fit(make_engine: Callable[..
     or another type reads as NULL (PostgreSQL's cast would round or raise);
     every integer that fits reads as itself, on both engines."""
     engine = make_engine()
-    upgrade(engine, {"edlink": "edlink"})
+    upgrade(engine, of_kinds({"edlink": "edlink"}))
     values: dict[str, Any] = {
         "small": 2026,
         "negative": -3,
@@ -592,7 +602,7 @@ def test_the_vendors_documented_objects_fill_their_columns(
     from tests.contract.edlink import view_examples as ed
 
     engine = make_engine()
-    upgrade(engine, {"da": "dreamapply", "ed": "edlink"})
+    upgrade(engine, of_kinds({"da": "dreamapply", "ed": "edlink"}))
     now = "2026-01-01T00:00:00+00:00"
     rows = [
         # person_id as the apply step sets it: the applicant the object links to.
@@ -752,7 +762,7 @@ def test_a_link_column_holds_the_id_the_journal_reads(
     from edsync.sources.dreamapply.names import ref_id
 
     engine = make_engine()
-    upgrade(engine, {"da": "dreamapply"})
+    upgrade(engine, of_kinds({"da": "dreamapply"}))
     keys = ("application", "course", "type")
     now = "2026-01-01T00:00:00+00:00"
     rows = [

@@ -27,6 +27,7 @@ from edsync.model import (
     parse_json,
 )
 from edsync.normalize import CursorRegressionError
+from edsync.sources import records as kind_records
 from tests.conftest import json_value, mirror_snapshot
 
 SOURCE = "da"
@@ -85,7 +86,7 @@ def engine(make_engine: Callable[..., Engine]) -> Engine:
 
 @pytest.fixture
 def applier(engine: Engine) -> Applier:
-    return Applier(engine, SOURCE, "applicant", kind="dreamapply")
+    return Applier(engine, SOURCE, "applicant", records=kind_records("dreamapply"))
 
 
 def record(engine: Engine, entity: str, entity_id: str) -> dict[str, Any]:
@@ -406,7 +407,7 @@ def test_signals_once_per_event_and_none_for_stale_or_quarantined(engine: Engine
         event_type="offer",
         member=None,
     )
-    applier = Applier(engine, SOURCE, "applicant", [rule], kind="dreamapply")
+    applier = Applier(engine, SOURCE, "applicant", [rule], records=kind_records("dreamapply"))
     page = [
         change(11),  # applied: raises
         change(10),  # stale (older than 11 for the same record): none

@@ -34,6 +34,7 @@ from edsync.mirror.sql import adapt
 from edsync.model import Change, Cursor, Quarantined
 from edsync.rules import Rule
 from edsync.settings import MirrorSettings
+from edsync.sources import records as kind_records
 from edsync.sources.dreamapply.fields import scrub
 from tests.conftest import create_pg_database, drop_pg_databases, json_value, mirror_snapshot
 
@@ -458,12 +459,16 @@ class Mirror:
         self.url = url
         self.owned = engine is None
         self.engine = open_engine(self.url) if engine is None else engine
-        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING], kind="dreamapply")
+        self.applier = Applier(
+            self.engine, SOURCE, PERSON, [EVERYTHING], records=kind_records("dreamapply")
+        )
 
     def restart(self) -> None:
         self.close()
         self.engine, self.owned = open_engine(self.url), True
-        self.applier = Applier(self.engine, SOURCE, PERSON, [EVERYTHING], kind="dreamapply")
+        self.applier = Applier(
+            self.engine, SOURCE, PERSON, [EVERYTHING], records=kind_records("dreamapply")
+        )
 
     def close(self) -> None:
         if self.owned:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edsync import kinds, sources
+from edsync import sources
 from edsync.mirror import views
 from edsync.normalize import scrub
 from tests.unit.test_layout import import_graph
@@ -16,17 +16,17 @@ def test_the_registry_hands_out_each_kind_whole(name: str) -> None:
     kind = sources.kind(name)
     assert kind.name == name
     assert sources.settings_class(name) is kind.settings
-    assert kinds.find(name) is kind
-    assert kinds.records_of(name) is kind.records
+    assert sources.records(name) is kind.records
     assert kind.person_entity in kind.records.entities
     for entity, (_, fields) in kind.records.entities.items():
         assert [f.type for f in fields].count("person") <= 1, entity
 
 
 def test_a_name_no_kind_has_gets_no_views_and_keeps_no_string() -> None:
-    assert kinds.find("memory") is None
-    assert kinds.records_of("memory").entities == {}
-    assert kinds.records_of("memory").scrub({"a": "/api/applicants/7", "b_id": "x"}) == {}
+    with pytest.raises(KeyError):
+        sources.kind("memory")
+    assert sources.records("memory").entities == {}
+    assert sources.records("memory").scrub({"a": "/api/applicants/7", "b_id": "x"}) == {}
 
 
 def test_an_erasure_keeps_what_the_kind_names_things_with() -> None:

@@ -21,6 +21,7 @@ from edsync.mirror.sql import adapt
 from edsync.model import Cursor, Quarantined
 from edsync.run.sharing import SharedLocks
 from edsync.settings import MirrorSettings
+from edsync.sources import records as kind_records
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 WHEN = dt.datetime(2026, 3, 1, 12, 30, 0, 250_000, tzinfo=dt.UTC)
@@ -64,7 +65,7 @@ def test_a_page_the_database_refuses_for_its_data_is_not_retried_as_a_lock(
     tried again (RetriableError); a value the database refuses is a plain
     MirrorError, whatever the engine."""
     engine = make_engine()
-    applier = Applier(engine, "da", None, kind="edlink")
+    applier = Applier(engine, "da", None, records=kind_records("edlink"))
     # PostgreSQL refuses the time (a DataError); SQLite stores any text.
     event = Quarantined("1", 1, "t", "person", {"id": 1}, "bad", occurred_at="not a time")
     if backend == "sqlite":
@@ -122,7 +123,7 @@ def test_status_and_quarantine_list_print_times_as_the_mirror_wrote_them(
     )
     assert main(["db", "-c", str(path), "upgrade"]) == 0
     engine = db.create_mirror_engine(load_config(path, secrets=False).mirror)
-    applier = Applier(engine, "da", None, kind="edlink")
+    applier = Applier(engine, "da", None, records=kind_records("edlink"))
     applier.apply([Quarantined("e1", 1, "t", "person", {"id": 1}, "bad")], Cursor("e1", 1))
     checkpoints.record_success(engine, "da")
     with engine.connect() as conn:

@@ -4,13 +4,19 @@ values the views read, computed once when a record is written."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from edsync.kinds import readers, typed_values
-from edsync.kinds import records_of as typer
+from edsync.kinds import Reader, typed_values
 from edsync.sources import VIEWS as KINDS
+from edsync.sources import records as typer
+
+
+def readers(kind: str) -> Mapping[str, tuple[Reader, ...]]:
+    return typer(kind).readers
+
 
 PERSON = readers("edlink")["person"]
 ENROLLMENT = readers("edlink")["enrollment"]

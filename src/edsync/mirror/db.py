@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from edsync.errors import ConfigError, FatalError
+from edsync.kinds import Records
 from edsync.mirror.errors import on_error, transient_failures, translate
 
 # Re-exported: mirror.ledger imports WRITE from here.
@@ -267,9 +268,9 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine, sources: Mapping[str, str] | None = None) -> None:
+def upgrade(engine: Engine, sources: Mapping[str, Records] | None = None) -> None:
     """Migrate to the newest schema, then create or replace the views of
-    ``sources`` (name → kind)."""
+    ``sources`` (name → its kind's records)."""
     _migrate(engine)
     if sources:
         from edsync.mirror import views
@@ -306,10 +307,10 @@ def _stamped_revision(engine: Engine) -> str | None:
 
 
 def ensure_schema(
-    engine: Engine, *, auto_migrate: bool, sources: Mapping[str, str] | None = None
+    engine: Engine, *, auto_migrate: bool, sources: Mapping[str, Records] | None = None
 ) -> None:
     """Upgrade the schema, or refuse to run on one that is not current; with
-    ``auto_migrate``, also bring the views of ``sources`` (name → kind) up to
+    ``auto_migrate``, also bring the views of ``sources`` (name → records) up to
     date, so a source added to the config gets its views on the next start."""
     _ensure_tables(engine, auto_migrate=auto_migrate)
     if auto_migrate and sources:

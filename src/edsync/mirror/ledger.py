@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine
 
-from edsync.kinds import Records, records_of
+from edsync.kinds import NO_RECORDS, Records
 from edsync.mirror import checkpoints, maintenance, queue
 from edsync.mirror.db import WRITE
 from edsync.mirror.erasure import SIGNAL_KEEP, erase_person, scrubbed_record
@@ -135,7 +135,7 @@ class Ledger:
         person_entity: str | None,
         rules: Sequence[Rule] = (),
         *,
-        kind: str,
+        records: Records = NO_RECORDS,
         outlives_person: Sequence[str] = (),
     ) -> None:
         """``outlives_person``: record kinds upstream keeps, scrubbed, when it
@@ -145,7 +145,7 @@ class Ledger:
         self.writer = engine.execution_options(**{WRITE: True})
         self.source = source
         self.person_entity = person_entity
-        self.typed = records_of(kind)
+        self.typed = records
         self.rules = [rule for rule in rules if rule.source == source]
         self._pages = 0
         self._jsonb = engine.dialect.name == "postgresql"  # see maintenance.jsonb_storable

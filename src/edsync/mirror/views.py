@@ -3,8 +3,8 @@
 ``{source}_{entities}`` (``dreamapply_offers``, ``edlink_people``) has ``id``,
 ``deleted``, the entity's documented fields as columns, ``version``,
 ``changed_at``, ``synced_at`` and ``data``. The fields are the kind's
-(``Records.entities``), found by the kind's name in ``edsync.kinds``, where
-the registry of kinds put them: the mirror imports no source module.
+(``Records.entities``), handed in by whoever opens the mirror, source by
+source: the mirror imports no source module.
 Views depend on the configuration (the source names), which migrations do
 not know: ``db upgrade`` and the auto-migrating ``ensure_schema`` create or
 replace them for the configured sources after migrating.
@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from edsync.kinds import TYPED_FORMAT, Example, Field, FieldType, Kind, records_of
+from edsync.kinds import TYPED_FORMAT, Example, Field, FieldType, Kind, Records
 from edsync.mirror.errors import MirrorError
 from edsync.mirror.sql import adapt, execute, loads
 
@@ -47,7 +47,7 @@ RETYPE_BATCH = 2000
 class View:
     name: str
     source: str
-    kind: str
+    records: Records
     entity: str
     columns: tuple[tuple[str, str], ...]  # (column, SQL type as the dialect shows it)
     select: str  # the SELECT the view is
@@ -138,8 +138,8 @@ def _column(dialect: _Dialect, field: Field) -> str:
     return f"{expression} AS {_quote(field.column)}"
 
 
-def _view(dialect: _Dialect, name: str, source: str, kind: str, entity: str) -> View:
-    _, fields = records_of(kind).entities[entity]
+def _view(dialect: _Dialect, name: str, source: str, records: Records, entity: str) -> View:
+    _, fields = records.entities[entity]
     types = dialect.record_types
     head = [f"entity_id AS {_quote('id')}", "deleted"]
     tail = ["version", "changed_at", "synced_at", "data"]
@@ -154,17 +154,18 @@ def _view(dialect: _Dialect, name: str, source: str, kind: str, entity: str) -> 
         f"{', '.join([*head, *(_column(dialect, f) for f in fields), *tail])} "
         f"FROM records WHERE source = {_literal(source)} AND entity = {_literal(entity)}"
     )
-    return View(name, source, kind, entity, tuple(columns), select)
+    return View(name, source, records, entity, tuple(columns), select)
 
 
-def plan(sources: Mapping[str, str], dialect: str) -> tuple[list[View], list[Skipped]]:
-    """The views for ``sources`` (name → kind), and those that cannot be made."""
+def plan(sources: Mapping[str, Records], dialect: str) -> tuple[list[View], list[Skipped]]:
+    """The views for ``sources`` (name → its kind's records), and those that
+    cannot be made."""
     sql = _dialect(dialect)
     views: list[View] = []
     skipped: list[Skipped] = []
     taken: dict[str, str] = {}
-    for source, kind in sorted(sources.items()):
-        for entity, (plural, _) in records_of(kind).entities.items():
+    for source, records in sorted(sources.items()):
+        for entity, (plural, _) in records.entities.items():
             name = view_name(source, plural)
             if len(name.encode()) > MAX_NAME:
                 skipped.append(Skipped(source, entity, f"{name} is over {MAX_NAME} bytes"))
@@ -172,7 +173,7 @@ def plan(sources: Mapping[str, str], dialect: str) -> tuple[list[View], list[Ski
                 skipped.append(Skipped(source, entity, f"{name} is taken by {taken[name]}"))
             else:
                 taken[name] = f"source {source!r}"
-                views.append(_view(sql, name, source, kind, entity))
+                views.append(_view(sql, name, source, records, entity))
     return views, skipped
 
 
@@ -229,7 +230,7 @@ def _ddl(conn: Connection, statement: str) -> None:
     conn.exec_driver_sql(statement)
 
 
-def refresh(conn: Connection, sources: Mapping[str, str]) -> list[str]:
+def refresh(conn: Connection, sources: Mapping[str, Records]) -> list[str]:
     """Create or replace the views of ``sources`` in ``conn``'s (write)
     transaction; returns the names of those it (re)created."""
     views, skipped = plan(sources, conn.dialect.name)
@@ -238,7 +239,7 @@ def refresh(conn: Connection, sources: Mapping[str, str]) -> list[str]:
     changed = stale(conn, views)
     for view in changed:
         _replace(conn, view)
-        retype(conn, view.source, view.kind, view.entity)
+        retype(conn, view.source, view.records, view.entity)
     return [view.name for view in changed]
 
 
@@ -247,11 +248,11 @@ _ORDER = "ORDER BY entity_id LIMIT ?"
 _RETYPE = "UPDATE records SET typed = ? WHERE source = ? AND entity = ? AND entity_id = ?"
 
 
-def retype(conn: Connection, source: str, kind: str, entity: str) -> int:
+def retype(conn: Connection, source: str, records: Records, entity: str) -> int:
     """Compute the ``typed`` values of every record of ``source``'s ``entity``
     again, in ``conn``'s (write) transaction, a batch at a time in key order;
     returns how many."""
-    typed = records_of(kind)
+    typed = records
     first = adapt(conn, _FIRST + _ORDER)
     after = adapt(conn, _FIRST + "AND entity_id > ? " + _ORDER)
     update = adapt(conn, _RETYPE)
@@ -274,7 +275,7 @@ def _object(data: Any) -> Mapping[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def ensure(engine: Engine, sources: Mapping[str, str], *, strict: bool = True) -> list[str]:
+def ensure(engine: Engine, sources: Mapping[str, Records], *, strict: bool = True) -> list[str]:
     """Bring the views of ``sources`` up to date; a read, and no lock, when
     they are. Not ``strict``: a database error is logged, not raised."""
     from edsync.mirror.locks import WRITE, lock_migrations

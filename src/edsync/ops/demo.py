@@ -113,6 +113,7 @@ def run_demo(events: int, db: Path) -> int:
     from edsync.ops import logs
     from edsync.ops.ui import RichProgress
     from edsync.run.backfill import run_backfill
+    from edsync.sources import source_records
     from edsync_sim import Simulator
 
     fresh_file(db)
@@ -122,8 +123,7 @@ def run_demo(events: int, db: Path) -> int:
         config = demo_config(sim.url, db)
         logs.configure(config.log)
         engine = create_mirror_engine(config.mirror)
-        kinds = {name: source.kind for name, source in config.sources.items()}
-        ensure_schema(engine, auto_migrate=True, sources=kinds)
+        ensure_schema(engine, auto_migrate=True, sources=source_records(config.sources))
         mark_demo(engine)
         print(
             f"Simulated DreamApply ({events} journal events, {DEMO_RATE} more a second) and "

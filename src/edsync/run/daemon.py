@@ -325,10 +325,10 @@ class Daemon:
             log.error("webhooks_not_listening", error=str(exc))
         if set(new.sources) - set(old.sources) and new.mirror.auto_migrate:
             from edsync.mirror import views
+            from edsync.sources import source_records
 
             # A source added by the reload gets its views now, as at a start.
-            kinds = {name: settings.kind for name, settings in new.sources.items()}
-            views.ensure(self.engine, kinds, strict=False)
+            views.ensure(self.engine, source_records(new.sources), strict=False)
         log.info("config_reloaded", sources=list(new.sources))
         self.notifier.ready(self.summary())
         return True

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
+from edsync import sources
 from edsync.errors import AuthError, EdsyncError, FatalError, GapError
 from edsync.mirror import Mirror, checkpoints
 from edsync.mirror.apply import Applier
@@ -141,7 +142,7 @@ def drain(
             source.name,
             source.person_entity,
             rules,
-            kind=source.kind,
+            records=sources.records(source.kind),
             outlives_person=refresher.outlives_person if refresher is not None else (),
         ),
         bounds=bounds or Bounds(),

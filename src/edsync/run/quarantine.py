@@ -51,7 +51,9 @@ def retry(config: Config, engine: Mirror, names: Sequence[str]) -> RetryReport:
                         "still_quarantined", source=name, event_id=item.event_id, reason=str(exc)
                     )
             if changes:
-                applier = Applier(engine, name, source.person_entity, rules, kind=source.kind)
+                applier = Applier(
+                    engine, name, source.person_entity, rules, records=sources.records(source.kind)
+                )
                 result = applier.reapply(changes)
                 report.applied += result.applied
                 report.stale += result.stale

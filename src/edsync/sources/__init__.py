@@ -1,9 +1,9 @@
 """Feed kinds: the one registry. A new kind is one module (or package) here
 exporting its ``KIND`` (an ``edsync.kinds.Kind``), plus one line in ``_KINDS``.
 
-A kind's module is imported only when the kind is first asked for. Importing
-this registry installs its lookup in ``edsync.kinds``, where the mirror finds
-a kind's records by name without importing any source module.
+A kind's module is imported only when the kind is first asked for. The
+mirror imports no source module: it is handed each source's records
+(``source_records``, ``records``) by whoever opens it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from edsync import kinds
+from edsync.kinds import NO_RECORDS
 
 if TYPE_CHECKING:
-    from edsync.kinds import Entity, Kind
+    from edsync.kinds import Entity, Kind, Records
     from edsync.settings import SourceSettings
     from edsync.sources.base import Source
 
@@ -34,7 +34,15 @@ def kind(name: str) -> Kind:
     return found
 
 
-kinds.install(kind)
+def records(name: str) -> Records:
+    """The records of the kind named ``name``; none (no views) for a name no
+    kind has, such as a test's memory feed."""
+    return kind(name).records if name in _KINDS else NO_RECORDS
+
+
+def source_records(sources: Mapping[str, SourceSettings]) -> dict[str, Records]:
+    """Source name → its kind's records: what the mirror's views are made for."""
+    return {name: records(settings.kind) for name, settings in sources.items()}
 
 
 def settings_class(name: str) -> type[SourceSettings]:
