@@ -60,7 +60,7 @@ from _compiled import compile_edsync
 from edsync.mirror.db import create_mirror_engine, ensure_schema
 from edsync.settings import MirrorSettings
 from edsync.sources.dreamapply.journal import EVENT_KINDS, parse_name
-from edsync.sources.dreamapply.names import ref_id
+from edsync.sources.dreamapply.links import ref_id
 from edsync_sim.server import DEFAULT_API_KEY
 
 KEY = DEFAULT_API_KEY  # what `edsync simulate` accepts

@@ -3,7 +3,6 @@ status mapping, and where a credential may go (SPEC 5.1, 5.5)."""
 
 from __future__ import annotations
 
-import re
 import ssl
 import threading
 import time
@@ -30,6 +29,7 @@ from edsync.errors import (
 )
 from edsync.origins import Origin, foreign_origin
 from edsync.pacing import Pacer
+from edsync.redaction import credentials_in, error_detail, excerpt
 
 if TYPE_CHECKING:
     from stamina.instrumentation import RetryDetails
@@ -217,7 +217,7 @@ class HttpClient:
         self.retry_for = retry_for
         self.backoff = backoff or Backoff()
         self.max_body = max_body
-        self.secrets = _credentials(headers or {}, auth)
+        self.secrets = credentials_in(headers or {}, auth)
         self.pacer = Pacer(per_minute)
         self.spent = Spent()
         # Attempts sent and 429s received, for benchmarks and tests.
@@ -385,7 +385,7 @@ class HttpClient:
         try:
             foreign = foreign_origin(self.client.base_url, path)
         except httpx.InvalidURL as exc:
-            reason = _excerpt(str(exc), self.secrets)
+            reason = excerpt(str(exc), self.secrets)
             raise MalformedPageError(
                 f"{self.target}: an answer named a link that is no URL ({reason})"
             ) from None
@@ -403,8 +403,8 @@ class HttpClient:
             reply.status,
             self.target,
             retry_after=reply.headers.get("Retry-After"),
-            location=_excerpt(reply.headers.get("Location", ""), self.secrets) or None,
-            detail=_error_detail(reply.body, self.secrets) if reply.status >= 400 else "",
+            location=excerpt(reply.headers.get("Location", ""), self.secrets) or None,
+            detail=error_detail(reply.body, self.secrets) if reply.status >= 400 else "",
         )
         if error is None:
             return
@@ -473,32 +473,3 @@ def _certificate_rejection(exc: BaseException) -> str | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
-
-
-def _credentials(
-    headers: Mapping[str, str], auth: httpx.Auth | tuple[str, str] | None
-) -> tuple[str, ...]:
-    """What we send that is secret: the credential of an ``Authorization``
-    header (``Bearer X``, ``DREAM apikey="X"``: both forms) and a password."""
-    found = []
-    for name, value in headers.items():
-        if name.lower() == "authorization":
-            credential = value.partition(" ")[2].strip()
-            found += [credential, *re.findall(r'"([^"]+)"', credential)]
-    if isinstance(auth, tuple):
-        found.append(auth[1])
-    return tuple(sorted({s for s in found if s}, key=len, reverse=True))
-
-
-def _error_detail(body: bytes, secrets: Collection[str] = ()) -> str:
-    """A short, safe excerpt of an error body for the message: an upstream
-    quoting the credential it refused must not put it in our logs."""
-    if not body:
-        return ""
-    return _excerpt(body[:4096].decode("utf-8", "replace"), secrets)
-
-
-def _excerpt(text: str, secrets: Collection[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return " ".join(text[:200].split())

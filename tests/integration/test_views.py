@@ -759,7 +759,7 @@ def test_a_link_column_holds_the_id_the_journal_reads(
     (``ref_id``, which names the records a link points to), whatever form
     the link takes, on both engines."""
     from edsync.mirror.schema import records as records_table
-    from edsync.sources.dreamapply.names import ref_id
+    from edsync.sources.dreamapply.links import ref_id
 
     engine = make_engine()
     upgrade(engine, of_kinds({"da": "dreamapply"}))

@@ -1,6 +1,6 @@
 """The DreamApply source kind (``KIND``): the journal reader (``journal``),
 the full snapshot (``snapshot``), the resources a refresh reads
-(``resources``), the links all of them follow (``names``), and its records'
+(``resources``), the links all of them follow (``links``), and its records'
 views and erasures (``fields``)."""
 
 from edsync.kinds import Kind

@@ -22,7 +22,7 @@ the ledger.
 from __future__ import annotations
 
 from edsync.kinds import Demo, Entity, Example, Field, Records, Tally
-from edsync.sources.dreamapply.names import is_link, ref_id
+from edsync.sources.dreamapply.links import is_link, ref_id
 
 _f = Field.at
 

@@ -31,7 +31,7 @@ from edsync.normalize import utc_timestamp
 from edsync.pages import by_cursor
 from edsync.settings import Duration, Secret, SourceSettings, WebhookSettings
 from edsync.sources.dreamapply.journal_page import lone_event, read_page
-from edsync.sources.dreamapply.names import application_id, link_id, own_id, refreshes
+from edsync.sources.dreamapply.links import application_id, link_id, own_id, refreshes
 from edsync.sources.dreamapply.resources import SNAPSHOT_ENTITIES, Resources
 
 if TYPE_CHECKING:

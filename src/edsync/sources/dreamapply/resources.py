@@ -25,7 +25,7 @@ from edsync.errors import MalformedPageError
 from edsync.http import HttpClient, Reply
 from edsync.model import Ref, Refreshed, SnapshotObject
 from edsync.pages import Page, by_link
-from edsync.sources.dreamapply.names import link_child, ref_id
+from edsync.sources.dreamapply.links import link_child, ref_id
 
 log = structlog.get_logger("edsync.dreamapply")
 

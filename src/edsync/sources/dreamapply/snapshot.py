@@ -28,7 +28,7 @@ from edsync.errors import FatalError, MalformedPageError
 from edsync.http import HttpClient, Reply
 from edsync.model import SNAPSHOT_DONE, SnapshotObject, SnapshotPage
 from edsync.pages import by_cursor
-from edsync.sources.dreamapply.names import ref_id
+from edsync.sources.dreamapply.links import ref_id
 from edsync.sources.dreamapply.resources import (
     LIST_EXPAND,
     SNAPSHOT_ENTITIES,
