@@ -54,6 +54,8 @@ log = structlog.get_logger("edsync.daemon")
 MAX_START_JITTER = 5.0
 PUBLISH_INTERVAL = 5.0
 POLL_WORKERS = 8
+SETTLE_STEP = 1.0
+"""Seconds between a daemon's coordination rounds for its first period."""
 """Polls at once, whatever the number of sources (SPEC 8: a bounded pool)."""
 
 
@@ -247,15 +249,31 @@ class Daemon:
             self.metrics.held.set(len(self.config.sources))  # SQLite: the only process
             self.metrics.members.set(1)
             return
+        period = coordination_interval(s.interval for s in self.config.sources.values())
         self.scheduler.add_job(
             self.coordinate,
             "interval",
-            seconds=coordination_interval(s.interval for s in self.config.sources.values()),
+            seconds=period,
             id="coordinator",
             name="coordinator",
             executor="control",
             replace_existing=True,
         )
+        if period > SETTLE_STEP:
+            # Daemons started together each see only those registered before
+            # them: the first takes every source. Rounds every SETTLE_STEP for
+            # one period let it hand the others their share within seconds,
+            # not a period later.
+            self.scheduler.add_job(
+                self.coordinate,
+                "interval",
+                seconds=SETTLE_STEP,
+                end_date=_now() + dt.timedelta(seconds=period),
+                id="coordinator-settle",
+                name="coordinator (settling)",
+                executor="control",
+                replace_existing=True,
+            )
 
     def coordinate(self) -> None:
         """Rebalance this daemon's share of the sources with the others'."""
