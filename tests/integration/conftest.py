@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,16 @@ def daemons() -> Iterator[list[DaemonProcess]]:
     yield started
     for daemon in started:
         daemon.close()
+
+
+@pytest.fixture
+def start_daemon(daemons: list[DaemonProcess]) -> Callable[..., DaemonProcess]:
+    """``start_daemon(config, **env)``: `edsync run` on ``config`` with ``env``
+    added to the environment, closed at the test's end."""
+
+    def factory(config: Path, **env: str) -> DaemonProcess:
+        daemon = DaemonProcess(config, env)
+        daemons.append(daemon)
+        return daemon
+
+    return factory

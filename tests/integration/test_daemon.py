@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +22,6 @@ from edsync.mirror.db import create_mirror_engine
 from tests.integration.daemon import DaemonProcess
 
 FAST = 'interval = "1s"\n'
-
-
-@pytest.fixture
-def start_daemon() -> Iterator[Callable[..., DaemonProcess]]:
-    started: list[DaemonProcess] = []
-
-    def factory(config: Path, **env: str) -> DaemonProcess:
-        daemon = DaemonProcess(config, env)
-        started.append(daemon)
-        return daemon
-
-    yield factory
-    for daemon in started:
-        daemon.close()
 
 
 def ledger_positions(config: Path) -> list[int]:

@@ -4,28 +4,12 @@ refuses a broken one keeping the config it runs."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import DREAMAPPLY_KEY
 from tests.integration.daemon import DaemonProcess
-
-
-@pytest.fixture
-def start_daemon() -> Iterator[Callable[[Path], DaemonProcess]]:
-    started: list[DaemonProcess] = []
-
-    def factory(config: Path) -> DaemonProcess:
-        daemon = DaemonProcess(config)
-        started.append(daemon)
-        return daemon
-
-    yield factory
-    for daemon in started:
-        daemon.close()
 
 
 def fragment(config: Path, name: str, url: str, *extra: str) -> Path:

@@ -380,20 +380,6 @@ def test_a_webhook_received_by_a_process_that_does_not_poll_wakes_the_one_that_d
 # -- the daemon as a process ------------------------------------------------------------
 
 
-@pytest.fixture
-def start_daemon() -> Iterator[Callable[..., DaemonProcess]]:
-    started: list[DaemonProcess] = []
-
-    def factory(config: Path, **env: str) -> DaemonProcess:
-        daemon = DaemonProcess(config, env)
-        started.append(daemon)
-        return daemon
-
-    yield factory
-    for daemon in started:
-        daemon.close()
-
-
 @pytest.mark.sqlite_only
 def test_an_appended_event_is_in_the_mirror_within_2s_though_the_interval_is_5m(
     backend: str,
