@@ -65,6 +65,16 @@ class LogSettings:
     format: Literal["auto", "json", "console"] = "auto"
 
 
+def split_listen(listen: str) -> tuple[str, int] | None:
+    """A ``listen`` key ("HOST:PORT", an IPv6 host in brackets) as (host,
+    port), or None when it is not of that form."""
+    host, sep, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host, int(port)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebhookSettings:
     """Where a source's upstream POSTs its webhooks (``[sources.NAME.webhook]``):
@@ -77,11 +87,8 @@ class WebhookSettings:
 
     def address(self) -> tuple[str, int] | None:
         """``listen`` as (host, port), or None when it is not HOST:PORT."""
-        host, sep, port = self.listen.rpartition(":")
-        host = host.removeprefix("[").removesuffix("]")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            return None
-        return host, int(port)
+        address = split_listen(self.listen)
+        return address if address is not None and 0 < address[1] < 65536 else None
 
     def check(self) -> tuple[str, str] | None:
         if self.address() is None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from edsync.errors import ConfigError
+from edsync.settings import split_listen
 
 if TYPE_CHECKING:
     from http.server import BaseHTTPRequestHandler
@@ -172,10 +173,10 @@ class Health:
 
 
 def parse_listen(listen: str, path: str = "") -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    address = split_listen(listen)
+    if address is None:
         raise ConfigError(path, "metrics.listen", f"{listen!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+    return address
 
 
 class MetricsServer:
