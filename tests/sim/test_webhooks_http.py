@@ -3,6 +3,9 @@ appended event, sent from its own thread, over real HTTP."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: list[tuple[str | None, dict[str, object]]] = []
+        self.first = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
         receiver = self
@@ -33,6 +37,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.gate.wait(10)
                 receiver.received.append((self.headers["Authorization"], orjson.loads(body)))
+                receiver.first.set()
                 self.send_response(204)
                 self.end_headers()
 
@@ -108,3 +113,23 @@ def test_with_a_rate_the_journal_grows_and_posts_without_being_polled(
 def _names(sim: Simulator) -> list[str]:
     with sim.journal.locked() as journal:
         return sorted(journal.positions_by_name)
+
+
+def test_the_simulate_command_posts_webhooks_as_readme_shows(receiver: Receiver) -> None:
+    """README: ``EDSYNC_SIM_WEBHOOK_AUTHORIZATION=... edsync simulate --webhook-url URL``
+    (with ``--rate``, the journal grows on its own)."""
+    env = {**os.environ, "EDSYNC_SIM_WEBHOOK_AUTHORIZATION": AUTHORIZATION}
+    command = [sys.executable, "-m", "edsync", "simulate", "--port", "0", "--events", "5"]
+    command += ["--rate", "20", "--webhook-url", receiver.url]
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL) as proc:
+        try:
+            assert receiver.first.wait(30), "no webhook from `edsync simulate`"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    authorization, body = receiver.received[0]
+    assert authorization == AUTHORIZATION
+    [(event_id, item)] = body.items()
+    assert int(event_id) > 5
+    assert isinstance(item, dict)
+    assert "event" in item
