@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import httpx
 import orjson
@@ -168,7 +168,7 @@ def _retry_scheduled(details: RetryDetails) -> None:
 class Target:
     """Whom a client speaks for: named in its messages, labelled in metrics."""
 
-    role: str
+    role: Literal["source", "sink"]
     name: str
 
     @classmethod
